@@ -1,0 +1,298 @@
+//! Configuration: `config/incident-bot.toml` layered under environment overrides.
+//!
+//! Order (later wins): built-in defaults → the TOML file → `INCIDENT_BOT_<SECTION>__<KEY>` variables →
+//! the well-known variables of SPEC §8 (`DATABASE_URL`, `PORT`, `SLACK_API_URL`, `PAGERDUTY_EVENTS_URL`, …).
+//! Secrets are read from the environment only and never from the file; [`Secret`] never prints its value.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Everything that is not a secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub listen: String,
+    /// `sqlite://…` (embedded, created on first run) or `postgres://…`.
+    pub database_url: String,
+    /// Path of the Backstage catalog.
+    pub catalog_path: PathBuf,
+    pub slack: SlackSettings,
+    pub setup: SetupSettings,
+    pub pager: PagerSettings,
+    pub incidents: IncidentSettings,
+    pub http: HttpSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SlackSettings {
+    /// Base URL of the Slack Web API (no trailing slash needed).
+    pub api_url: String,
+    /// Channel (name or ID) where every incident is announced.
+    pub broadcast_channel: String,
+    /// Incident channels are named `<prefix>-<number>-<slug>`.
+    pub channel_prefix: String,
+    /// A Web API call that takes longer is abandoned and retried.
+    pub call_timeout_ms: u64,
+    /// Requests whose timestamp is further from now are refused (replay protection).
+    pub signature_tolerance_secs: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SetupSettings {
+    /// Attempts per war-room step before it is marked failed.
+    pub max_attempts: i64,
+    /// First retry delay; doubles per attempt (with jitter) up to `backoff_max_ms`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// A claimed step is owned this long; a crashed owner's step is taken over after it.
+    pub lease_ms: u64,
+    /// How often unfinished steps (e.g. after a restart) are looked for.
+    pub sweep_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PagerSettings {
+    pub pagerduty_events_url: String,
+    pub pagerduty_api_url: String,
+    pub opsgenie_api_url: String,
+    pub call_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IncidentSettings {
+    /// Minutes after `Resolved` during which `Reopen` is offered.
+    pub monitoring_minutes: i64,
+    /// A P1 not acknowledged within this many minutes pages the secondary again.
+    pub p1_ack_escalation_minutes: i64,
+    /// Any incident unresolved this long pages the escalation target.
+    pub unresolved_escalation_minutes: i64,
+    /// Time zone used when a user's own is unknown.
+    pub default_timezone: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "0.0.0.0:3000".into(),
+            database_url: "sqlite://incident-bot.db".into(),
+            catalog_path: PathBuf::from("config/catalog.yaml"),
+            slack: SlackSettings::default(),
+            setup: SetupSettings::default(),
+            pager: PagerSettings::default(),
+            incidents: IncidentSettings::default(),
+            http: HttpSettings::default(),
+        }
+    }
+}
+
+impl Default for SlackSettings {
+    fn default() -> Self {
+        SlackSettings {
+            api_url: "https://slack.com/api".into(),
+            broadcast_channel: "incidents".into(),
+            channel_prefix: "inc".into(),
+            call_timeout_ms: 10_000,
+            signature_tolerance_secs: 300,
+        }
+    }
+}
+
+impl Default for SetupSettings {
+    fn default() -> Self {
+        SetupSettings {
+            max_attempts: 8,
+            backoff_base_ms: 500,
+            backoff_max_ms: 60_000,
+            lease_ms: 30_000,
+            sweep_interval_ms: 2_000,
+        }
+    }
+}
+
+impl Default for PagerSettings {
+    fn default() -> Self {
+        PagerSettings {
+            pagerduty_events_url: "https://events.pagerduty.com".into(),
+            pagerduty_api_url: "https://api.pagerduty.com".into(),
+            opsgenie_api_url: "https://api.opsgenie.com".into(),
+            call_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for IncidentSettings {
+    fn default() -> Self {
+        IncidentSettings {
+            monitoring_minutes: 30,
+            p1_ack_escalation_minutes: 5,
+            unresolved_escalation_minutes: 30,
+            default_timezone: "UTC".into(),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            body_limit_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// A secret value: `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Secrets, from the environment only.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    pub slack_bot_token: Option<Secret>,
+    pub slack_signing_secret: Option<Secret>,
+    pub slack_app_token: Option<Secret>,
+    pub deploy_api_token: Option<Secret>,
+    pub github_webhook_secret: Option<Secret>,
+    pub gitlab_webhook_token: Option<Secret>,
+    pub argocd_webhook_token: Option<Secret>,
+    pub pagerduty_api_token: Option<Secret>,
+    /// Other variables the catalog names (pager routing keys, Opsgenie keys), by variable name.
+    pub named: HashMap<String, Secret>,
+}
+
+impl Secrets {
+    /// Reads every secret from the process environment. `extra` names the variables the catalog refers to.
+    pub fn from_env<'a>(extra: impl IntoIterator<Item = &'a str>) -> Self {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).map(Secret);
+        let named = extra
+            .into_iter()
+            .filter_map(|k| get(k).map(|v| (k.to_string(), v)))
+            .collect();
+        Secrets {
+            slack_bot_token: get("SLACK_BOT_TOKEN"),
+            slack_signing_secret: get("SLACK_SIGNING_SECRET"),
+            slack_app_token: get("SLACK_APP_TOKEN"),
+            deploy_api_token: get("DEPLOY_API_TOKEN"),
+            github_webhook_secret: get("GITHUB_WEBHOOK_SECRET"),
+            gitlab_webhook_token: get("GITLAB_WEBHOOK_TOKEN"),
+            argocd_webhook_token: get("ARGOCD_WEBHOOK_TOKEN"),
+            pagerduty_api_token: get("PAGERDUTY_API_TOKEN"),
+            named,
+        }
+    }
+
+    /// A secret named by the catalog (e.g. a routing key's variable).
+    pub fn named(&self, var: &str) -> Option<&Secret> {
+        self.named.get(var)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Loads `path` (if it exists) under the environment overrides.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        Self::figment(path)
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+
+    fn figment(path: &Path) -> Figment {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("INCIDENT_BOT_").split("__"));
+        let well_known = [
+            ("DATABASE_URL", "database_url"),
+            ("SLACK_API_URL", "slack.api_url"),
+            ("PAGERDUTY_EVENTS_URL", "pager.pagerduty_events_url"),
+            ("PAGERDUTY_API_URL", "pager.pagerduty_api_url"),
+            ("OPSGENIE_API_URL", "pager.opsgenie_api_url"),
+            ("CATALOG_PATH", "catalog_path"),
+        ];
+        for (var, key) in well_known {
+            if let Ok(v) = std::env::var(var) {
+                fig = fig.merge(Serialized::default(key, v));
+            }
+        }
+        if let Ok(port) = std::env::var("PORT") {
+            fig = fig.merge(Serialized::default("listen", format!("0.0.0.0:{port}")));
+        }
+        fig
+    }
+
+    /// The Slack API base without a trailing slash (slack-morphism adds `/<method>`).
+    pub fn slack_api_base(&self) -> String {
+        self.slack.api_url.trim_end_matches('/').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_output_hides_the_value() {
+        let s = Secret::new("xoxb-very-secret");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert!(!format!(
+            "{:?}",
+            Secrets {
+                slack_bot_token: Some(s),
+                ..Default::default()
+            }
+        )
+        .contains("very-secret"));
+    }
+
+    #[test]
+    fn shipped_config_file_parses_with_every_section() {
+        let s: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/config/incident-bot.toml"
+            )))
+            .extract()
+            .expect("config/incident-bot.toml parses");
+        assert_eq!(s.slack.broadcast_channel, "incidents");
+        assert_eq!(s.incidents.monitoring_minutes, 30);
+    }
+
+    #[test]
+    fn slack_api_base_drops_the_trailing_slash() {
+        let mut s = Settings::default();
+        s.slack.api_url = "https://slack.com/api/".into();
+        assert_eq!(s.slack_api_base(), "https://slack.com/api");
+    }
+}

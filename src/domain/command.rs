@@ -1,0 +1,860 @@
+//! Parsing the text of the `/incident` slash command (SPEC §2) into a [`Command`], and the time expressions it
+//! accepts (`14:05`, `-20m`, ISO-8601) into a [`TimeSpec`] that is resolved against the caller's `now` and time zone.
+
+use std::fmt;
+
+use chrono::{
+    DateTime, Duration, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone,
+    Utc,
+};
+
+use super::phase::{CorrectionTarget, Milestone};
+use super::severity::{DetectionMethod, Severity};
+
+/// Short help listing every command (Slack mrkdwn).
+pub const USAGE: &str = "\
+*Usage:* `/incident <command>`
+• `start <title> [sev:P1|P2|P3] [service:<name>] [via:alert|customer|engineer] [started:<HH:MM|-20m>]` — declare an incident (options anywhere; no title opens a form)
+• `ack` · `identified` · `fixed` · `resolved` · `reopen` — record a phase, in the incident channel
+• `set <started|ack|identified|fixed|resolved> <HH:MM|ISO-8601>` — correct a timestamp
+• `status` — current phase, timestamps and elapsed time
+• `deploys <service> [2h|30m|1d]` — recent deploys to a service and what it depends on
+• `list` — open incidents
+• `digest` — post this channel's MTTR digest now
+• `help` — this help";
+
+/// The longest span accepted in `-20m`, `2h`-style input.
+const MAX_SPAN_DAYS: i64 = 400;
+
+/// A parsed `/incident` command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// `start <title> [options]`.
+    Start(StartArgs),
+    /// `start` without a title: open the declare modal.
+    StartModal,
+    /// `ack`, `identified`, `fixed`, `resolved` (and aliases): same as the buttons.
+    Milestone(Milestone),
+    Reopen,
+    /// `set <phase|started> <time>`: correct a timestamp.
+    Set {
+        target: CorrectionTarget,
+        when: TimeSpec,
+    },
+    Status,
+    /// `deploys <service> [window]`; `window` is `None` when not given (the caller picks the default).
+    Deploys {
+        service: String,
+        window: Option<Duration>,
+    },
+    List,
+    Digest,
+    Help,
+}
+
+/// Everything `/incident start` can say.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StartArgs {
+    pub title: String,
+    pub severity: Severity,
+    pub service: Option<String>,
+    pub via: DetectionMethod,
+    /// When impact began, if the declarer said; otherwise the declaration time.
+    pub started: Option<TimeSpec>,
+}
+
+/// Bad input; `message` is a one-line reason to show next to [`USAGE`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    pub message: String,
+}
+
+impl UsageError {
+    fn new(message: impl Into<String>) -> Self {
+        UsageError {
+            message: message.into(),
+        }
+    }
+}
+
+/// A point in time as a user typed it; see [`TimeSpec::resolve`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeSpec {
+    /// `-20m`, `20m`, `1h30m ago`: that long before `now`.
+    Ago(Duration),
+    /// `14:05`: a wall-clock time in the user's time zone, today or (if that is still ahead) yesterday.
+    Clock(NaiveTime),
+    /// ISO-8601 with a zone: `2026-11-25T14:32:00Z`, `2026-11-25T16:32+02:00`.
+    At(DateTime<FixedOffset>),
+    /// ISO-8601 without a zone: `2026-11-25 14:32`, taken in the user's time zone.
+    Local(NaiveDateTime),
+}
+
+impl TimeSpec {
+    /// The instant meant, for a user in time zone `tz` at `now`.
+    pub fn resolve(&self, now: DateTime<Utc>, tz: chrono_tz::Tz) -> DateTime<Utc> {
+        match *self {
+            TimeSpec::Ago(d) => now
+                .checked_sub_signed(d)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            TimeSpec::At(dt) => dt.with_timezone(&Utc),
+            TimeSpec::Local(ndt) => local_instants(tz, ndt)
+                .first()
+                .copied()
+                .unwrap_or_else(|| Utc.from_utc_datetime(&ndt)),
+            TimeSpec::Clock(time) => {
+                let today = now.with_timezone(&tz).date_naive();
+                let latest_past = |day: NaiveDate| {
+                    local_instants(tz, day.and_time(time))
+                        .into_iter()
+                        .filter(|i| *i <= now)
+                        .max()
+                };
+                latest_past(today)
+                    .or_else(|| today.pred_opt().and_then(latest_past))
+                    .unwrap_or(now)
+            }
+        }
+    }
+}
+
+impl fmt::Display for TimeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimeSpec::Ago(d) => write!(f, "-{}", super::mttr::format_duration(*d)),
+            TimeSpec::Clock(t) => write!(f, "{}", t.format("%H:%M")),
+            TimeSpec::At(dt) => write!(f, "{}", dt.to_rfc3339()),
+            TimeSpec::Local(ndt) => write!(f, "{}", ndt.format("%Y-%m-%d %H:%M")),
+        }
+    }
+}
+
+/// The instants a local wall-clock time maps to in `tz`: one, two around a DST fall-back, and for a time that
+/// does not exist (spring-forward gap) the first existing time after it.
+fn local_instants(tz: chrono_tz::Tz, ndt: NaiveDateTime) -> Vec<DateTime<Utc>> {
+    let mut probe = ndt;
+    for _ in 0..=8 {
+        match tz.from_local_datetime(&probe) {
+            LocalResult::Single(d) => return vec![d.with_timezone(&Utc)],
+            LocalResult::Ambiguous(a, b) => {
+                return vec![a.with_timezone(&Utc), b.with_timezone(&Utc)]
+            }
+            LocalResult::None => match probe.checked_add_signed(Duration::minutes(15)) {
+                Some(next) => probe = next,
+                None => break,
+            },
+        }
+    }
+    Vec::new()
+}
+
+/// Parses a time window: `2h`, `30m`, `1d`, `90m`, `1h30m` (positive, at most 400 days).
+pub fn parse_window(s: &str) -> Option<Duration> {
+    parse_span(s).filter(|d| *d > Duration::zero())
+}
+
+/// Parses `<number><unit>` groups (`s`, `m`/`min`, `h`/`hr`, `d`, `w`), e.g. `1h30m`; zero allowed.
+fn parse_span(s: &str) -> Option<Duration> {
+    let s = s.trim().to_ascii_lowercase();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = Duration::zero();
+    let mut rest = s.as_str();
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 || digits > 7 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "s" | "sec" | "secs" => Duration::try_seconds(n),
+            "m" | "min" | "mins" => Duration::try_minutes(n),
+            "h" | "hr" | "hrs" | "hour" | "hours" => Duration::try_hours(n),
+            "d" | "day" | "days" => Duration::try_days(n),
+            "w" | "wk" | "week" | "weeks" => Duration::try_weeks(n),
+            _ => None,
+        }?;
+        total = total.checked_add(&part)?;
+    }
+    (total <= Duration::days(MAX_SPAN_DAYS)).then_some(total)
+}
+
+/// Parses a time expression: `14:05`, `9:05:30`, `-20m`, `20m ago`, `now`, `2026-11-25T14:32:00Z`,
+/// `2026-11-25T16:32+02:00`, `2026-11-25 14:32` (no zone: the user's), `2026-11-25 14:32 UTC`.
+pub fn parse_time_spec(s: &str) -> Option<TimeSpec> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 64 {
+        return None;
+    }
+    let lower = s.to_ascii_lowercase();
+    if lower == "now" {
+        return Some(TimeSpec::Ago(Duration::zero()));
+    }
+    let span_text = lower
+        .strip_suffix("ago")
+        .map(str::trim_end)
+        .or_else(|| lower.strip_prefix('-'))
+        .unwrap_or(&lower);
+    if let Some(d) = parse_span(span_text) {
+        return Some(TimeSpec::Ago(d));
+    }
+    for fmt in ["%H:%M", "%H:%M:%S"] {
+        if let Ok(t) = NaiveTime::parse_from_str(s, fmt) {
+            return Some(TimeSpec::Clock(t));
+        }
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Some(TimeSpec::At(dt));
+    }
+    // Zoned forms RFC 3339 does not cover: no seconds, `Z`/`UTC` suffixes, `+0200` offsets.
+    let zoned = if let Some(x) = s.strip_suffix(['Z', 'z']) {
+        Some(format!("{}+00:00", x.trim_end()))
+    } else if lower.ends_with("utc") {
+        Some(format!("{}+00:00", s[..s.len() - 3].trim_end()))
+    } else {
+        None
+    };
+    let candidate = zoned.as_deref().unwrap_or(s);
+    for fmt in [
+        "%Y-%m-%dT%H:%M%z",
+        "%Y-%m-%d %H:%M%z",
+        "%Y-%m-%dT%H:%M:%S%z",
+        "%Y-%m-%d %H:%M:%S%z",
+    ] {
+        if let Ok(dt) = DateTime::parse_from_str(candidate, fmt) {
+            return Some(TimeSpec::At(dt));
+        }
+    }
+    if zoned.is_some() {
+        return None;
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
+        if let Ok(ndt) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(TimeSpec::Local(ndt));
+        }
+    }
+    None
+}
+
+/// Parses the text after `/incident`.
+pub fn parse(text: &str) -> Result<Command, UsageError> {
+    let tokens: Vec<&str> = text.split_whitespace().collect();
+    let Some((first, rest)) = tokens.split_first() else {
+        return Ok(Command::Help);
+    };
+    let sub = first.to_lowercase();
+    match sub.as_str() {
+        "help" | "-h" | "--help" | "?" | "usage" => Ok(Command::Help),
+        "start" | "declare" => parse_start(rest),
+        "set" | "correct" => parse_set(rest),
+        "deploys" | "deploy" => parse_deploys(rest),
+        "reopen" => no_arguments("reopen", rest, Command::Reopen),
+        "status" => no_arguments("status", rest, Command::Status),
+        "list" | "ls" => no_arguments("list", rest, Command::List),
+        "digest" => no_arguments("digest", rest, Command::Digest),
+        _ => match Milestone::parse(&sub) {
+            Some(m) if rest.is_empty() => Ok(Command::Milestone(m)),
+            Some(m) => Err(UsageError::new(format!(
+                "`/incident {}` takes no arguments — to correct its time use `/incident set {} 14:32`",
+                short(first),
+                m.as_str()
+            ))),
+            None => Err(UsageError::new(format!(
+                "unknown command `{}` — try `/incident help`",
+                short(first)
+            ))),
+        },
+    }
+}
+
+fn no_arguments(name: &str, rest: &[&str], cmd: Command) -> Result<Command, UsageError> {
+    if rest.is_empty() {
+        Ok(cmd)
+    } else {
+        Err(UsageError::new(format!(
+            "`/incident {name}` takes no arguments"
+        )))
+    }
+}
+
+/// User text echoed back in an error, cut to a sane length.
+fn short(s: &str) -> String {
+    const MAX: usize = 40;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let mut cut: String = s.chars().take(MAX).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+fn parse_start(rest: &[&str]) -> Result<Command, UsageError> {
+    let mut words = Vec::new();
+    let mut severity = None;
+    let mut service = None;
+    let mut via = None;
+    let mut started = None;
+    let mut i = 0;
+    while i < rest.len() {
+        let token = rest[i];
+        i += 1;
+        let Some((key, value)) = token.split_once(':') else {
+            words.push(token);
+            continue;
+        };
+        let key = key.to_ascii_lowercase();
+        let key = match key.as_str() {
+            "sev" | "severity" => "sev",
+            "service" | "svc" => "service",
+            "via" => "via",
+            "started" => "started",
+            _ => {
+                words.push(token);
+                continue;
+            }
+        };
+        if value.is_empty() {
+            return Err(UsageError::new(match key {
+                "sev" => "`sev:` needs a value: P1, P2 or P3",
+                "service" => "`service:` needs a service name",
+                "via" => "`via:` needs a value: alert, customer or engineer",
+                _ => "`started:` needs a time: HH:MM or -20m",
+            }));
+        }
+        let duplicate = || UsageError::new(format!("`{key}:` is given twice"));
+        match key {
+            "sev" => {
+                let sev = Severity::parse(value).ok_or_else(|| {
+                    UsageError::new(format!(
+                        "unknown severity `{}` — use P1, P2 or P3",
+                        short(value)
+                    ))
+                })?;
+                if severity.replace(sev).is_some() {
+                    return Err(duplicate());
+                }
+            }
+            "service" => {
+                if service.replace(value.to_string()).is_some() {
+                    return Err(duplicate());
+                }
+            }
+            "via" => {
+                let method = DetectionMethod::parse(value).ok_or_else(|| {
+                    UsageError::new(format!(
+                        "unknown detection method `{}` — use alert, customer or engineer",
+                        short(value)
+                    ))
+                })?;
+                if via.replace(method).is_some() {
+                    return Err(duplicate());
+                }
+            }
+            _ => {
+                // `started:2026-11-25 14:05` arrives as two tokens.
+                let mut spec = None;
+                if NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok() {
+                    if let Some(next) = rest.get(i) {
+                        spec = parse_time_spec(&format!("{value} {next}"));
+                        if spec.is_some() {
+                            i += 1;
+                        }
+                    }
+                }
+                let spec = spec.or_else(|| parse_time_spec(value)).ok_or_else(|| {
+                    UsageError::new(format!(
+                        "`{}` is not a time — use `started:14:05`, `started:-20m` or an ISO-8601 time",
+                        short(value)
+                    ))
+                })?;
+                if started.replace(spec).is_some() {
+                    return Err(duplicate());
+                }
+            }
+        }
+    }
+    let title = strip_quotes(&words.join(" ")).to_string();
+    if title.is_empty() {
+        return Ok(Command::StartModal);
+    }
+    Ok(Command::Start(StartArgs {
+        title,
+        severity: severity.unwrap_or_default(),
+        service,
+        via: via.unwrap_or_default(),
+        started,
+    }))
+}
+
+/// `"db is down"` → `db is down` (straight or curly quotes around the whole title).
+fn strip_quotes(s: &str) -> &str {
+    let s = s.trim();
+    for (open, close) in [('"', '"'), ('“', '”'), ('\'', '\'')] {
+        if let Some(inner) = s.strip_prefix(open).and_then(|x| x.strip_suffix(close)) {
+            return inner.trim();
+        }
+    }
+    s
+}
+
+fn parse_set(rest: &[&str]) -> Result<Command, UsageError> {
+    const HOW: &str =
+        "usage: `/incident set <started|ack|identified|fixed|resolved> <HH:MM|ISO-8601>`";
+    let Some((target_text, when_tokens)) = rest.split_first() else {
+        return Err(UsageError::new(format!("what should be corrected? {HOW}")));
+    };
+    let target = match target_text.to_ascii_lowercase().as_str() {
+        "started" | "start" => CorrectionTarget::Started,
+        other => match Milestone::parse(other) {
+            Some(m) => CorrectionTarget::Milestone(m),
+            None => {
+                return Err(UsageError::new(format!(
+                    "unknown phase `{}` — use started, ack, identified, fixed or resolved",
+                    short(target_text)
+                )))
+            }
+        },
+    };
+    if when_tokens.is_empty() {
+        return Err(UsageError::new(format!(
+            "when? e.g. `/incident set {target} 14:32`"
+        )));
+    }
+    let when_text = when_tokens.join(" ");
+    let when = parse_time_spec(&when_text).ok_or_else(|| {
+        UsageError::new(format!(
+            "`{}` is not a time — use HH:MM (your time zone) or ISO-8601 like 2026-11-25T14:32Z",
+            short(&when_text)
+        ))
+    })?;
+    Ok(Command::Set { target, when })
+}
+
+fn parse_deploys(rest: &[&str]) -> Result<Command, UsageError> {
+    match rest {
+        [] => Err(UsageError::new(
+            "which service? usage: `/incident deploys <service> [2h|30m|1d]`",
+        )),
+        [service] => Ok(Command::Deploys {
+            service: service.to_string(),
+            window: None,
+        }),
+        [service, window] => {
+            let window = parse_window(window).ok_or_else(|| {
+                UsageError::new(format!(
+                    "`{}` is not a time window — use e.g. 2h, 30m or 1d",
+                    short(window)
+                ))
+            })?;
+            Ok(Command::Deploys {
+                service: service.to_string(),
+                window: Some(window),
+            })
+        }
+        _ => Err(UsageError::new(
+            "too many words — usage: `/incident deploys <service> [2h|30m|1d]`",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::Tz;
+    use proptest::prelude::*;
+
+    fn start(text: &str) -> StartArgs {
+        match parse(text) {
+            Ok(Command::Start(args)) => args,
+            other => panic!("{text:?} gave {other:?}"),
+        }
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Err(e) => e.to_string(),
+            Ok(c) => panic!("{text:?} parsed as {c:?}"),
+        }
+    }
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    fn clock(h: u32, m: u32) -> TimeSpec {
+        TimeSpec::Clock(NaiveTime::from_hms_opt(h, m, 0).unwrap())
+    }
+
+    #[test]
+    fn empty_text_and_help_give_help() {
+        assert_eq!(parse(""), Ok(Command::Help));
+        assert_eq!(parse("   \t "), Ok(Command::Help));
+        assert_eq!(parse("help"), Ok(Command::Help));
+        assert_eq!(parse("HELP"), Ok(Command::Help));
+    }
+
+    #[test]
+    fn start_with_a_bare_title_uses_the_defaults() {
+        let a = start("start DB is down");
+        assert_eq!(a.title, "DB is down");
+        assert_eq!(a.severity, Severity::P2);
+        assert_eq!(a.service, None);
+        assert_eq!(a.via, DetectionMethod::Alert);
+        assert_eq!(a.started, None);
+    }
+
+    #[test]
+    fn start_options_may_appear_anywhere_in_any_case() {
+        let a = start(
+            "start sev:P1 checkout   errors SERVICE:payments via:Customer spike started:14:05",
+        );
+        assert_eq!(a.title, "checkout errors spike");
+        assert_eq!(a.severity, Severity::P1);
+        assert_eq!(a.service.as_deref(), Some("payments"));
+        assert_eq!(a.via, DetectionMethod::Customer);
+        assert_eq!(a.started, Some(clock(14, 5)));
+        assert_eq!(start("start x sev:p3").severity, Severity::P3);
+    }
+
+    #[test]
+    fn started_accepts_minutes_ago_and_iso_times() {
+        assert_eq!(
+            start("start x started:-20m").started,
+            Some(TimeSpec::Ago(Duration::minutes(20)))
+        );
+        assert_eq!(
+            start("start x started:2026-11-25T14:05:00Z").started,
+            Some(TimeSpec::At(
+                DateTime::parse_from_rfc3339("2026-11-25T14:05:00Z").unwrap()
+            ))
+        );
+        let a = start("start x started:2026-11-25 14:05 more title");
+        assert_eq!(
+            a.started,
+            Some(TimeSpec::Local(
+                NaiveDate::from_ymd_opt(2026, 11, 25)
+                    .unwrap()
+                    .and_hms_opt(14, 5, 0)
+                    .unwrap()
+            ))
+        );
+        assert_eq!(a.title, "x more title");
+    }
+
+    #[test]
+    fn unknown_option_values_are_named_in_the_error() {
+        assert_eq!(
+            err("start db down sev:P9"),
+            "unknown severity `P9` — use P1, P2 or P3"
+        );
+        assert!(err("start db via:twitter").contains("`twitter`"));
+        assert!(err("start db started:teatime").contains("`teatime`"));
+        assert!(err("start db sev:").contains("sev:"));
+        assert!(err("start db sev:P1 sev:P2").contains("twice"));
+    }
+
+    #[test]
+    fn words_with_colons_that_are_not_options_stay_in_the_title() {
+        let a = start("start API: 500s on /v1:orders");
+        assert_eq!(a.title, "API: 500s on /v1:orders");
+    }
+
+    #[test]
+    fn quoted_titles_lose_their_quotes() {
+        assert_eq!(start("start \"db is down\" sev:P1").title, "db is down");
+        assert_eq!(start("start “db is down”").title, "db is down");
+    }
+
+    #[test]
+    fn start_without_a_title_opens_the_modal() {
+        assert_eq!(parse("start"), Ok(Command::StartModal));
+        assert_eq!(parse("start    "), Ok(Command::StartModal));
+        assert_eq!(parse("Start sev:P1"), Ok(Command::StartModal));
+    }
+
+    #[test]
+    fn milestone_commands_and_aliases_map_to_milestones() {
+        assert_eq!(
+            parse("ack"),
+            Ok(Command::Milestone(Milestone::Acknowledged))
+        );
+        assert_eq!(
+            parse("identified"),
+            Ok(Command::Milestone(Milestone::Identified))
+        );
+        assert_eq!(parse("rca"), Ok(Command::Milestone(Milestone::Identified)));
+        assert_eq!(parse("Fixed"), Ok(Command::Milestone(Milestone::Fixed)));
+        assert_eq!(
+            parse("resolve"),
+            Ok(Command::Milestone(Milestone::Resolved))
+        );
+    }
+
+    #[test]
+    fn a_milestone_with_a_time_points_to_set_instead_of_recording_now() {
+        assert!(err("fixed 14:32").contains("/incident set fixed 14:32"));
+    }
+
+    #[test]
+    fn simple_commands_parse_and_reject_extra_words() {
+        assert_eq!(parse("reopen"), Ok(Command::Reopen));
+        assert_eq!(parse("status"), Ok(Command::Status));
+        assert_eq!(parse("list"), Ok(Command::List));
+        assert_eq!(parse("digest"), Ok(Command::Digest));
+        assert!(err("status please").contains("takes no arguments"));
+    }
+
+    #[test]
+    fn unknown_subcommands_are_named() {
+        assert!(err("foo bar").starts_with("unknown command `foo`"));
+    }
+
+    #[test]
+    fn set_parses_phase_and_time() {
+        assert_eq!(
+            parse("set identified 14:32"),
+            Ok(Command::Set {
+                target: CorrectionTarget::Milestone(Milestone::Identified),
+                when: clock(14, 32)
+            })
+        );
+        assert_eq!(
+            parse("set started 2026-11-25 14:32"),
+            Ok(Command::Set {
+                target: CorrectionTarget::Started,
+                when: TimeSpec::Local(
+                    NaiveDate::from_ymd_opt(2026, 11, 25)
+                        .unwrap()
+                        .and_hms_opt(14, 32, 0)
+                        .unwrap()
+                )
+            })
+        );
+        assert!(matches!(
+            parse("set ack 2026-11-25T14:32:00+02:00"),
+            Ok(Command::Set {
+                when: TimeSpec::At(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn set_with_bad_phase_or_time_explains_itself() {
+        assert!(err("set").contains("usage"));
+        assert!(err("set lunch 14:32").contains("unknown phase `lunch`"));
+        assert!(err("set fixed").contains("when?"));
+        assert!(err("set fixed 25:99").contains("`25:99` is not a time"));
+    }
+
+    #[test]
+    fn deploys_takes_a_service_and_an_optional_window() {
+        assert_eq!(
+            parse("deploys payments"),
+            Ok(Command::Deploys {
+                service: "payments".into(),
+                window: None
+            })
+        );
+        assert_eq!(
+            parse("deploys payments 90m"),
+            Ok(Command::Deploys {
+                service: "payments".into(),
+                window: Some(Duration::minutes(90))
+            })
+        );
+        assert!(err("deploys").contains("which service"));
+        assert!(err("deploys payments 2x").contains("`2x` is not a time window"));
+        assert!(err("deploys a b c").contains("too many"));
+    }
+
+    #[test]
+    fn windows_parse_common_units() {
+        assert_eq!(parse_window("2h"), Some(Duration::hours(2)));
+        assert_eq!(parse_window("30m"), Some(Duration::minutes(30)));
+        assert_eq!(parse_window("1d"), Some(Duration::days(1)));
+        assert_eq!(parse_window("90M"), Some(Duration::minutes(90)));
+        assert_eq!(parse_window("1h30m"), Some(Duration::minutes(90)));
+        for bad in ["", "0m", "h", "2", "2x", "-2h", "99999999d", "1000d", "２h"] {
+            assert_eq!(parse_window(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn time_specs_cover_the_documented_forms() {
+        assert_eq!(
+            parse_time_spec("now"),
+            Some(TimeSpec::Ago(Duration::zero()))
+        );
+        assert_eq!(
+            parse_time_spec("20m ago"),
+            Some(TimeSpec::Ago(Duration::minutes(20)))
+        );
+        assert_eq!(parse_time_spec("9:05"), Some(clock(9, 5)));
+        let z = parse_time_spec("2026-11-25T14:32Z").unwrap();
+        assert_eq!(
+            z.resolve(utc(2026, 11, 26, 0, 0), Tz::UTC),
+            utc(2026, 11, 25, 14, 32)
+        );
+        let off = parse_time_spec("2026-11-25T16:32+02:00").unwrap();
+        assert_eq!(
+            off.resolve(utc(2026, 11, 26, 0, 0), Tz::UTC),
+            utc(2026, 11, 25, 14, 32)
+        );
+        let u = parse_time_spec("2026-11-25 14:32 UTC").unwrap();
+        assert_eq!(
+            u.resolve(utc(2026, 11, 26, 0, 0), Tz::Europe__Berlin),
+            utc(2026, 11, 25, 14, 32)
+        );
+        assert_eq!(parse_time_spec("24:00"), None);
+        assert_eq!(parse_time_spec("2026-13-01 10:00"), None);
+    }
+
+    #[test]
+    fn clock_times_are_read_in_the_users_zone() {
+        // 14:05 in Berlin (UTC+1 in November) is 13:05 UTC.
+        let now = utc(2026, 11, 25, 15, 0);
+        assert_eq!(
+            clock(14, 5).resolve(now, Tz::Europe__Berlin),
+            utc(2026, 11, 25, 13, 5)
+        );
+    }
+
+    #[test]
+    fn a_clock_time_still_ahead_today_means_yesterday() {
+        // An SRE typing started:23:50 at 00:10.
+        let now = utc(2026, 11, 25, 0, 10);
+        assert_eq!(
+            clock(23, 50).resolve(now, Tz::UTC),
+            utc(2026, 11, 24, 23, 50)
+        );
+        // Same in New York (UTC-5): 00:10 local is 05:10 UTC.
+        let now = utc(2026, 11, 25, 5, 10);
+        assert_eq!(
+            clock(23, 50).resolve(now, Tz::America__New_York),
+            utc(2026, 11, 25, 4, 50)
+        );
+    }
+
+    #[test]
+    fn naive_iso_times_are_taken_in_the_users_zone() {
+        let spec = parse_time_spec("2026-11-25 14:32").unwrap();
+        assert_eq!(
+            spec.resolve(utc(2026, 11, 26, 0, 0), Tz::America__New_York),
+            utc(2026, 11, 25, 19, 32)
+        );
+    }
+
+    #[test]
+    fn clock_times_in_a_dst_gap_or_overlap_resolve_sensibly() {
+        // Europe/Berlin springs forward 2026-03-29 02:00 -> 03:00; 02:30 does not exist.
+        let now = utc(2026, 3, 29, 5, 0);
+        let gap = clock(2, 30).resolve(now, Tz::Europe__Berlin);
+        assert_eq!(
+            gap,
+            utc(2026, 3, 29, 1, 0),
+            "first existing time after the gap (03:00 CEST)"
+        );
+        // Falls back 2026-10-25 03:00 -> 02:00; 02:30 happens twice. At 02:40 of the second pass, the most recent one.
+        let now = utc(2026, 10, 25, 1, 40);
+        assert_eq!(
+            clock(2, 30).resolve(now, Tz::Europe__Berlin),
+            utc(2026, 10, 25, 1, 30)
+        );
+    }
+
+    #[test]
+    fn ago_subtracts_from_now() {
+        let now = utc(2026, 11, 25, 14, 30);
+        assert_eq!(
+            TimeSpec::Ago(Duration::minutes(20)).resolve(now, Tz::UTC),
+            utc(2026, 11, 25, 14, 10)
+        );
+    }
+
+    #[test]
+    fn usage_lists_every_command() {
+        for cmd in [
+            "start",
+            "sev:",
+            "service:",
+            "via:",
+            "started:",
+            "ack",
+            "identified",
+            "fixed",
+            "resolved",
+            "reopen",
+            "set",
+            "status",
+            "deploys",
+            "list",
+            "digest",
+            "help",
+        ] {
+            assert!(USAGE.contains(cmd), "{cmd}");
+        }
+    }
+
+    fn tokenish() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("start".to_string()),
+            Just("set".to_string()),
+            Just("deploys".to_string()),
+            Just("started:".to_string()),
+            Just("sev:".to_string()),
+            Just("via:".to_string()),
+            Just("service:".to_string()),
+            Just("2026-11-25".to_string()),
+            Just("14:05".to_string()),
+            Just("-20m".to_string()),
+            "[a-z0-9:+\\-TZ ]{0,12}",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_on_any_text(s in any::<String>()) {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn parse_never_panics_on_command_like_text(parts in proptest::collection::vec(tokenish(), 0..6)) {
+            let text = parts.concat();
+            let _ = parse(&text);
+            let _ = parse(&parts.join(" "));
+        }
+
+        #[test]
+        fn resolving_any_parsed_time_never_panics(
+            s in "[0-9:+\\-TZ ]{0,25}",
+            secs in 0i64..4_000_000_000,
+        ) {
+            if let Some(spec) = parse_time_spec(&s) {
+                let now = DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or_default();
+                for tz in [Tz::UTC, Tz::Europe__Berlin, Tz::America__New_York, Tz::Australia__Lord_Howe] {
+                    let at = spec.resolve(now, tz);
+                    if matches!(spec, TimeSpec::Clock(_) | TimeSpec::Ago(_)) {
+                        prop_assert!(at <= now);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Pure domain logic: no I/O, no clocks read here — callers pass `now`.
+//!
+//! - [`severity`]: `P1`–`P3` and the detection method.
+//! - [`phase`]: milestones, the incident timeline state machine (skip rule, reopen, close, corrections).
+//! - [`mttr`]: phase breakdown, shares, tiers, duration formatting, medians.
+//! - [`command`]: parsing `/incident …` text and user-typed times.
+//! - [`slug`]: war-room channel names.
+
+pub mod command;
+pub mod mttr;
+pub mod phase;
+pub mod severity;
+pub mod slug;
+
+pub use command::{parse_time_spec, parse_window, Command, StartArgs, TimeSpec, UsageError, USAGE};
+pub use mttr::{
+    bar, breakdown, format_duration, median, tier, tier_bounds, Breakdown, PhaseKind, PhaseSpan,
+    Tier,
+};
+pub use phase::{
+    CorrectionError, CorrectionTarget, Milestone, Stamp, Status, Timeline, Transition,
+    TransitionError,
+};
+pub use severity::{DetectionMethod, Severity};
+pub use slug::{channel_name, with_suffix};

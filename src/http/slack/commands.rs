@@ -1,0 +1,190 @@
+//! `POST /slack/commands`: the `/incident` slash command.
+//!
+//! Parsing is pure ([`crate::domain::command`]); this handler stores what must be stored, answers with a short
+//! ephemeral reply at once, and leaves every Slack and pager call to background work.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{bad_body, ephemeral, verified};
+use crate::domain::command::{self, Command, StartArgs, USAGE};
+use crate::errors::ApiError;
+use crate::incidents::declare::{self, DeclareRequest};
+use crate::incidents::setup::Runner;
+use crate::slack::blocks;
+use crate::startup::AppState;
+
+/// The fields of Slack's slash-command payload that the bot uses.
+#[derive(Debug, Deserialize)]
+pub struct SlashCommand {
+    pub team_id: String,
+    pub user_id: String,
+    pub channel_id: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub response_url: Option<String>,
+    #[serde(default)]
+    pub trigger_id: Option<String>,
+}
+
+#[tracing::instrument(name = "slash_command", skip_all)]
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    verified(&state, &headers, &body)?;
+    let cmd: SlashCommand = serde_urlencoded::from_bytes(&body).map_err(bad_body)?;
+    tracing::info!(user = %cmd.user_id, channel = %cmd.channel_id, "/incident {}", cmd.text.chars().take(200).collect::<String>());
+    let parsed = match command::parse(&cmd.text) {
+        Ok(c) => c,
+        Err(e) => return Ok(ephemeral(format!("{e}\n\n{USAGE}"))),
+    };
+    match parsed {
+        Command::Help => Ok(ephemeral(USAGE)),
+        Command::Start(args) => start(&state, &cmd, args).await,
+        Command::StartModal => {
+            open_modal(&state, &cmd);
+            Ok(StatusCode::OK.into_response())
+        }
+        Command::List => list(&state, &cmd).await,
+        Command::Status => status(&state, &cmd).await,
+        Command::Milestone(_)
+        | Command::Reopen
+        | Command::Set { .. }
+        | Command::Deploys { .. }
+        | Command::Digest => Ok(ephemeral(format!(
+            "`/incident {}` is not available in this version yet.\n\n{USAGE}",
+            cmd.text.split_whitespace().next().unwrap_or_default()
+        ))),
+    }
+}
+
+async fn start(
+    state: &Arc<AppState>,
+    cmd: &SlashCommand,
+    args: StartArgs,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let tz = state.default_tz();
+    let started_at = args.started.as_ref().map(|t| t.resolve(now, tz));
+    let service = args.service.clone();
+    let inc = declare::store(
+        &state.db,
+        DeclareRequest {
+            team_id: cmd.team_id.clone(),
+            user_id: cmd.user_id.clone(),
+            origin_channel: Some(cmd.channel_id.clone()),
+            response_url: cmd.response_url.clone(),
+            title: args.title,
+            severity: args.severity,
+            service: args.service,
+            detection: args.via,
+            started_at,
+        },
+        now,
+    )
+    .await?;
+    Runner::kick(state, &inc.id);
+    let mut text = format!(
+        "{} Declaring *{}* · {} ({}) — setting up the war room…",
+        blocks::severity_emoji(inc.severity),
+        inc.key(),
+        inc.title,
+        inc.severity.as_str()
+    );
+    if let Some(name) = service.filter(|s| state.catalog.get(s).is_none()) {
+        text.push_str(&format!(
+            "\n⚠️ {}",
+            blocks::unknown_service_line(&name, &state.catalog.suggest(&name, &[]))
+        ));
+    }
+    Ok(ephemeral(text))
+}
+
+/// Opens the declare modal after the acknowledgement (the trigger is valid for 3 s).
+fn open_modal(state: &Arc<AppState>, cmd: &SlashCommand) {
+    let Some(trigger) = cmd.trigger_id.clone() else {
+        return;
+    };
+    let state = state.clone();
+    let channel = cmd.channel_id.clone();
+    tokio::spawn(async move {
+        let services: Vec<String> = state
+            .catalog
+            .services()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        let view = blocks::declare_modal(&services, &channel);
+        if let Err(e) = state
+            .slack
+            .call("views.open", json!({ "trigger_id": trigger, "view": view }))
+            .await
+        {
+            tracing::warn!(error = %e, "could not open the declare modal");
+        }
+    });
+}
+
+async fn list(state: &AppState, cmd: &SlashCommand) -> Result<Response, ApiError> {
+    let open = crate::incidents::open(&state.db, &cmd.team_id).await?;
+    if open.is_empty() {
+        return Ok(ephemeral("No open incidents. 🎉"));
+    }
+    let now = state.clock.now();
+    let lines: Vec<String> = open
+        .iter()
+        .map(|i| {
+            let room = i
+                .channel_id
+                .as_deref()
+                .map(|c| format!("<#{c}>"))
+                .unwrap_or_else(|| "no channel".into());
+            format!(
+                "{} *{}* {} · {} · {} · {} since impact · {room}",
+                blocks::severity_emoji(i.severity),
+                i.key(),
+                i.title,
+                i.severity.as_str(),
+                i.timeline.status().label(),
+                crate::domain::mttr::format_duration(now - i.timeline.started_at),
+            )
+        })
+        .collect();
+    Ok(ephemeral(format!(
+        "*Open incidents ({})*\n{}",
+        open.len(),
+        lines.join("\n")
+    )))
+}
+
+async fn status(state: &AppState, cmd: &SlashCommand) -> Result<Response, ApiError> {
+    let Some(inc) = crate::incidents::by_channel(&state.db, &cmd.channel_id).await? else {
+        return Ok(ephemeral(
+            "This is not an incident channel. `/incident list` shows the open incidents.",
+        ));
+    };
+    let view = blocks::CardView {
+        inc: &inc,
+        runbook: None,
+        dashboard: None,
+        deploys: Vec::new(),
+        unknown_service: None,
+        now: state.clock.now(),
+    };
+    Ok(ephemeral(format!(
+        "*{}* · {} · {}\n{}",
+        inc.key(),
+        inc.title,
+        inc.timeline.status().label(),
+        view.phases_text()
+    )))
+}

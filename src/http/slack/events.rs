@@ -1,0 +1,59 @@
+//! `POST /slack/events`: the Events API — the `url_verification` handshake and `event_callback`s.
+//! Slack retries a delivery it thinks failed with the same `event_id`; each id is handled once.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{bad_body, verified};
+use crate::db::ms;
+use crate::errors::ApiError;
+use crate::startup::AppState;
+
+#[tracing::instrument(name = "slack_event", skip_all)]
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    verified(&state, &headers, &body)?;
+    let envelope: Value = serde_json::from_slice(&body).map_err(bad_body)?;
+    match envelope["type"].as_str() {
+        Some("url_verification") => {
+            let challenge = envelope["challenge"]
+                .as_str()
+                .ok_or_else(|| ApiError::bad("challenge", "missing"))?;
+            Ok(Json(json!({ "challenge": challenge })).into_response())
+        }
+        Some("event_callback") => {
+            let event_id = envelope["event_id"]
+                .as_str()
+                .ok_or_else(|| ApiError::bad("event_id", "missing"))?;
+            if first_delivery(&state, event_id).await? {
+                tracing::info!(
+                    event_id,
+                    kind = envelope["event"]["type"].as_str().unwrap_or("?"),
+                    "event received"
+                );
+            }
+            Ok(StatusCode::OK.into_response())
+        }
+        Some(_) => Ok(StatusCode::OK.into_response()),
+        None => Err(ApiError::bad("type", "missing")),
+    }
+}
+
+/// Records `event_id`; false when it was already handled (a Slack retry).
+pub async fn first_delivery(state: &AppState, event_id: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("INSERT INTO processed_events (event_id, at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING")
+        .bind(event_id)
+        .bind(ms(state.clock.now()))
+        .execute(&state.db.pool)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -1,0 +1,116 @@
+//! `POST /slack/interactions`: button clicks and modal submissions (`payload=<json>` form bodies).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{bad_body, verified};
+use crate::domain::command;
+use crate::domain::severity::{DetectionMethod, Severity};
+use crate::errors::ApiError;
+use crate::incidents::declare::{self, DeclareRequest};
+use crate::incidents::setup::Runner;
+use crate::startup::AppState;
+
+#[derive(Debug, Deserialize)]
+struct Form {
+    payload: String,
+}
+
+#[tracing::instrument(name = "interaction", skip_all)]
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    verified(&state, &headers, &body)?;
+    let form: Form = serde_urlencoded::from_bytes(&body).map_err(bad_body)?;
+    let payload: Value =
+        serde_json::from_str(&form.payload).map_err(|e| ApiError::bad("payload", e.to_string()))?;
+    let kind = payload["type"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad("payload.type", "missing"))?;
+    match kind {
+        "view_submission" if payload["view"]["callback_id"].as_str() == Some("incident_start") => {
+            submit_declare(&state, &payload).await
+        }
+        _ => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+/// The declare modal was submitted: validate, store, start the war room, close the modal.
+async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, ApiError> {
+    let values = &p["view"]["state"]["values"];
+    let text = |block: &str| {
+        values[block]["value"]["value"]
+            .as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let selected = |block: &str| {
+        values[block]["value"]["selected_option"]["value"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+    };
+    let mut errors = serde_json::Map::new();
+    let title = text("title");
+    if title.is_none() {
+        errors.insert("title".into(), json!("Say in a few words what is broken."));
+    }
+    let now = state.clock.now();
+    let started_at = match text("started") {
+        None => None,
+        Some(s) => match command::parse_time_spec(s) {
+            Some(t) => Some(t.resolve(now, state.default_tz())),
+            None => {
+                errors.insert(
+                    "started".into(),
+                    json!("Use HH:MM (e.g. 14:05) or minutes ago (e.g. -20m)."),
+                );
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Ok(Json(json!({ "response_action": "errors", "errors": errors })).into_response());
+    }
+    let team_id = p["team"]["id"]
+        .as_str()
+        .or(p["user"]["team_id"].as_str())
+        .unwrap_or_default();
+    let user_id = p["user"]["id"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad("payload.user.id", "missing"))?;
+    let origin = p["view"]["private_metadata"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let inc = declare::store(
+        &state.db,
+        DeclareRequest {
+            team_id: team_id.to_string(),
+            user_id: user_id.to_string(),
+            origin_channel: origin,
+            response_url: None,
+            title: title.unwrap_or_default().to_string(),
+            severity: selected("severity")
+                .and_then(Severity::parse)
+                .unwrap_or_default(),
+            service: selected("service").map(str::to_string),
+            detection: selected("via")
+                .and_then(DetectionMethod::parse)
+                .unwrap_or_default(),
+            started_at,
+        },
+        now,
+    )
+    .await?;
+    Runner::kick(state, &inc.id);
+    Ok(StatusCode::OK.into_response())
+}

@@ -1,0 +1,66 @@
+//! Slack's three entry points. Every request is verified against the signing secret before its body is
+//! parsed ([`verified`]); a bad one gets 401 and leaves no trace. Handlers answer within Slack's 3 seconds:
+//! anything that calls Slack or a pager runs after the answer, in the background.
+
+pub mod commands;
+pub mod events;
+pub mod interactions;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::errors::ApiError;
+use crate::slack::verify;
+use crate::startup::AppState;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/slack/commands", post(commands::handle))
+        .route("/slack/interactions", post(interactions::handle))
+        .route("/slack/events", post(events::handle))
+}
+
+/// Checks the v0 signature of a Slack request; 401 when it does not hold.
+pub fn verified(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(), ApiError> {
+    let secret = state
+        .secrets
+        .slack_signing_secret
+        .as_ref()
+        .map(|s| s.expose().as_bytes())
+        .unwrap_or_default();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    verify::verify(
+        secret,
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        body,
+        state.clock.now().timestamp(),
+        state.settings.slack.signature_tolerance_secs,
+    )
+    .map_err(|e| {
+        tracing::warn!(reason = %e, "refused a Slack request");
+        ApiError::Unauthorized("invalid Slack signature")
+    })
+}
+
+/// A reply only the requester sees.
+pub fn ephemeral(text: impl Into<String>) -> Response {
+    Json(json!({ "response_type": "ephemeral", "text": text.into() })).into_response()
+}
+
+/// Turns a serde_urlencoded / serde_json error into a 400 that names the field.
+pub fn bad_body(e: impl std::fmt::Display) -> ApiError {
+    let msg = e.to_string();
+    let field = msg
+        .split('`')
+        .nth(1)
+        .map(str::to_string)
+        .unwrap_or_else(|| "body".to_string());
+    ApiError::bad(field, msg)
+}

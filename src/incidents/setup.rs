@@ -1,0 +1,411 @@
+//! Running the war-room steps: concurrently, durably, exactly once.
+//!
+//! Each step is a row in `setup_steps`. A process *claims* a due step with one conditional `UPDATE … RETURNING`
+//! (atomic on SQLite and PostgreSQL, so two replicas never both get it) and holds it under a lease. Finishing a
+//! step stores its result and releases the steps that waited for it; a failure is retried with exponential
+//! backoff and jitter, or after Slack's `Retry-After`. A step whose owner died mid-call is claimed again once
+//! its lease runs out, and its next attempt reconciles before acting (see [`super::steps`]). A sweeper finds
+//! such steps after a restart.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use tokio::task::JoinSet;
+
+use super::steps::{self, Failure, Need, Step};
+use crate::db::{ms, Db};
+use crate::startup::AppState;
+
+/// This process's step runner.
+#[derive(Debug)]
+pub struct Runner {
+    /// Lease owner id of this process.
+    owner: String,
+    /// Incidents this process is driving right now.
+    active: Mutex<HashSet<String>>,
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Runner {
+            owner: uuid::Uuid::new_v4().to_string(),
+            active: Mutex::default(),
+        }
+    }
+}
+
+impl Runner {
+    /// Starts driving `incident_id` unless this process already is.
+    pub fn kick(state: &Arc<AppState>, incident_id: &str) {
+        {
+            let mut active = state.setup.active.lock().unwrap_or_else(|e| e.into_inner());
+            if !active.insert(incident_id.to_string()) {
+                return;
+            }
+        }
+        let state = state.clone();
+        let id = incident_id.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = drive(&state, &id).await {
+                tracing::warn!(incident_id = %id, error = %e, "setup driver stopped; the sweeper will resume it");
+            }
+            state
+                .setup
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        });
+    }
+
+    /// Resumes every incident that has due or abandoned steps. Returns how many were kicked.
+    pub async fn sweep(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
+        let now = ms(state.clock.now());
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT incident_id FROM setup_steps
+             WHERE (state = 'pending' AND next_attempt_at <= $1) OR (state = 'running' AND lease_until < $1)
+             LIMIT 200",
+        )
+        .bind(now)
+        .fetch_all(&state.db.pool)
+        .await?;
+        for id in &ids {
+            Runner::kick(state, id);
+        }
+        Ok(ids.len())
+    }
+
+    /// Sweeps forever, every `setup.sweep_interval_ms`.
+    pub async fn sweep_forever(state: Arc<AppState>) {
+        let every = Duration::from_millis(state.settings.setup.sweep_interval_ms.max(50));
+        loop {
+            if let Err(e) = Runner::sweep(&state).await {
+                tracing::warn!(error = %e, "setup sweep failed");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+}
+
+/// Runs the incident's steps until none is left to do by this process.
+async fn drive(state: &Arc<AppState>, incident_id: &str) -> Result<(), sqlx::Error> {
+    let mut running: JoinSet<()> = JoinSet::new();
+    loop {
+        let now = state.clock.now();
+        for (step, attempt) in claim(state, incident_id, now).await? {
+            let state = state.clone();
+            let id = incident_id.to_string();
+            running.spawn(async move { execute(&state, &id, step, attempt).await });
+        }
+        if running.is_empty() {
+            match next_wake(&state.db, incident_id).await? {
+                None => return Ok(()),
+                Some(at) => {
+                    let wait = (at - ms(state.clock.now())).clamp(5, 1_000) as u64;
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+            }
+        } else {
+            running.join_next().await;
+        }
+    }
+}
+
+/// Claims every due step of the incident for this process.
+async fn claim(
+    state: &AppState,
+    incident_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<(Step, i64)>, sqlx::Error> {
+    let lease_until = ms(now) + state.settings.setup.lease_ms as i64;
+    let rows = sqlx::query(
+        "UPDATE setup_steps
+         SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+         WHERE incident_id = $4
+           AND ((state = 'pending' AND next_attempt_at <= $3) OR (state = 'running' AND lease_until < $3))
+         RETURNING step, attempts",
+    )
+    .bind(&state.setup.owner)
+    .bind(lease_until)
+    .bind(ms(now))
+    .bind(incident_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let name: String = r.try_get("step")?;
+        if let Some(step) = Step::parse(&name) {
+            out.push((step, r.try_get("attempts")?));
+        }
+    }
+    Ok(out)
+}
+
+/// When something may next become claimable: a retry coming due or another owner's lease running out.
+async fn next_wake(db: &Db, incident_id: &str) -> Result<Option<i64>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT state, next_attempt_at, lease_until FROM setup_steps
+         WHERE incident_id = $1 AND state IN ('pending', 'running')",
+    )
+    .bind(incident_id)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut wake: Option<i64> = None;
+    for r in rows {
+        let state: String = r.try_get("state")?;
+        let at: Option<i64> = if state == "pending" {
+            Some(r.try_get("next_attempt_at")?)
+        } else {
+            r.try_get("lease_until")?
+        };
+        if let Some(at) = at {
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        }
+    }
+    Ok(wake)
+}
+
+/// Runs one claimed step and stores what happened.
+async fn execute(state: &Arc<AppState>, incident_id: &str, step: Step, attempt: i64) {
+    let started = std::time::Instant::now();
+    let outcome = match super::load(&state.db, incident_id).await {
+        Ok(Some(inc)) => steps::run(state, step, &inc, attempt).await,
+        Ok(None) => Err(Failure::Permanent("incident vanished".into())),
+        Err(e) => Err(e.into()),
+    };
+    let elapsed = started.elapsed();
+    let stored = record(state, incident_id, step, attempt, outcome, elapsed).await;
+    if let Err(e) = stored {
+        // The lease will run out and the step will be reconciled and retried.
+        tracing::warn!(incident_id, step = step.as_str(), error = %e, "could not store a step's outcome");
+    }
+}
+
+async fn record(
+    state: &AppState,
+    incident_id: &str,
+    step: Step,
+    attempt: i64,
+    outcome: Result<String, Failure>,
+    elapsed: Duration,
+) -> Result<(), sqlx::Error> {
+    let now = state.clock.now();
+    let cfg = &state.settings.setup;
+    let (new_state, result, error, next_at) = match outcome {
+        Ok(result) => {
+            tracing::info!(incident_id, step = step.as_str(), attempt, ms = elapsed.as_millis() as u64, %result, "step done");
+            ("done", Some(result), None, ms(now))
+        }
+        Err(Failure::Retry { after, error }) if attempt < cfg.max_attempts => {
+            let wait =
+                after.unwrap_or_else(|| backoff(cfg.backoff_base_ms, cfg.backoff_max_ms, attempt));
+            tracing::warn!(incident_id, step = step.as_str(), attempt, retry_in_ms = wait.as_millis() as u64, %error, "step will be retried");
+            (
+                "pending",
+                None,
+                Some(error),
+                ms(now) + wait.as_millis() as i64,
+            )
+        }
+        Err(Failure::Retry { error, .. }) | Err(Failure::Permanent(error)) => {
+            tracing::error!(incident_id, step = step.as_str(), attempt, %error, "step failed");
+            ("failed", None, Some(error), ms(now))
+        }
+    };
+    let mut tx = state.db.pool.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE setup_steps
+         SET state = $1, result = $2, last_error = COALESCE($3, last_error), next_attempt_at = $4,
+             lease_owner = NULL, lease_until = NULL, updated_at = $5
+         WHERE incident_id = $6 AND step = $7 AND state = 'running' AND lease_owner = $8",
+    )
+    .bind(new_state)
+    .bind(result)
+    .bind(error)
+    .bind(next_at)
+    .bind(ms(now))
+    .bind(incident_id)
+    .bind(step.as_str())
+    .bind(&state.setup.owner)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 1 && new_state != "pending" {
+        release_dependents(&mut tx, incident_id, ms(now)).await?;
+    }
+    tx.commit().await
+}
+
+/// Moves waiting steps to pending once their dependencies allow, or to skipped when a needed step failed.
+async fn release_dependents(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query("SELECT step, state FROM setup_steps WHERE incident_id = $1")
+        .bind(incident_id)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut states: HashMap<Step, String> = HashMap::new();
+    for r in rows {
+        let name: String = r.try_get("step")?;
+        if let Some(step) = Step::parse(&name) {
+            states.insert(step, r.try_get("state")?);
+        }
+    }
+    for (step, new_state) in plan_releases(&states) {
+        sqlx::query(
+            "UPDATE setup_steps SET state = $1, next_attempt_at = $2, updated_at = $2
+             WHERE incident_id = $3 AND step = $4 AND state = 'waiting'",
+        )
+        .bind(new_state)
+        .bind(now)
+        .bind(incident_id)
+        .bind(step.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Pure: which waiting steps become `pending` or `skipped`, cascading through skips.
+fn plan_releases(states: &HashMap<Step, String>) -> Vec<(Step, &'static str)> {
+    let mut states: HashMap<Step, String> = states.clone();
+    let mut out = Vec::new();
+    loop {
+        let mut changed = false;
+        for step in Step::ALL {
+            if states.get(&step).map(String::as_str) != Some("waiting") {
+                continue;
+            }
+            let mut ready = true;
+            let mut skip = false;
+            for (dep, need) in step.dependencies() {
+                let s = states.get(dep).map(String::as_str).unwrap_or("done");
+                let settled = matches!(s, "done" | "failed" | "skipped");
+                match need {
+                    Need::Done if s == "done" => {}
+                    Need::Done if settled => skip = true,
+                    Need::Settled if settled => {}
+                    _ => ready = false,
+                }
+            }
+            let new_state = if skip {
+                "skipped"
+            } else if ready {
+                "pending"
+            } else {
+                continue;
+            };
+            states.insert(step, new_state.to_string());
+            out.push((step, new_state));
+            changed = true;
+        }
+        if !changed {
+            return out;
+        }
+    }
+}
+
+/// `base · 2^(attempt-1)`, capped, with ±25 % jitter.
+fn backoff(base_ms: u64, max_ms: u64, attempt: i64) -> Duration {
+    let exp = base_ms
+        .saturating_mul(1u64 << (attempt.clamp(1, 20) - 1) as u32)
+        .min(max_ms);
+    let jitter = fastrand::f64() * 0.5 + 0.75;
+    Duration::from_millis(((exp as f64) * jitter) as u64)
+}
+
+/// One step's stored state.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub step: String,
+    pub state: String,
+    pub result: Option<String>,
+    pub last_error: Option<String>,
+    pub attempts: i64,
+}
+
+/// The stored state of each step of an incident, in step order, for `status` and the demo.
+pub async fn step_report(db: &Db, incident_id: &str) -> Result<Vec<StepReport>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT step, state, result, last_error, attempts FROM setup_steps WHERE incident_id = $1",
+    )
+    .bind(incident_id)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(StepReport {
+            step: r.try_get("step")?,
+            state: r.try_get("state")?,
+            result: r.try_get("result")?,
+            last_error: r.try_get("last_error")?,
+            attempts: r.try_get("attempts")?,
+        });
+    }
+    out.sort_by_key(|s| {
+        Step::parse(&s.step)
+            .map(|st| Step::ALL.iter().position(|x| *x == st))
+            .unwrap_or_default()
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn states(pairs: &[(Step, &str)]) -> HashMap<Step, String> {
+        pairs.iter().map(|(s, st)| (*s, st.to_string())).collect()
+    }
+
+    #[test]
+    fn a_created_channel_releases_every_step_but_the_pin() {
+        let mut pairs: Vec<(Step, &str)> = Step::ALL.iter().map(|s| (*s, "waiting")).collect();
+        pairs[0] = (Step::Channel, "done");
+        let released = plan_releases(&states(&pairs));
+        let pending: HashSet<Step> = released
+            .iter()
+            .filter(|(_, s)| *s == "pending")
+            .map(|(st, _)| *st)
+            .collect();
+        let expected: HashSet<Step> = Step::ALL
+            .into_iter()
+            .filter(|s| !matches!(s, Step::Channel | Step::Pin))
+            .collect();
+        assert_eq!(pending, expected);
+    }
+
+    #[test]
+    fn a_refused_channel_skips_channel_steps_but_still_pages_and_announces() {
+        let mut pairs: Vec<(Step, &str)> = Step::ALL.iter().map(|s| (*s, "waiting")).collect();
+        pairs[0] = (Step::Channel, "failed");
+        let released: HashMap<Step, &str> = plan_releases(&states(&pairs)).into_iter().collect();
+        for s in [
+            Step::Topic,
+            Step::Invite,
+            Step::Card,
+            Step::Bookmarks,
+            Step::Pin,
+        ] {
+            assert_eq!(released[&s], "skipped", "{s:?}");
+        }
+        for s in [Step::Page, Step::Announce, Step::Notify] {
+            assert_eq!(released[&s], "pending", "{s:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        for _ in 0..100 {
+            let first = backoff(500, 60_000, 1).as_millis();
+            assert!((375..=625).contains(&first), "{first}");
+            let fourth = backoff(500, 60_000, 4).as_millis();
+            assert!((3_000..=5_000).contains(&fourth), "{fourth}");
+            assert!(backoff(500, 60_000, 30).as_millis() <= 75_000);
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! incident-bot: a Slack bot that cuts Mean Time to Restore.
+//!
+//! Where things live:
+//! - [`http`]: the front door — Slack commands, interactions, events, deploy API, health.
+//! - [`incidents`]: declaring incidents and the war-room setup steps.
+//! - [`domain`]: pure logic with no I/O — phases, MTTR math, tiers, command parsing, channel slugs.
+//! - [`slack`]: the Slack Web API client, request verification, Block Kit rendering and the Slack stand-in.
+//! - [`pager`]: paging the secondary on-call (PagerDuty, Opsgenie, generic webhook) and a pager stand-in.
+//! - [`catalog`]: the Backstage service catalog.
+//! - [`db`]: the database (SQLite or PostgreSQL) and migrations.
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod deploys;
+pub mod domain;
+pub mod errors;
+pub mod harness;
+pub mod http;
+pub mod incidents;
+pub mod pager;
+pub mod slack;
+pub mod startup;

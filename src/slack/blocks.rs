@@ -1,0 +1,342 @@
+//! Block Kit rendering: the incident card, the channel topic, the announcement and the declare modal.
+//! Pure functions of the incident and what the caller already looked up.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::deploys::Deploy;
+use crate::domain::mttr::{self, format_duration};
+use crate::domain::phase::{Milestone, Status};
+use crate::domain::severity::Severity;
+use crate::incidents::Incident;
+use crate::startup::AppState;
+
+/// `block_id` of the card's first block: lets a retry find a card that was posted but not recorded.
+pub fn card_block_id(incident_id: &str) -> String {
+    format!("card:{incident_id}")
+}
+
+/// `block_id` of the announcement's first block.
+pub fn announce_block_id(incident_id: &str) -> String {
+    format!("announce:{incident_id}")
+}
+
+/// The action block's id; buttons carry the incident id as their value.
+pub const PHASE_ACTIONS_BLOCK: &str = "phase_actions";
+
+pub fn severity_emoji(s: Severity) -> &'static str {
+    match s {
+        Severity::P1 => "🔴",
+        Severity::P2 => "🟠",
+        Severity::P3 => "🟡",
+    }
+}
+
+/// Slack's date formatting: every reader sees their own time zone.
+pub fn slack_time(t: DateTime<Utc>) -> String {
+    format!(
+        "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
+        t.timestamp(),
+        t.format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+/// `🔴 P1 · payments · Card payments failing | INC-42` (Slack caps topics at 250 characters).
+pub fn topic(inc: &Incident) -> String {
+    let service = inc.service.as_deref().unwrap_or("no service");
+    let t = format!(
+        "{} {} · {} · {} | {}",
+        severity_emoji(inc.severity),
+        inc.severity.as_str(),
+        service,
+        inc.title,
+        inc.key()
+    );
+    t.chars().take(250).collect()
+}
+
+/// Everything the card shows besides the incident itself.
+#[derive(Debug, Clone)]
+pub struct CardView<'a> {
+    pub inc: &'a Incident,
+    pub runbook: Option<String>,
+    pub dashboard: Option<String>,
+    /// Deploys to the service and its dependencies in the 2 hours before impact.
+    pub deploys: Vec<Deploy>,
+    /// "no service called X — did you mean Y?" when the service is not in the catalog.
+    pub unknown_service: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+impl<'a> CardView<'a> {
+    pub fn new(state: &AppState, inc: &'a Incident, deploys: Vec<Deploy>) -> Self {
+        let svc = inc.service.as_deref().and_then(|s| state.catalog.get(s));
+        let unknown_service = match (inc.service.as_deref(), svc) {
+            (Some(name), None) => Some(unknown_service_line(
+                name,
+                &state.catalog.suggest(name, &[]),
+            )),
+            _ => None,
+        };
+        CardView {
+            inc,
+            runbook: svc.and_then(|s| s.runbook_url.clone()),
+            dashboard: svc.and_then(|s| s.dashboard_url.clone()),
+            deploys,
+            unknown_service,
+            now: state.clock.now(),
+        }
+    }
+
+    pub fn fallback_text(&self) -> String {
+        format!(
+            "{} {} {} — {}",
+            severity_emoji(self.inc.severity),
+            self.inc.key(),
+            self.inc.title,
+            self.inc.severity.as_str()
+        )
+    }
+
+    pub fn blocks(&self) -> Value {
+        let inc = self.inc;
+        let status = inc.timeline.status();
+        let mut blocks = vec![
+            json!({
+                "type": "header",
+                "block_id": card_block_id(&inc.id),
+                "text": { "type": "plain_text", "text": truncate(&format!("{} {} · {}", severity_emoji(inc.severity), inc.key(), inc.title), 150), "emoji": true }
+            }),
+            json!({
+                "type": "section",
+                "fields": [
+                    { "type": "mrkdwn", "text": format!("*Severity*\n{} — {}", inc.severity.as_str(), inc.severity.description()) },
+                    { "type": "mrkdwn", "text": format!("*Status*\n{}", status.label()) },
+                    { "type": "mrkdwn", "text": format!("*Service*\n{}", inc.service.as_deref().unwrap_or("—")) },
+                    { "type": "mrkdwn", "text": format!("*Declared by*\n<@{}>", inc.declared_by) },
+                    { "type": "mrkdwn", "text": format!("*Impact started*\n{}", slack_time(inc.timeline.started_at)) },
+                    { "type": "mrkdwn", "text": format!("*Detected via*\n{}", inc.detection.as_str()) },
+                ]
+            }),
+        ];
+        let runbook = match &self.runbook {
+            Some(u) => format!("📖 <{u}|Runbook>"),
+            None => "📖 no runbook in the catalog".to_string(),
+        };
+        let dashboard = match &self.dashboard {
+            Some(u) => format!("📊 <{u}|Dashboard>"),
+            None => "📊 no dashboard in the catalog".to_string(),
+        };
+        blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("{runbook}   {dashboard}") } }));
+        blocks.push(
+            json!({ "type": "section", "text": { "type": "mrkdwn", "text": self.deploys_text() } }),
+        );
+        if let Some(line) = &self.unknown_service {
+            blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!("⚠️ {line}") }] }));
+        }
+        blocks.push(
+            json!({ "type": "section", "text": { "type": "mrkdwn", "text": self.phases_text() } }),
+        );
+        let buttons = self.buttons(status);
+        if !buttons.is_empty() {
+            blocks.push(
+                json!({ "type": "actions", "block_id": PHASE_ACTIONS_BLOCK, "elements": buttons }),
+            );
+        }
+        blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!("Updated {}", slack_time(self.now)) }] }));
+        Value::Array(blocks)
+    }
+
+    fn deploys_text(&self) -> String {
+        if self.deploys.is_empty() {
+            return "*Deploys in the 2 h before impact:* none".to_string();
+        }
+        let own = self.inc.service.as_deref().unwrap_or_default();
+        let mut lines = vec!["*Deploys in the 2 h before impact:*".to_string()];
+        for d in &self.deploys {
+            lines.push(deploy_line(
+                d,
+                !d.service.eq_ignore_ascii_case(own),
+                self.inc.timeline.started_at,
+                "before impact",
+            ));
+        }
+        lines.join("\n")
+    }
+
+    pub fn phases_text(&self) -> String {
+        let b = mttr::breakdown(&self.inc.timeline, self.now);
+        let t = &self.inc.timeline;
+        let mut lines = Vec::new();
+        for (span, end) in b.phases.iter().zip(Milestone::ALL) {
+            let stamp = t.get(end);
+            let value = if span.skipped {
+                "_skipped_".to_string()
+            } else if span.ongoing {
+                format!("{} so far ⏳", format_duration(span.duration))
+            } else if stamp.is_some() {
+                format_duration(span.duration)
+            } else {
+                "—".to_string()
+            };
+            let who = match stamp {
+                Some(s) if !s.implicit => match &s.by {
+                    Some(u) => format!(" · <@{u}> {}", slack_time(s.at)),
+                    None => format!(" · {}", slack_time(s.at)),
+                },
+                _ => String::new(),
+            };
+            lines.push(format!("*{}*: {value}{who}", span.kind.label()));
+        }
+        let total = if b.resolved { "MTTR" } else { "Elapsed" };
+        lines.push(format!("*{total}*: {}", format_duration(b.mttr)));
+        lines.join("\n")
+    }
+
+    fn buttons(&self, status: Status) -> Vec<Value> {
+        let id = &self.inc.id;
+        match status {
+            Status::Closed => Vec::new(),
+            Status::Monitoring => vec![json!({
+                "type": "button", "action_id": "phase_reopen", "value": id,
+                "text": { "type": "plain_text", "text": "Reopen" }
+            })],
+            _ => Milestone::ALL
+                .into_iter()
+                .filter(|m| self.inc.timeline.get(*m).is_none())
+                .map(|m| {
+                    let mut b = json!({
+                        "type": "button", "action_id": m.action_id(), "value": id,
+                        "text": { "type": "plain_text", "text": m.label() }
+                    });
+                    if m == Milestone::Resolved {
+                        b["style"] = json!("primary");
+                    }
+                    b
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One deploy as a card/answer line: `• payments v1.4.2 by alice, 25m before impact · <url|abc1234>`.
+pub fn deploy_line(
+    d: &Deploy,
+    dependency: bool,
+    reference: DateTime<Utc>,
+    relation: &str,
+) -> String {
+    let mut s = format!("• *{}*", d.service);
+    if dependency {
+        s.push_str(" (dependency)");
+    }
+    if let Some(v) = &d.version {
+        s.push_str(&format!(" `{v}`"));
+    }
+    if let Some(a) = &d.author {
+        s.push_str(&format!(" by {a}"));
+    }
+    let age = reference - d.deployed_at;
+    s.push_str(&format!(
+        ", {} {relation}",
+        format_duration(age.max(chrono::Duration::zero()))
+    ));
+    let sha = d
+        .commit_sha
+        .as_deref()
+        .map(|c| c.chars().take(7).collect::<String>());
+    match (&d.url, sha) {
+        (Some(u), Some(sha)) => s.push_str(&format!(" · <{u}|{sha}>")),
+        (Some(u), None) => s.push_str(&format!(" · <{u}|link>")),
+        (None, Some(sha)) => s.push_str(&format!(" · {sha}")),
+        (None, None) => {}
+    }
+    s
+}
+
+/// `no service called "paymnts" — did you mean payments?`
+pub fn unknown_service_line(name: &str, suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        format!("no service called `{name}` in the catalog")
+    } else {
+        let list: Vec<String> = suggestions.iter().map(|s| format!("`{s}`")).collect();
+        format!(
+            "no service called `{name}` — did you mean {}?",
+            list.join(" or ")
+        )
+    }
+}
+
+pub fn announcement_text(inc: &Incident) -> String {
+    format!(
+        "{} {} declared: {} ({}, {})",
+        severity_emoji(inc.severity),
+        inc.key(),
+        inc.title,
+        inc.severity.as_str(),
+        inc.service.as_deref().unwrap_or("no service")
+    )
+}
+
+/// The broadcast-channel message.
+pub fn announcement(inc: &Incident, channel_link: Option<&str>) -> Value {
+    let room = match (&inc.channel_id, channel_link) {
+        (Some(c), _) => format!("War room: <#{c}>"),
+        (None, _) => "No war-room channel could be created.".to_string(),
+    };
+    json!([
+        {
+            "type": "section",
+            "block_id": announce_block_id(&inc.id),
+            "text": { "type": "mrkdwn", "text": format!(
+                "{} *{}* · {}\n*{}* — {} · service *{}* · declared by <@{}>\n{room}",
+                severity_emoji(inc.severity), inc.key(), inc.title,
+                inc.severity.as_str(), inc.severity.description(),
+                inc.service.as_deref().unwrap_or("—"), inc.declared_by
+            ) }
+        }
+    ])
+}
+
+/// The modal opened by `/incident start` without a title. Its submission declares.
+pub fn declare_modal(services: &[String], origin_channel: &str) -> Value {
+    let mut service_options: Vec<Value> = services
+        .iter()
+        .take(100)
+        .map(|s| json!({ "text": { "type": "plain_text", "text": s }, "value": s }))
+        .collect();
+    if service_options.is_empty() {
+        service_options
+            .push(json!({ "text": { "type": "plain_text", "text": "(no catalog)" }, "value": "" }));
+    }
+    let opt = |v: &str, label: &str| json!({ "text": { "type": "plain_text", "text": label }, "value": v });
+    json!({
+        "type": "modal",
+        "callback_id": "incident_start",
+        "private_metadata": origin_channel,
+        "title": { "type": "plain_text", "text": "Declare an incident" },
+        "submit": { "type": "plain_text", "text": "Declare" },
+        "close": { "type": "plain_text", "text": "Cancel" },
+        "blocks": [
+            { "type": "input", "block_id": "title", "label": { "type": "plain_text", "text": "What is broken?" },
+              "element": { "type": "plain_text_input", "action_id": "value", "max_length": 150 } },
+            { "type": "input", "block_id": "severity", "label": { "type": "plain_text", "text": "Severity" },
+              "element": { "type": "static_select", "action_id": "value",
+                "initial_option": opt("P2", "P2 — major degradation"),
+                "options": [opt("P1", "P1 — full outage"), opt("P2", "P2 — major degradation"), opt("P3", "P3 — minor degradation")] } },
+            { "type": "input", "block_id": "service", "optional": true, "label": { "type": "plain_text", "text": "Service" },
+              "element": { "type": "static_select", "action_id": "value", "options": service_options } },
+            { "type": "input", "block_id": "via", "label": { "type": "plain_text", "text": "Detected via" },
+              "element": { "type": "static_select", "action_id": "value",
+                "initial_option": opt("alert", "alert"),
+                "options": [opt("alert", "alert"), opt("customer", "customer"), opt("engineer", "engineer")] } },
+            { "type": "input", "block_id": "started", "optional": true,
+              "label": { "type": "plain_text", "text": "Impact started (HH:MM or -20m; empty = now)" },
+              "element": { "type": "plain_text_input", "action_id": "value" } }
+        ]
+    })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}

@@ -1,0 +1,173 @@
+//! The Slack Web API client: slack-morphism's hyper transport, one generic [`SlackClient::call`] and a
+//! classification of failures ([`SlackError`]) that the retry logic of the war-room steps relies on.
+//!
+//! Every call has a deadline (`slack.call_timeout_ms`): a slow or dropped response becomes
+//! [`SlackError::Timeout`]/[`SlackError::Transport`], whose outcome is unknown, so callers reconcile before
+//! retrying a call that is not idempotent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use crate::config::Secret;
+
+type Connector = SlackClientHyperConnector<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+>;
+
+/// A failed Web API call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SlackError {
+    /// Slack answered `ok: false` with this error code.
+    #[error("{method}: Slack error `{code}`")]
+    Api { method: String, code: String },
+    /// HTTP 429; wait `retry_after` (Slack's `Retry-After`) before calling again.
+    #[error("{method}: rate limited (retry after {retry_after:?})")]
+    RateLimited {
+        method: String,
+        retry_after: Option<Duration>,
+    },
+    /// No answer in time; Slack may or may not have applied the call.
+    #[error("{method}: no answer within the deadline")]
+    Timeout { method: String },
+    /// Connection or HTTP-level failure (5xx, dropped connection, unreadable body).
+    #[error("{method}: {message}")]
+    Transport {
+        method: String,
+        message: String,
+        retryable: bool,
+    },
+    /// No bot token configured.
+    #[error("SLACK_BOT_TOKEN is not set")]
+    NoToken,
+}
+
+impl SlackError {
+    /// Whether calling again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SlackError::Api { code, .. } => matches!(
+                code.as_str(),
+                "internal_error"
+                    | "fatal_error"
+                    | "service_unavailable"
+                    | "request_timeout"
+                    | "ratelimited"
+            ),
+            SlackError::RateLimited { .. } | SlackError::Timeout { .. } => true,
+            SlackError::Transport { retryable, .. } => *retryable,
+            SlackError::NoToken => false,
+        }
+    }
+
+    /// Slack's error code, when it gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            SlackError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SlackError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A Slack Web API client bound to the bot token.
+#[derive(Clone)]
+pub struct SlackClient {
+    client: Arc<slack_morphism::SlackClient<Connector>>,
+    token: Option<SlackApiToken>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for SlackClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackClient")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl SlackClient {
+    /// `base_url` like `https://slack.com/api` (a trailing slash is dropped).
+    pub fn new(base_url: &str, token: Option<&Secret>, timeout: Duration) -> anyhow::Result<Self> {
+        crate::startup::install_crypto_provider();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let connector = SlackClientHyperConnector::with_connector(https)
+            .with_slack_api_url(base_url.trim_end_matches('/'));
+        Ok(SlackClient {
+            client: Arc::new(slack_morphism::SlackClient::new(connector)),
+            token: token.map(|t| SlackApiToken::new(SlackApiTokenValue(t.expose().to_string()))),
+            timeout,
+        })
+    }
+
+    /// Calls `method` with JSON `args`; returns Slack's whole answer on `ok: true`.
+    #[tracing::instrument(name = "slack", skip(self, args), fields(method))]
+    pub async fn call(&self, method: &str, args: Value) -> Result<Value, SlackError> {
+        let token = self.token.as_ref().ok_or(SlackError::NoToken)?;
+        let session = self.client.open_session(token);
+        let fut = session
+            .http_session_api
+            .http_post::<Value, Value>(method, &args, None);
+        match tokio::time::timeout(self.timeout, fut).await {
+            Err(_) => Err(SlackError::Timeout {
+                method: method.into(),
+            }),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(method, e)),
+        }
+    }
+}
+
+fn classify(method: &str, e: SlackClientError) -> SlackError {
+    let method = method.to_string();
+    match e {
+        SlackClientError::ApiError(a) => SlackError::Api {
+            method,
+            code: a.code,
+        },
+        SlackClientError::RateLimitError(r) => SlackError::RateLimited {
+            method,
+            retry_after: r.retry_after,
+        },
+        SlackClientError::HttpError(h) => {
+            let status = h.status_code.as_u16();
+            SlackError::Transport {
+                method,
+                message: format!("HTTP {status}"),
+                retryable: status >= 500 || status == 408,
+            }
+        }
+        other => SlackError::Transport {
+            method,
+            // slack-morphism's messages carry no token; keep only the first line.
+            message: other
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            retryable: true,
+        },
+    }
+}
+
+/// Whether an answer's `error` means "the thing already exists/is already so" — success for idempotent steps.
+pub fn is_already_done(code: &str) -> bool {
+    matches!(
+        code,
+        "already_pinned" | "already_in_channel" | "already_reacted"
+    )
+}

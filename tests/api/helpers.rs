@@ -1,0 +1,95 @@
+//! `spawn_app()`: a bot on a fresh, isolated database, wired to the Slack and pager stand-ins.
+//!
+//! The backend comes from `TEST_DATABASE_URL`: unset → a new SQLite file per test; `postgres://…` → a new
+//! PostgreSQL database per test, created on that server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use incident_bot::clock::Clock;
+use incident_bot::config::Settings;
+use incident_bot::harness::{settings_for, Harness};
+use incident_bot::pager::standin::PagerStandin;
+use incident_bot::slack::standin::SlackStandin;
+use sqlx::any::AnyPoolOptions;
+
+/// A fresh database URL for one test.
+pub async fn fresh_database_url() -> String {
+    sqlx::any::install_default_drivers();
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let admin = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&url)
+                .await
+                .expect("TEST_DATABASE_URL is reachable");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .expect("can create a test database");
+            admin.close().await;
+            let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
+            format!("{base}/{name}")
+        }
+        _ => {
+            let dir = std::env::temp_dir().join("incident-bot-tests");
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            format!(
+                "sqlite://{}",
+                dir.join(format!("{}.db", uuid::Uuid::new_v4())).display()
+            )
+        }
+    }
+}
+
+pub struct TestApp {
+    pub h: Harness,
+    #[allow(dead_code)]
+    pub db_url: String,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.h
+    }
+}
+
+/// A bot on a fresh database with default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with settings adjusted by `tweak`.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let slack = SlackStandin::start().await.expect("slack stand-in");
+    let pager = PagerStandin::start().await.expect("pager stand-in");
+    let db_url = fresh_database_url().await;
+    let mut settings = settings_for(&slack, &pager, &db_url);
+    tweak(&mut settings);
+    let h = Harness::start_with(
+        settings,
+        slack,
+        pager,
+        Arc::new(incident_bot::clock::SystemClock),
+    )
+    .await
+    .expect("bot starts");
+    TestApp { h, db_url }
+}
+
+/// A bot with a given clock on a fresh database.
+#[allow(dead_code)]
+pub async fn spawn_app_with_clock(clock: Arc<dyn Clock>) -> TestApp {
+    let slack = SlackStandin::start().await.expect("slack stand-in");
+    let pager = PagerStandin::start().await.expect("pager stand-in");
+    let db_url = fresh_database_url().await;
+    let settings = settings_for(&slack, &pager, &db_url);
+    let h = Harness::start_with(settings, slack, pager, clock)
+        .await
+        .expect("bot starts");
+    TestApp { h, db_url }
+}
+
+pub const SETUP_LIMIT: Duration = Duration::from_secs(20);

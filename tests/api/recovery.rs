@@ -1,0 +1,187 @@
+//! A bot process killed in the middle of setting up a war room, and started again, finishes the unfinished
+//! steps without doing any step twice. Runs the real binary and kills it with SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use incident_bot::harness::{
+    catalog_for, catalog_yaml_for, secrets_for, BOT_TOKEN, SIGNING_SECRET,
+};
+use incident_bot::pager::standin::PagerStandin;
+use incident_bot::slack::standin::{Fault, SlackStandin, INCIDENTS_CHANNEL_ID};
+
+struct Bot {
+    child: Child,
+    base_url: String,
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_bot(
+    db_url: &str,
+    catalog_path: &std::path::Path,
+    slack: &SlackStandin,
+    pager: &PagerStandin,
+) -> Bot {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_incident-bot"));
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--config")
+        .arg("/nonexistent/incident-bot.toml")
+        .env("DATABASE_URL", db_url)
+        .env("CATALOG_PATH", catalog_path)
+        .env("SLACK_API_URL", slack.base_url())
+        .env("PAGERDUTY_EVENTS_URL", pager.pagerduty_events_url())
+        .env("OPSGENIE_API_URL", pager.opsgenie_url())
+        .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+        .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+        .env("INCIDENT_BOT_SETUP__LEASE_MS", "1500")
+        .env("INCIDENT_BOT_SETUP__SWEEP_INTERVAL_MS", "100")
+        .env("INCIDENT_BOT_SETUP__BACKOFF_BASE_MS", "50")
+        .env("INCIDENT_BOT_SLACK__CALL_TIMEOUT_MS", "30000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (var, value) in &secrets_for(&catalog_for(pager)).named {
+        cmd.env(var, value.expose());
+    }
+    let mut child = cmd.spawn().expect("the bot binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let port = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap_or_else(|_| panic!("port in {line:?}"));
+    Bot {
+        child,
+        base_url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_setup_finishes_on_restart_without_running_any_step_twice() {
+    let slack = SlackStandin::start().await.unwrap();
+    let pager = PagerStandin::start().await.unwrap();
+    let db_url = crate::helpers::fresh_database_url().await;
+    let dir = std::env::temp_dir().join(format!("incident-bot-recovery-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let catalog_path = dir.join("catalog.yaml");
+    std::fs::write(&catalog_path, catalog_yaml_for(&pager)).unwrap();
+
+    // The card post and the bookmarks take effect in Slack but never answer: the bot is killed while waiting.
+    slack.fail_next("chat.postMessage", Fault::Hang);
+    slack.fail_next("bookmarks.add", Fault::Hang);
+    let mut first = start_bot(&db_url, &catalog_path, &slack, &pager);
+
+    let body = serde_urlencoded::to_string([
+        ("team_id", "T0001"),
+        ("user_id", "U0DECLARER"),
+        ("channel_id", "CGENERAL"),
+        ("command", "/incident"),
+        ("text", "start Payments down sev:P1 service:payments"),
+        ("response_url", &slack.response_url()),
+    ])
+    .unwrap();
+    let ts = chrono::Utc::now().timestamp();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/slack/commands", first.base_url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header(
+            "x-slack-signature",
+            incident_bot::slack::verify::sign(SIGNING_SECRET.as_bytes(), ts, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+
+    // Wait until Slack has seen the hung calls (their effects are applied), then kill -9.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while slack.count("chat.postMessage") < 1 || slack.count("bookmarks.add") < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "setup reached the card: {:?}",
+            slack
+                .calls()
+                .iter()
+                .map(|c| c.method.clone())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    drop(first);
+
+    let second = start_bot(&db_url, &catalog_path, &slack, &pager);
+    let db = incident_bot::db::Db::connect(&db_url).await.unwrap();
+    let id: String = sqlx::query_scalar("SELECT id FROM incidents WHERE number = 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let steps = incident_bot::incidents::setup::step_report(&db, &id)
+            .await
+            .unwrap();
+        if steps.iter().all(|s| s.state == "done") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "setup finished after the restart: {steps:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(second);
+
+    assert_eq!(slack.count("conversations.create"), 1, "one channel");
+    let chans: Vec<_> = slack
+        .channels()
+        .into_iter()
+        .filter(|c| c.name.starts_with("inc-1"))
+        .collect();
+    assert_eq!(chans.len(), 1);
+    let ch = &chans[0];
+    let cards = ch
+        .messages
+        .iter()
+        .filter(|m| {
+            m.blocks
+                .as_ref()
+                .is_some_and(|b| b.to_string().contains("card:"))
+        })
+        .count();
+    assert_eq!(cards, 1, "one card");
+    assert_eq!(ch.pins.len(), 1, "pinned once");
+    assert_eq!(
+        ch.bookmarks.len(),
+        2,
+        "runbook and dashboard once each: {:?}",
+        ch.bookmarks
+    );
+    let announcements = slack
+        .channels()
+        .into_iter()
+        .find(|c| c.id == INCIDENTS_CHANNEL_ID)
+        .unwrap()
+        .messages
+        .len();
+    assert_eq!(announcements, 1, "announced once");
+    assert_eq!(pager.pagerduty_alerts().len(), 1, "paged once");
+    let _ = std::fs::remove_dir_all(&dir);
+}
