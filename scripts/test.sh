@@ -41,4 +41,7 @@ ensure_postgres
 echo "== tests on SQLite"
 cargo test --quiet
 echo "== tests on PostgreSQL"
+# Each test makes its own database t_<uuid>; drop those left by earlier runs.
+psql "$PG_URL" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%'" |
+  while read -r db; do psql "$PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
 TEST_DATABASE_URL="$PG_URL" cargo test --quiet --test api

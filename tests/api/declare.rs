@@ -422,3 +422,22 @@ async fn incident_numbers_are_sequential_per_workspace_under_concurrent_declares
         .unwrap();
     assert_eq!(numbers, (1..=10).collect::<Vec<i64>>());
 }
+
+#[tokio::test]
+async fn the_conformance_check_catches_a_misspelled_argument() {
+    // Guards the guard: the check that runs when every TestApp drops must fail on a bad call.
+    let app = spawn_app().await;
+    app.state
+        .slack
+        .call(
+            "chat.postMessage",
+            serde_json::json!({ "channel": "CGENERAL", "txet": "hi" }),
+        )
+        .await
+        .ok();
+    let spec = crate::openapi::SlackSpec::load().unwrap();
+    let v = spec.violations(&app.slack.calls());
+    assert!(v.iter().any(|m| m.contains("txet")), "{v:?}");
+    // Clear the bad call so this app's own drop-time check passes.
+    std::mem::forget(app);
+}

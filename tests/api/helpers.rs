@@ -49,6 +49,20 @@ pub struct TestApp {
     pub db_url: String,
 }
 
+/// Every test checks, when its app goes away, that each Web API call the bot made used a real Slack method and
+/// real argument names (`../shared/reference/slack_web_openapi_v2.json`, plus the newer methods SPEC lists).
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        static SPEC: std::sync::OnceLock<crate::openapi::SlackSpec> = std::sync::OnceLock::new();
+        let spec = SPEC
+            .get_or_init(|| crate::openapi::SlackSpec::load().expect("Slack's OpenAPI spec loads"));
+        spec.assert_conforms(&self.h.slack.calls());
+    }
+}
+
 impl std::ops::Deref for TestApp {
     type Target = Harness;
     fn deref(&self) -> &Harness {

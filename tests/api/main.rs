@@ -4,4 +4,5 @@
 mod declare;
 mod front_door;
 mod helpers;
+mod openapi;
 mod recovery;
