@@ -34,6 +34,8 @@ pub const ANNOTATION_GITHUB_SLUG: &str = "github.com/project-slug";
 pub const ANNOTATION_GITLAB_SLUG: &str = "gitlab.com/project-slug";
 /// Backstage annotation: the Argo CD application name.
 pub const ANNOTATION_ARGOCD_APP: &str = "argocd/app-name";
+/// Backstage annotation (PagerDuty plugin): the PagerDuty service ID, for `import pagerduty`.
+pub const ANNOTATION_PAGERDUTY_SERVICE: &str = "pagerduty.com/service-id";
 
 /// A link from `metadata.links`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -204,6 +206,8 @@ pub struct Service {
     pub github_slug: Option<String>,
     pub gitlab_slug: Option<String>,
     pub argocd_app: Option<String>,
+    /// `pagerduty.com/service-id`: PagerDuty incidents of this service are imported under this name.
+    pub pagerduty_service_id: Option<String>,
     /// Names from `incident-bot/deploy-aliases`.
     pub aliases: Vec<String>,
     /// 1-based line of the document's first content line (after `---` and comments).
@@ -934,6 +938,7 @@ fn parse_component(value: &Value, line: usize) -> Result<Service, CatalogError> 
         github_slug: annotation(value, ANNOTATION_GITHUB_SLUG, line)?,
         gitlab_slug: annotation(value, ANNOTATION_GITLAB_SLUG, line)?,
         argocd_app: annotation(value, ANNOTATION_ARGOCD_APP, line)?,
+        pagerduty_service_id: annotation(value, ANNOTATION_PAGERDUTY_SERVICE, line)?,
         aliases,
         source_line: line,
         name,

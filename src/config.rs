@@ -27,6 +27,32 @@ pub struct Settings {
     pub pager: PagerSettings,
     pub incidents: IncidentSettings,
     pub http: HttpSettings,
+    /// Weekly digests, one per `[[digests]]` table (none by default).
+    pub digests: Vec<DigestSettings>,
+}
+
+/// One scheduled digest: where, when (weekday, local time, IANA time zone) and for which incidents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestSettings {
+    /// Channel ID (`C0123…`) or name (`#team-payments`).
+    pub channel: String,
+    /// `monday` … `sunday` (or `mon` … `sun`).
+    pub day: String,
+    /// Local time, `HH:MM`.
+    pub time: String,
+    /// IANA time zone, e.g. `Europe/Berlin`; also decides what "in hours" means. Default `UTC`.
+    #[serde(default = "default_digest_timezone")]
+    pub timezone: String,
+    /// Only incidents of services owned by this catalog team.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Only incidents of this service.
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
+fn default_digest_timezone() -> String {
+    "UTC".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +82,8 @@ pub struct SetupSettings {
     pub lease_ms: u64,
     /// How often unfinished steps (e.g. after a restart) are looked for.
     pub sweep_interval_ms: u64,
+    /// On SIGTERM, how long war rooms being set up may take to finish before the process exits.
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +106,8 @@ pub struct IncidentSettings {
     pub unresolved_escalation_minutes: i64,
     /// Time zone used when a user's own is unknown.
     pub default_timezone: String,
+    /// How often due timers (escalations, end of monitoring) and pending Slack/pager updates are looked for.
+    pub timer_tick_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +128,7 @@ impl Default for Settings {
             pager: PagerSettings::default(),
             incidents: IncidentSettings::default(),
             http: HttpSettings::default(),
+            digests: Vec::new(),
         }
     }
 }
@@ -122,6 +153,7 @@ impl Default for SetupSettings {
             backoff_max_ms: 60_000,
             lease_ms: 30_000,
             sweep_interval_ms: 2_000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -144,6 +176,7 @@ impl Default for IncidentSettings {
             p1_ack_escalation_minutes: 5,
             unresolved_escalation_minutes: 30,
             default_timezone: "UTC".into(),
+            timer_tick_ms: 200,
         }
     }
 }
@@ -229,7 +262,8 @@ impl Settings {
             .map_err(|e| ConfigError(e.to_string()))
     }
 
-    fn figment(path: &Path) -> Figment {
+    /// The layered sources (defaults, file, environment) before extraction; `check-config` reads its errors.
+    pub fn figment(path: &Path) -> Figment {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(path))
             .merge(Env::prefixed("INCIDENT_BOT_").split("__"));

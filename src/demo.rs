@@ -1,22 +1,50 @@
 //! `incident-bot demo`: a whole incident on an embedded SQLite database against the built-in Slack and pager
 //! stand-ins, printed as the channels would show it. Needs no Slack account and no network.
+//!
+//! The incident runs on a manual clock, so 45 minutes of incident take a few seconds: deploys land, the incident is
+//! declared, responders click every phase button (signed `block_actions` requests, exactly as Slack sends them),
+//! the unresolved escalation fires, someone corrects a timestamp, the MTTR summary goes to both channels, and the
+//! monitoring window closes the incident.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Duration as Span;
+use chrono::{Duration as Span, DurationRound};
 
+use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::deploys::{self, NewDeploy};
-use crate::harness::Harness;
-use crate::slack::standin::INCIDENTS_CHANNEL_ID;
+use crate::harness::{settings_for, Harness};
+use crate::pager::standin::PagerStandin;
+use crate::slack::standin::{blocks_to_text, Channel, SlackStandin, INCIDENTS_CHANNEL_ID};
+
+/// How long updates may take before the demo gives up.
+const LIMIT: Duration = Duration::from_secs(30);
 
 pub async fn run() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("incident-bot-demo-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
     let db_url = format!("sqlite://{}", dir.join("demo.db").display());
-    let h = Harness::start(&db_url).await?;
+    let result = run_on(&db_url).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_on(db_url: &str) -> anyhow::Result<()> {
+    let slack = SlackStandin::start().await?;
+    let pager = PagerStandin::start().await?;
+    let settings = settings_for(&slack, &pager, db_url);
+    // A whole minute, so that the figures below come out round.
+    let start = SystemClock
+        .now()
+        .duration_trunc(Span::minutes(1))
+        .unwrap_or_else(|_| SystemClock.now());
+    let clock = Arc::new(ManualClock::new(start));
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let h = Harness::start_with(settings, slack, pager, dyn_clock).await?;
     h.slack.set_latency(Duration::from_millis(40));
     println!(
-        "incident-bot demo — embedded database {db_url}, Slack stand-in at {}\n",
+        "incident-bot demo — embedded database {db_url}, Slack stand-in at {}\n\
+         (the clock is simulated: the incident's 45 minutes pass in seconds)\n",
         h.slack.base_url()
     );
 
@@ -59,7 +87,7 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     let id = h.incident_id(1).await?;
-    let steps = h.wait_for_setup(&id, Duration::from_secs(30)).await?;
+    let steps = h.wait_for_setup(&id, LIMIT).await?;
     println!(
         "── war room ready {} ms after the command (Slack answering every call after 40 ms)",
         t0.elapsed().as_millis()
@@ -79,16 +107,107 @@ pub async fn run() -> anyhow::Result<()> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
     let name = inc.channel_name.clone().unwrap_or_default();
-    println!("\n{}", h.slack.render_channel(&name));
-    let incidents = h
+    println!("\n{}", plain(&h.slack.render_channel(&name)));
+    let broadcast = h
         .slack
         .channels()
         .into_iter()
         .find(|c| c.id == INCIDENTS_CHANNEL_ID)
-        .map(|c| c.name);
-    if let Some(n) = incidents {
-        println!("{}", h.slack.render_channel(&n));
+        .map(|c| c.name)
+        .unwrap_or_else(|| INCIDENTS_CHANNEL_ID.to_string());
+    println!("{}", plain(&h.slack.render_channel(&broadcast)));
+    for r in h.slack.responses() {
+        println!(
+            "── reply to the declarer (response_url): {}\n",
+            r.1["text"].as_str().unwrap_or_default()
+        );
     }
+
+    // The responders drive the incident through its phases. Minutes since declaration: 4, 22, 34, 43.
+    let clicks = [
+        (4, "U0PAYONC1", "phase_ack", "Acknowledge"),
+        (18, "U0PAYOWN1", "phase_identified", "Root cause identified"),
+        (12, "U0PAYOWN1", "phase_fixed", "Fix deployed"),
+        (9, "U0PAYONC1", "phase_resolved", "Resolved"),
+    ];
+    let mut posted = 0;
+    for (after, user, action, label) in clicks {
+        clock.advance(Span::minutes(after));
+        settle(&h, &id).await?;
+        posted = print_new_lines(&h, &id, posted).await?;
+        let elapsed = (h.state.clock.now() - inc.timeline.declared_at).num_minutes();
+        println!("── +{elapsed} min: {user} clicks [{label}] on the card");
+        let t = Instant::now();
+        let status = h.click(user, action, &id).await?;
+        println!("   HTTP {status} in {} ms", t.elapsed().as_millis());
+        settle(&h, &id).await?;
+        if action == "phase_ack" {
+            // Someone else clicks the same button on a card that has not refreshed yet.
+            h.click("U0PAYOWN2", action, &id).await?;
+            settle(&h, &id).await?;
+            if let Some((_, v)) = h.slack.responses().last() {
+                println!(
+                    "── U0PAYOWN2 clicks [{label}] a moment later; only they see: {}",
+                    v["text"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        posted = print_new_lines(&h, &id, posted).await?;
+        println!("   the pinned card now reads:\n{}", indent(&card(&h, &id)?));
+    }
+
+    // A correction: the root cause was really found five minutes earlier.
+    let inc = crate::incidents::load(&h.state.db, &id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
+    if let Some(identified) = &inc.timeline.identified {
+        let tz = crate::incidents::phases::user_tz(&h.state, "U0PAYOWN1").await;
+        let local = (identified.at - Span::minutes(5))
+            .with_timezone(&tz)
+            .format("%H:%M")
+            .to_string();
+        let text = format!("set identified {local}");
+        println!(
+            "── U0PAYOWN1 (Slack time zone {}) types: /incident {text}",
+            tz.name()
+        );
+        let (_, reply) = h
+            .slash_as(
+                "U0PAYOWN1",
+                inc.channel_id.as_deref().unwrap_or_default(),
+                &text,
+            )
+            .await?;
+        settle(&h, &id).await?;
+        println!(
+            "   only they see: {}",
+            plain(reply["text"].as_str().unwrap_or_default())
+        );
+        posted = print_new_lines(&h, &id, posted).await?;
+    }
+
+    println!("\n── the incident channel after resolution:\n");
+    println!("{}", plain(&h.slack.render_channel(&name)));
+    println!("── the broadcast channel:\n");
+    println!("{}", plain(&h.slack.render_channel(&broadcast)));
+
+    println!("── 31 minutes of monitoring pass without a reopen …");
+    clock.advance(Span::minutes(31));
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let inc = crate::incidents::load(&h.state.db, &id).await?;
+        if inc.is_some_and(|i| i.timeline.closed_at.is_some()) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the incident was not closed");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settle(&h, &id).await?;
+    print_new_lines(&h, &id, posted).await?;
+    println!("   the pinned card now reads:\n{}", indent(&card(&h, &id)?));
+
     println!("── pages sent");
     for a in h.pager.pagerduty_alerts() {
         println!(
@@ -96,14 +215,98 @@ pub async fn run() -> anyhow::Result<()> {
             a.dedup_key, a.severity, a.summary, a.trigger_count
         );
     }
-    for r in h.slack.responses() {
-        println!(
-            "── reply to the declarer (response_url): {}",
-            r.1["text"].as_str().unwrap_or_default()
-        );
-    }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Lets the timer tick and waits until every queued Slack/pager update of the incident is done.
+async fn settle(h: &Harness, id: &str) -> anyhow::Result<()> {
+    let tick = h.state.settings.incidents.timer_tick_ms;
+    tokio::time::sleep(Duration::from_millis(2 * tick + 50)).await;
+    h.wait_for_effects(id, LIMIT).await
+}
+
+fn incident_channel(h: &Harness, id_channel: &str) -> Option<Channel> {
+    h.slack.channel_by_name(id_channel)
+}
+
+/// Prints the timeline lines posted since the first `seen`; returns how many there are now.
+async fn print_new_lines(h: &Harness, id: &str, seen: usize) -> anyhow::Result<usize> {
+    let inc = crate::incidents::load(&h.state.db, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
+    let Some(ch) = inc
+        .channel_id
+        .as_deref()
+        .and_then(|c| incident_channel(h, c))
+    else {
+        return Ok(seen);
+    };
+    let lines: Vec<String> = ch
+        .messages
+        .iter()
+        .filter_map(|m| m.blocks.as_ref())
+        .filter(|b| {
+            b[0]["block_id"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("ob:post:"))
+        })
+        .map(|b| plain(&blocks_to_text(b)))
+        .collect();
+    for l in lines.iter().skip(seen) {
+        println!("   timeline line in #{}: {l}", ch.name);
+    }
+    Ok(lines.len())
+}
+
+/// The pinned card as text.
+fn card(h: &Harness, id: &str) -> anyhow::Result<String> {
+    let ch = h
+        .slack
+        .channels()
+        .into_iter()
+        .find(|c| {
+            c.messages.iter().any(|m| {
+                m.blocks.as_ref().is_some_and(|b| {
+                    b[0]["block_id"].as_str()
+                        == Some(crate::slack::blocks::card_block_id(id).as_str())
+                })
+            })
+        })
+        .ok_or_else(|| anyhow::anyhow!("no card"))?;
+    let m = ch
+        .messages
+        .iter()
+        .find(|m| ch.pins.contains(&m.ts))
+        .ok_or_else(|| anyhow::anyhow!("no pinned card"))?;
+    Ok(plain(
+        &m.blocks.as_ref().map(blocks_to_text).unwrap_or_default(),
+    ))
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("   │ {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Slack's `<!date^…|fallback>` shown as its fallback, as a reader in UTC would see it.
+fn plain(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("<!date^") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(end) = tail.find('>') else {
+            out.push_str(tail);
+            return out;
+        };
+        out.push_str(tail[..end].rsplit('|').next().unwrap_or_default());
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A stable fake commit hash for the demo's deploys.
@@ -111,4 +314,19 @@ fn md5ish(s: &str) -> u64 {
     s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_dates_print_as_their_fallback() {
+        assert_eq!(
+            plain("at <!date^1764081240^{time}|14:34 UTC> — ok <@U1>"),
+            "at 14:34 UTC — ok <@U1>"
+        );
+        assert_eq!(plain("no dates"), "no dates");
+        assert_eq!(plain("broken <!date^1"), "broken <!date^1");
+    }
 }

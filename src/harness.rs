@@ -204,6 +204,61 @@ impl Harness {
         Ok(id)
     }
 
+    /// The `payload=<json>` form body of a click on button `action_id` of incident `incident_id`'s card by `user`,
+    /// shaped like Slack's `block_actions` (see `shared/reference/fixtures/slack_block_actions.json`).
+    pub async fn click_body(
+        &self,
+        user: &str,
+        action_id: &str,
+        incident_id: &str,
+    ) -> anyhow::Result<String> {
+        let inc = crate::incidents::load(&self.state.db, incident_id)
+            .await?
+            .with_context(|| format!("no incident {incident_id}"))?;
+        block_actions_body(
+            &inc,
+            user,
+            action_id,
+            &self.slack.response_url(),
+            self.state.clock.now(),
+        )
+    }
+
+    /// Clicks button `action_id` (e.g. `phase_ack`, `phase_reopen`) on incident `incident_id`'s card as `user`,
+    /// signed like Slack. Returns the HTTP status of the bot's answer.
+    pub async fn click(
+        &self,
+        user: &str,
+        action_id: &str,
+        incident_id: &str,
+    ) -> anyhow::Result<u16> {
+        let body = self.click_body(user, action_id, incident_id).await?;
+        let resp = self
+            .post_signed(
+                "/slack/interactions",
+                "application/x-www-form-urlencoded",
+                body,
+            )
+            .await?;
+        Ok(resp.status().as_u16())
+    }
+
+    /// Waits until every Slack/pager update queued for the incident (card, timeline lines, summaries, pages) is
+    /// done or failed (at most `limit`).
+    pub async fn wait_for_effects(&self, incident_id: &str, limit: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = crate::incidents::outbox::unfinished(&self.state.db, incident_id).await?;
+            if left == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("{left} update(s) of {incident_id} still pending after {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Waits until every setup step of the incident is done, failed or skipped (at most `limit`).
     pub async fn wait_for_setup(
         &self,
@@ -226,4 +281,258 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// The `payload=<json>` form body of a click on button `action_id` (e.g. `phase_ack`) of `inc`'s card by `user`,
+/// shaped like Slack's `block_actions` (see `shared/reference/fixtures/slack_block_actions.json`).
+pub fn block_actions_body(
+    inc: &crate::incidents::Incident,
+    user: &str,
+    action_id: &str,
+    response_url: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<String> {
+    let channel = inc.channel_id.clone().unwrap_or_default();
+    let ts = inc.card_ts.clone().unwrap_or_default();
+    let label = crate::domain::phase::Milestone::from_action_id(action_id)
+        .map(|m| m.label())
+        .unwrap_or("Reopen");
+    let payload = serde_json::json!({
+        "type": "block_actions",
+        "team": { "id": TEAM_ID, "domain": "acme" },
+        "user": { "id": user, "username": user.to_lowercase(), "team_id": TEAM_ID },
+        "api_app_id": "A0001",
+        "token": "legacy-verification-token",
+        "container": { "type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": false },
+        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        "channel": { "id": channel, "name": inc.channel_name.clone().unwrap_or_default() },
+        "message": { "bot_id": crate::slack::standin::BOT_ID, "type": "message", "text": "incident card",
+                     "user": crate::slack::standin::BOT_USER_ID, "ts": ts },
+        "response_url": response_url,
+        "actions": [{
+            "action_id": action_id,
+            "block_id": crate::slack::blocks::PHASE_ACTIONS_BLOCK,
+            "text": { "type": "plain_text", "text": label, "emoji": true },
+            "value": inc.id,
+            "type": "button",
+            "action_ts": format!("{}.{:06}", now.timestamp(), now.timestamp_subsec_micros()),
+        }],
+    });
+    Ok(serde_urlencoded::to_string([(
+        "payload",
+        payload.to_string(),
+    )])?)
+}
+
+/// The form body Slack posts for `/incident <text>` typed by `user` in `channel`.
+pub fn slash_body(user: &str, channel: &str, text: &str, response_url: &str) -> String {
+    serde_urlencoded::to_string([
+        ("token", "legacy-verification-token"),
+        ("team_id", TEAM_ID),
+        ("team_domain", "acme"),
+        ("channel_id", channel),
+        ("channel_name", "general"),
+        ("user_id", user),
+        ("user_name", "someone"),
+        ("command", "/incident"),
+        ("text", text),
+        ("api_app_id", "A0001"),
+        ("response_url", response_url),
+        ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+    ])
+    .unwrap_or_default()
+}
+
+/// POSTs `body` to `url` signed like Slack signs it at Unix time `ts` with [`SIGNING_SECRET`].
+pub async fn post_signed_to(
+    http: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    ts: i64,
+) -> reqwest::Result<reqwest::Response> {
+    let sig = sign(SIGNING_SECRET.as_bytes(), ts, &body);
+    http.post(url)
+        .header("content-type", content_type)
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", sig)
+        .body(body)
+        .send()
+        .await
+}
+
+/// A bot process — the real binary running `serve` — against the stand-ins, killed when dropped.
+/// Its stderr (the logs) is kept for assertions; `RUST_LOG` defaults to `warn`.
+pub struct BotProcess {
+    pub child: std::process::Child,
+    pub base_url: String,
+    stderr: Arc<std::sync::Mutex<String>>,
+    panics: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for BotProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl BotProcess {
+    /// The `serve` command for binary `exe` against the stand-ins on `database_url`, with the catalog at
+    /// `catalog_path` (write [`catalog_yaml_for`] there), quick retries and short leases, and the settings file
+    /// `config` (a path that does not exist means built-in defaults). Add `.env(…)` to override more.
+    pub fn command(
+        exe: &std::path::Path,
+        database_url: &str,
+        catalog_path: &std::path::Path,
+        config: &std::path::Path,
+        slack: &SlackStandin,
+        pager: &PagerStandin,
+    ) -> std::process::Command {
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--config")
+            .arg(config)
+            .env_remove("LOG_JSON")
+            .env(
+                "RUST_LOG",
+                std::env::var("BOT_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .env("DATABASE_URL", database_url)
+            .env("CATALOG_PATH", catalog_path)
+            .env("SLACK_API_URL", slack.base_url())
+            .env("PAGERDUTY_EVENTS_URL", pager.pagerduty_events_url())
+            .env("OPSGENIE_API_URL", pager.opsgenie_url())
+            .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+            .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+            .env("DEPLOY_API_TOKEN", "harness-deploy-token")
+            .env("INCIDENT_BOT_SETUP__LEASE_MS", "1500")
+            .env("INCIDENT_BOT_SETUP__SWEEP_INTERVAL_MS", "100")
+            .env("INCIDENT_BOT_SETUP__BACKOFF_BASE_MS", "50")
+            .env("INCIDENT_BOT_SETUP__BACKOFF_MAX_MS", "1000")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (var, value) in &secrets_for(&catalog_for(pager)).named {
+            cmd.env(var, value.expose());
+        }
+        cmd
+    }
+
+    /// Starts `cmd` (see [`BotProcess::command`]) and waits (at most `limit`) for the line with its port.
+    pub async fn spawn(
+        mut cmd: std::process::Command,
+        limit: Duration,
+    ) -> anyhow::Result<BotProcess> {
+        use std::io::BufRead;
+        let mut child = cmd.spawn().context("the bot binary starts")?;
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let panics = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        if let Some(pipe) = child.stderr.take() {
+            let sink = stderr.clone();
+            let panics = panics.clone();
+            std::thread::spawn(move || {
+                let mut pipe = std::io::BufReader::new(pipe);
+                let mut line = Vec::new();
+                while matches!(pipe.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                    let text = String::from_utf8_lossy(&line);
+                    if text.contains("panicked at") {
+                        panics.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    // Keep the tail only: a long run must not grow the test's memory without bound.
+                    if s.len() > 4 << 20 {
+                        let cut = s.len() - (2 << 20);
+                        let cut = (cut..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+                        s.drain(..cut);
+                    }
+                    s.push_str(&text);
+                    line.clear();
+                }
+            });
+        }
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok);
+            let _ = tx.send(first);
+            // Drain the rest so the bot never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(Some(line))) => line,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                anyhow::bail!("the bot did not say its port within {limit:?}; stderr:\n{err}");
+            }
+        };
+        let port: u16 = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("no port in {line:?}"))?;
+        Ok(BotProcess {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            stderr,
+            panics,
+        })
+    }
+
+    /// How many panics the process reported on stderr so far (each `thread '…' panicked at` line).
+    pub fn panics(&self) -> usize {
+        self.panics.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the process logged so far (the last few MB).
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Resident memory now (`VmRSS`) and at its peak (`VmHWM`), in KiB, from `/proc/<pid>/status` (Linux).
+    pub fn memory_kib(&self) -> Option<(u64, u64)> {
+        proc_memory_kib(&format!("/proc/{}/status", self.pid()))
+    }
+
+    /// Kills the process with SIGKILL (no clean shutdown) and reaps it.
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(|_| ())
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// `VmRSS` and `VmHWM` in KiB from a `/proc/…/status` file (`/proc/self/status` for this process).
+pub fn proc_memory_kib(status_path: &str) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(status_path).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }

@@ -8,19 +8,27 @@
 //! - [`pager`]: paging the secondary on-call (PagerDuty, Opsgenie, generic webhook) and a pager stand-in.
 //! - [`catalog`]: the Backstage service catalog.
 //! - [`db`]: the database (SQLite or PostgreSQL) and migrations.
+//! - [`digest`]: weekly digests (figures, chart, schedule, exactly-once posting) and `incident-bot report`.
+//! - [`import`]: baseline history from PagerDuty (`incident-bot import pagerduty`).
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod catalog;
+pub mod check_config;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod deploys;
+pub mod digest;
 pub mod domain;
 pub mod errors;
 pub mod harness;
 pub mod http;
+pub mod import;
 pub mod incidents;
+pub mod observability;
 pub mod pager;
 pub mod slack;
+pub mod socket_mode;
 pub mod startup;

@@ -23,8 +23,9 @@ struct Cli {
         env = "INCIDENT_BOT_CONFIG"
     )]
     config: PathBuf,
-    /// Log as JSON lines.
-    #[arg(long, global = true, env = "LOG_JSON")]
+    /// Log as JSON lines (LOG_JSON=1, true, yes or on).
+    #[arg(long, global = true, env = "LOG_JSON", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     log_json: bool,
     #[command(subcommand)]
     command: Cmd,
@@ -44,14 +45,118 @@ enum Cmd {
     CheckConfig,
     /// Run a whole incident against the built-in Slack stand-in and print what Slack would show.
     Demo,
+    /// Deploy events: `deploy record` tells a running bot about a deploy (for CI pipelines).
+    Deploy {
+        #[command(subcommand)]
+        action: incident_bot::deploys::record::DeployCmd,
+    },
+    /// Digest figures for any period: MTTR per severity (and per month), phases, detection, deploys, hours.
+    Report {
+        /// Start: `30d`, `2w`, `2026-10-01`, `2026-10-01T14:00` or RFC 3339 (default: 7 days ago).
+        #[arg(long)]
+        since: Option<String>,
+        /// End, same forms (default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only incidents of this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only incidents of this catalog team's services.
+        #[arg(long)]
+        team: Option<String>,
+        /// Only P1, P2 or P3.
+        #[arg(long)]
+        severity: Option<String>,
+        /// text, json or csv.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// IANA time zone for dates, months and working hours (default: incidents.default_timezone).
+        #[arg(long)]
+        tz: Option<String>,
+    },
+    /// Import incident history as baseline MTTR data.
+    Import {
+        #[command(subcommand)]
+        source: ImportCmd,
+    },
+    /// Benchmarks that print their figures (build with --release).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// Resolved PagerDuty incidents (REST API; PAGERDUTY_API_TOKEN, PAGERDUTY_API_URL). Safe to run again.
+    Pagerduty {
+        /// How far back: `30d`, `12w`, `2026-10-01`, … (by creation time).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Up to (default: now).
+        #[arg(long)]
+        until: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Building the weekly digest over 100,000 stored incidents (target ≤ 500 ms on SQLite).
+    Digest {
+        /// Incidents to store.
+        #[arg(long, default_value_t = 100_000)]
+        incidents: usize,
+        /// Days they are spread over.
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+        /// Database: default a new SQLite file.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Acknowledgement latency and time to a ready war room against a slow Slack.
+    Warroom {
+        /// Slash commands in flight at once for the acknowledgement figure.
+        #[arg(long, default_value_t = 200)]
+        commands: usize,
+        /// How long the Slack stand-in takes to answer each call, in ms.
+        #[arg(long, default_value_t = 100)]
+        latency_ms: u64,
+        /// Incidents timed one at a time for the card and war-room figures.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+    /// What the bot costs to run: idle RSS, RSS under a burst of commands, start to /readyz, binary size.
+    Resources {
+        /// Slash commands sent at once for the RSS-under-load figure.
+        #[arg(long, default_value_t = 200)]
+        commands: usize,
+        /// How long the Slack stand-in takes to answer each call, in ms.
+        #[arg(long, default_value_t = 100)]
+        latency_ms: u64,
+        /// Starts timed per case (fresh database file, already migrated one).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// The deploy store at scale: 1,000,000 events, the "recent deploys to X" lookup, API ingestion.
+    Deploys {
+        /// Deploy events to load.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Database: default a new SQLite file; `postgres://…` runs on a fresh database made on that server.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 fn init_tracing(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Every line goes through the redacting writer: known secret values never reach the logs.
+    incident_bot::observability::register_env_secrets();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(incident_bot::observability::RedactingStderr);
     if json {
         builder.json().init();
     } else {
@@ -74,6 +179,93 @@ async fn main() -> ExitCode {
         Cmd::Migrate => {
             init_tracing(cli.log_json, "info");
             migrate(&cli.config).await
+        }
+        Cmd::Bench { which } => {
+            init_tracing(cli.log_json, "error");
+            match which {
+                BenchCmd::Warroom {
+                    commands,
+                    latency_ms,
+                    runs,
+                } => {
+                    incident_bot::bench::warroom::run(incident_bot::bench::warroom::Options {
+                        commands,
+                        latency: std::time::Duration::from_millis(latency_ms),
+                        runs,
+                    })
+                    .await
+                }
+                BenchCmd::Digest {
+                    incidents,
+                    days,
+                    database_url,
+                } => {
+                    incident_bot::bench::digest::run(incident_bot::bench::digest::Options {
+                        incidents,
+                        days,
+                        database_url,
+                        ..Default::default()
+                    })
+                    .await
+                }
+                BenchCmd::Resources {
+                    commands,
+                    latency_ms,
+                    runs,
+                } => {
+                    incident_bot::bench::resources::run(incident_bot::bench::resources::Options {
+                        commands,
+                        latency: std::time::Duration::from_millis(latency_ms),
+                        runs,
+                    })
+                    .await
+                }
+                BenchCmd::Deploys {
+                    events,
+                    database_url,
+                } => {
+                    incident_bot::bench::deploys::run(incident_bot::bench::deploys::Options {
+                        events,
+                        database_url,
+                        ..Default::default()
+                    })
+                    .await
+                }
+            }
+        }
+        Cmd::Report {
+            since,
+            until,
+            service,
+            team,
+            severity,
+            format,
+            tz,
+        } => {
+            init_tracing(cli.log_json, "warn");
+            report(
+                &cli.config,
+                incident_bot::digest::report::ReportArgs {
+                    since,
+                    until,
+                    service,
+                    team,
+                    severity,
+                    format: Some(format),
+                    tz,
+                },
+            )
+            .await
+        }
+        Cmd::Import {
+            source: ImportCmd::Pagerduty { since, until },
+        } => {
+            init_tracing(cli.log_json, "warn");
+            import_pagerduty(&cli.config, &since, until.as_deref()).await
+        }
+        Cmd::Deploy { action } => {
+            init_tracing(cli.log_json, "warn");
+            incident_bot::deploys::record::run(action).await
         }
         Cmd::CheckConfig => {
             init_tracing(cli.log_json, "warn");
@@ -105,13 +297,46 @@ async fn serve(config: &std::path::Path, listen: Option<String>) -> anyhow::Resu
     }
     let catalog = load_catalog(&settings)?;
     let secrets = Secrets::from_env(catalog.secret_vars().iter().map(String::as_str));
-    if secrets.slack_signing_secret.is_none() {
+    incident_bot::observability::register_secrets(&secrets, &settings.database_url);
+    if secrets.slack_signing_secret.is_none() && secrets.slack_app_token.is_none() {
         tracing::warn!("SLACK_SIGNING_SECRET is not set: every Slack request will be refused");
     }
     let app = Application::build(settings, secrets, catalog).await?;
     // One line on stdout that scripts (and the restart test) can wait for.
     println!("incident-bot listening on port {}", app.port());
     app.run_until_stopped().await
+}
+
+async fn report(
+    config: &std::path::Path,
+    args: incident_bot::digest::report::ReportArgs,
+) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let catalog = load_catalog(&settings)?;
+    let out = incident_bot::digest::report::run_cli(&settings, &catalog, &args, chrono::Utc::now())
+        .await?;
+    print!("{out}");
+    Ok(())
+}
+
+async fn import_pagerduty(
+    config: &std::path::Path,
+    since: &str,
+    until: Option<&str>,
+) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let catalog = load_catalog(&settings)?;
+    let secrets = Secrets::from_env(catalog.secret_vars().iter().map(String::as_str));
+    incident_bot::import::pagerduty_cli(
+        &settings,
+        &catalog,
+        &secrets,
+        since,
+        until,
+        chrono::Utc::now(),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn migrate(config: &std::path::Path) -> anyhow::Result<()> {
@@ -123,17 +348,5 @@ async fn migrate(config: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn check_config(config: &std::path::Path) -> anyhow::Result<()> {
-    let settings = Settings::load(config)?;
-    let catalog = Catalog::load(&settings.catalog_path)?;
-    println!(
-        "{}: {} services",
-        settings.catalog_path.display(),
-        catalog.services().len()
-    );
-    let gaps = catalog.coverage_gaps();
-    println!(
-        "{}",
-        incident_bot::catalog::render_gaps_table(&gaps, catalog.services())
-    );
-    Ok(())
+    incident_bot::check_config::run(config)
 }

@@ -44,6 +44,10 @@ pub struct AppState {
     /// For `response_url` replies.
     pub http: reqwest::Client,
     pub setup: Runner,
+    /// Slack/pager side effects of phase changes (issue 4).
+    pub outbox: crate::incidents::outbox::Outbox,
+    /// Users' Slack time zones, for `/incident set 14:32`.
+    pub user_tz: crate::incidents::phases::TzCache,
     identity: OnceCell<BotIdentity>,
     broadcast: OnceCell<String>,
 }
@@ -76,6 +80,8 @@ impl AppState {
             clock,
             http,
             setup: Runner::default(),
+            outbox: Default::default(),
+            user_tz: Default::default(),
             identity: OnceCell::new(),
             broadcast: OnceCell::new(),
         })
@@ -99,6 +105,18 @@ impl AppState {
             .cloned()
     }
 
+    /// Learns the bot's identity and the broadcast channel's ID now, so the first war room does not wait for
+    /// them. Failures are only logged: both are asked again when needed.
+    pub async fn warm_up(&self) {
+        let (me, broadcast) = tokio::join!(self.identity(), self.broadcast_channel());
+        if let Err(e) = me {
+            tracing::warn!(error = %e, "auth.test failed at start");
+        }
+        if let Err(e) = broadcast {
+            tracing::warn!(error = %e, "could not find the broadcast channel at start");
+        }
+    }
+
     /// A link to a channel that opens it in Slack.
     pub async fn channel_link(&self, channel_id: &str) -> String {
         match self.identity().await {
@@ -113,26 +131,26 @@ impl AppState {
     pub async fn broadcast_channel(&self) -> Result<String, SlackError> {
         self.broadcast
             .get_or_try_init(|| async {
-                let wanted = self.settings.slack.broadcast_channel.trim_start_matches('#').to_string();
+                let wanted = self
+                    .settings
+                    .slack
+                    .broadcast_channel
+                    .trim_start_matches('#')
+                    .to_string();
                 if looks_like_channel_id(&wanted) {
                     return Ok(wanted);
                 }
-                let mut cursor = String::new();
-                for _ in 0..50 {
-                    let mut args = json!({ "types": "public_channel,private_channel", "exclude_archived": true, "limit": 1000 });
-                    if !cursor.is_empty() {
-                        args["cursor"] = json!(cursor);
-                    }
-                    let v = self.slack.call("conversations.list", args).await?;
-                    if let Some(c) = v["channels"].as_array().into_iter().flatten().find(|c| c["name"].as_str() == Some(wanted.as_str())) {
-                        return Ok(c["id"].as_str().unwrap_or_default().to_string());
-                    }
-                    cursor = v["response_metadata"]["next_cursor"].as_str().unwrap_or_default().to_string();
-                    if cursor.is_empty() {
-                        break;
-                    }
+                let found = self
+                    .slack
+                    .find_channel(|c| c["name"].as_str() == Some(wanted.as_str()))
+                    .await?;
+                if let Some(id) = found.as_ref().and_then(|c| c["id"].as_str()) {
+                    return Ok(id.to_string());
                 }
-                Err(SlackError::Api { method: "conversations.list".into(), code: format!("broadcast channel #{wanted} not found") })
+                Err(SlackError::Api {
+                    method: "conversations.list".into(),
+                    code: format!("broadcast channel #{wanted} not found"),
+                })
             })
             .await
             .cloned()
@@ -191,31 +209,119 @@ impl Application {
     }
 
     /// Starts the workers and serves until the process is stopped.
+    ///
+    /// On SIGTERM or SIGINT: stop accepting connections, answer the requests in flight, stop Socket Mode, then
+    /// let the war rooms being set up finish for at most `setup.shutdown_grace_ms` before returning.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let state = self.state.clone();
-        tokio::spawn(Runner::sweep_forever(state.clone()));
-        let app = crate::http::router(state);
+        let signals = StopSignals::register();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        {
+            let state = state.clone();
+            tokio::spawn(async move { state.warm_up().await });
+        }
+        let sweeper = AbortOnDrop(tokio::spawn(Runner::sweep_forever(state.clone())));
+        let timers = AbortOnDrop(tokio::spawn(crate::incidents::timers::run_forever(
+            state.clone(),
+        )));
+        let digests = AbortOnDrop(tokio::spawn(crate::digest::post::run_forever(
+            state.clone(),
+        )));
+        let socket = crate::socket_mode::spawn(&state, stop_rx).map(AbortOnDrop);
+        let app = crate::http::router(state.clone());
         axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                signals.recv().await;
+                tracing::info!("stopping: no new requests; finishing the work in flight");
+                let _ = stop_tx.send(true);
+            })
             .await?;
+        drop(sweeper);
+        drop(timers);
+        drop(digests);
+        finish_in_flight(&state, socket).await;
         Ok(())
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Aborts a background task when dropped (e.g. when a test drops a running bot).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// After the server stopped: let Socket Mode close its connection and the war rooms being set up finish,
+/// within the grace period. Whatever is left resumes on the next start (or on another replica).
+async fn finish_in_flight(state: &AppState, socket: Option<AbortOnDrop>) {
+    let grace = Duration::from_millis(state.settings.setup.shutdown_grace_ms);
+    let deadline = tokio::time::Instant::now() + grace;
+    if let Some(mut socket) = socket {
+        let _ = tokio::time::timeout_at(deadline, &mut socket.0).await;
+    }
+    let busy = state.setup.active_count();
+    if busy > 0 {
+        tracing::info!(
+            incidents = busy,
+            "waiting for war rooms being set up to finish"
+        );
+    }
+    if state
+        .setup
+        .drain(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        tracing::info!("stopped cleanly");
+    } else {
+        tracing::warn!(
+            incidents = state.setup.active_count(),
+            "grace period over with war rooms unfinished; their steps resume on the next start"
+        );
+    }
+}
+
+/// SIGTERM and SIGINT, listened to from the moment the server starts (so an early signal is not lost).
+struct StopSignals {
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn register() -> StopSignals {
+        #[cfg(unix)]
         {
-            s.recv().await;
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
+            }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    async fn recv(self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! { _ = next(self.term) => {}, _ = next(self.int) => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 impl AppState {

@@ -252,6 +252,12 @@ pub fn parse_time_spec(s: &str) -> Option<TimeSpec> {
 
 /// Parses the text after `/incident`.
 pub fn parse(text: &str) -> Result<Command, UsageError> {
+    // Control characters (NUL, ESC, BEL, …) separate words like spaces: they never reach a stored title or
+    // service name (PostgreSQL refuses NUL in text; terminals act on ESC in logs).
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let tokens: Vec<&str> = text.split_whitespace().collect();
     let Some((first, rest)) = tokens.split_first() else {
         return Ok(Command::Help);
@@ -572,6 +578,14 @@ mod tests {
     fn words_with_colons_that_are_not_options_stay_in_the_title() {
         let a = start("start API: 500s on /v1:orders");
         assert_eq!(a.title, "API: 500s on /v1:orders");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_title_or_the_service() {
+        let a = start("start db\u{0}is down\u{1b}[31m sev:P1 service:pay\u{7}");
+        assert_eq!(a.title, "db is down [31m");
+        assert_eq!(a.service.as_deref(), Some("pay"));
+        assert!(matches!(parse("start \u{0}\u{7}"), Ok(Command::StartModal)));
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! - [`mttr`]: phase breakdown, shares, tiers, duration formatting, medians.
 //! - [`command`]: parsing `/incident …` text and user-typed times.
 //! - [`slug`]: war-room channel names.
+//! - [`question`]: reading deploy questions asked of the bot (`was there a deploy to X recently?`).
 
 pub mod command;
 pub mod mttr;
 pub mod phase;
+pub mod question;
 pub mod severity;
 pub mod slug;
 

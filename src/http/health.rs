@@ -1,13 +1,24 @@
 //! Liveness and readiness.
+//!
+//! `/healthz` answers as long as the process serves HTTP. `/readyz` answers 200 only while the bot can do its
+//! job: the database answers a query within [`READY_DEADLINE`] and, for SQLite, the database file is still
+//! where the configuration says (a deleted or unmounted file would silently lose every write). Otherwise 503,
+//! so that a load balancer or Kubernetes takes the replica out of rotation until the database is back.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 
+use crate::db::Backend;
 use crate::startup::AppState;
+
+/// How long `/readyz` waits for the database before answering 503.
+pub const READY_DEADLINE: Duration = Duration::from_secs(2);
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -22,9 +33,59 @@ async fn healthz() -> &'static str {
 
 /// The process can do its job: the database answers.
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
-    if state.db.ping().await {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+    match readiness(&state).await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(why) => {
+            tracing::warn!(reason = why, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, why)
+        }
+    }
+}
+
+/// Why the bot is not ready, if it is not.
+pub async fn readiness(state: &AppState) -> Result<(), &'static str> {
+    if state.db.backend == Backend::Sqlite {
+        if let Some(path) = sqlite_file(&state.settings.database_url) {
+            if !path.exists() {
+                return Err("database file missing");
+            }
+        }
+    }
+    match tokio::time::timeout(READY_DEADLINE, state.db.ping()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("database unreachable"),
+        Err(_) => Err("database not answering"),
+    }
+}
+
+/// The file of an `sqlite://path[?options]` URL (none for in-memory databases).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file_unless_in_memory() {
+        assert_eq!(
+            sqlite_file("sqlite://incident-bot.db"),
+            Some(PathBuf::from("incident-bot.db"))
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/bot/x.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/bot/x.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://file?mode=memory"), None);
+        assert_eq!(sqlite_file("postgres://db/x"), None);
     }
 }

@@ -1,11 +1,17 @@
 //! The HTTP front door. One router per feature, merged here:
 //! - [`slack`]: `POST /slack/commands`, `/slack/interactions`, `/slack/events` (signed by Slack);
-//! - [`health`]: `GET /healthz`, `/readyz`.
+//! - [`health`]: `GET /healthz`, `/readyz`;
+//! - [`metrics`]: `GET /metrics` (Prometheus);
+//! - [`deploys`]: `POST`/`GET /api/v1/deploys` (bearer token);
+//! - [`webhooks`]: `POST /webhooks/github`, `/webhooks/gitlab`, `/webhooks/argocd`.
 //!
-//! Bodies larger than `http.body_limit_bytes` get 413 before any handler runs.
+//! Bodies larger than `http.body_limit_bytes` get 413 before any handler runs (with `Connection: close`).
 
+pub mod deploys;
 pub mod health;
+pub mod metrics;
 pub mod slack;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -20,7 +26,23 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(slack::router())
         .merge(health::router())
+        .merge(metrics::router())
+        .merge(deploys::router())
+        .merge(webhooks::router())
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(close_after_413))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A body refused with 413 is left unread, so the server closes the connection after answering. Saying so
+/// (`Connection: close`) keeps a client from sending its next request down that connection and seeing it reset.
+async fn close_after_413(mut resp: axum::response::Response) -> axum::response::Response {
+    if resp.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
 }

@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Utc};
 
-use super::steps::Step;
 use super::Incident;
 use crate::db::{ms, Db};
 use crate::domain::phase::Timeline;
@@ -24,6 +23,14 @@ pub struct DeclareRequest {
     /// When impact began; defaults to the declaration time. Never after it.
     pub started_at: Option<DateTime<Utc>>,
 }
+
+/// Every war-room step of a new incident in one statement (a declaration must be cheap: it is stored before
+/// Slack gets its answer). Steps without dependencies start `pending`, the others `waiting`; a unit test keeps
+/// this in line with `Step::ALL` and `Step::dependencies`.
+const INSERT_STEPS: &str = "INSERT INTO setup_steps (incident_id, step, state, next_attempt_at, updated_at) VALUES \
+     ($1, 'channel', 'pending', $2, $2), ($1, 'topic', 'waiting', $2, $2), ($1, 'invite', 'waiting', $2, $2), \
+     ($1, 'card', 'waiting', $2, $2), ($1, 'pin', 'waiting', $2, $2), ($1, 'bookmarks', 'waiting', $2, $2), \
+     ($1, 'page', 'waiting', $2, $2), ($1, 'announce', 'waiting', $2, $2), ($1, 'notify', 'waiting', $2, $2)";
 
 /// Stores the incident and its setup steps. Returns the stored incident.
 #[tracing::instrument(skip_all, fields(team = %req.team_id, user = %req.user_id))]
@@ -62,23 +69,11 @@ pub async fn store(
     .bind(ms(now))
     .execute(&mut *tx)
     .await?;
-    for step in Step::ALL {
-        let state = if step.dependencies().is_empty() {
-            "pending"
-        } else {
-            "waiting"
-        };
-        sqlx::query(
-            "INSERT INTO setup_steps (incident_id, step, state, next_attempt_at, updated_at)
-             VALUES ($1, $2, $3, $4, $4)",
-        )
+    sqlx::query(INSERT_STEPS)
         .bind(&id)
-        .bind(step.as_str())
-        .bind(state)
         .bind(ms(now))
         .execute(&mut *tx)
         .await?;
-    }
     sqlx::query(
         "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail) VALUES ($1, $2, $3, 'declared', $4, $5)",
     )
@@ -107,4 +102,27 @@ pub async fn store(
         timeline: Timeline::new(started_at, now),
         version: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::steps::Step;
+
+    #[test]
+    fn the_step_insert_covers_every_step_with_its_initial_state() {
+        for step in Step::ALL {
+            let state = if step.dependencies().is_empty() {
+                "pending"
+            } else {
+                "waiting"
+            };
+            let row = format!("($1, '{}', '{state}', $2, $2)", step.as_str());
+            assert!(
+                INSERT_STEPS.contains(&row),
+                "{row} missing from INSERT_STEPS"
+            );
+        }
+        assert_eq!(INSERT_STEPS.matches("($1,").count(), Step::ALL.len());
+    }
 }

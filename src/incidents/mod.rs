@@ -2,8 +2,12 @@
 //! ([`setup`] runs the steps, [`steps`] says what each step does).
 
 pub mod declare;
+pub mod outbox;
+pub mod phases;
 pub mod setup;
 pub mod steps;
+pub mod summary;
+pub mod timers;
 
 use sqlx::any::AnyRow;
 use sqlx::Row;

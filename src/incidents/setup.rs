@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::steps::{self, Failure, Need, Step};
 use crate::db::{ms, Db};
@@ -48,17 +49,39 @@ impl Runner {
         }
         let state = state.clone();
         let id = incident_id.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = drive(&state, &id).await {
-                tracing::warn!(incident_id = %id, error = %e, "setup driver stopped; the sweeper will resume it");
+        // Every line logged while setting up this incident (steps, Slack and pager calls) carries its id.
+        let span = tracing::info_span!("setup", incident_id = %id);
+        tokio::spawn(
+            async move {
+                if let Err(e) = drive(&state, &id).await {
+                    tracing::warn!(error = %e, "setup driver stopped; the sweeper will resume it");
+                }
+                state
+                    .setup
+                    .active
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
             }
-            state
-                .setup
-                .active
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
-        });
+            .instrument(span),
+        );
+    }
+
+    /// How many incidents this process is setting up right now.
+    pub fn active_count(&self) -> usize {
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Waits until no incident is being set up by this process, at most `limit`. True when all finished.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.active_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Resumes every incident that has due or abandoned steps. Returns how many were kicked.
@@ -98,7 +121,10 @@ async fn drive(state: &Arc<AppState>, incident_id: &str) -> Result<(), sqlx::Err
         for (step, attempt) in claim(state, incident_id, now).await? {
             let state = state.clone();
             let id = incident_id.to_string();
-            running.spawn(async move { execute(&state, &id, step, attempt).await });
+            running.spawn(
+                async move { execute(&state, &id, step, attempt).await }
+                    .instrument(tracing::Span::current()),
+            );
         }
         if running.is_empty() {
             match next_wake(&state.db, incident_id).await? {
@@ -197,12 +223,14 @@ async fn record(
     let (new_state, result, error, next_at) = match outcome {
         Ok(result) => {
             tracing::info!(incident_id, step = step.as_str(), attempt, ms = elapsed.as_millis() as u64, %result, "step done");
+            crate::observability::setup_step(step.as_str(), "done", elapsed);
             ("done", Some(result), None, ms(now))
         }
         Err(Failure::Retry { after, error }) if attempt < cfg.max_attempts => {
             let wait =
                 after.unwrap_or_else(|| backoff(cfg.backoff_base_ms, cfg.backoff_max_ms, attempt));
             tracing::warn!(incident_id, step = step.as_str(), attempt, retry_in_ms = wait.as_millis() as u64, %error, "step will be retried");
+            crate::observability::setup_step(step.as_str(), "retry", elapsed);
             (
                 "pending",
                 None,
@@ -212,6 +240,7 @@ async fn record(
         }
         Err(Failure::Retry { error, .. }) | Err(Failure::Permanent(error)) => {
             tracing::error!(incident_id, step = step.as_str(), attempt, %error, "step failed");
+            crate::observability::setup_step(step.as_str(), "failed", elapsed);
             ("failed", None, Some(error), ms(now))
         }
     };

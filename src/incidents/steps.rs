@@ -223,36 +223,24 @@ async fn find_own_channel(
 ) -> Result<Option<(String, String)>, Failure> {
     let me = state.identity().await?;
     let not_before = inc.timeline.declared_at.timestamp() - 60;
-    let mut cursor = String::new();
-    for _ in 0..50 {
-        let mut args = json!({ "types": "public_channel,private_channel", "exclude_archived": true, "limit": 1000 });
-        if !cursor.is_empty() {
-            args["cursor"] = json!(cursor);
-        }
-        let v = state.slack.call("conversations.list", args).await?;
-        for c in v["channels"].as_array().into_iter().flatten() {
+    let found = state
+        .slack
+        .find_channel(|c| {
             let name = c["name"].as_str().unwrap_or_default();
-            let ours = c["creator"].as_str() == Some(me.user_id.as_str())
+            c["creator"].as_str() == Some(me.user_id.as_str())
                 && c["created"].as_i64().unwrap_or(0) >= not_before
                 && (name == base
                     || name
                         .strip_prefix(base)
-                        .is_some_and(|rest| rest.starts_with('-')));
-            if ours {
-                if let Some(id) = c["id"].as_str() {
-                    return Ok(Some((id.to_string(), name.to_string())));
-                }
-            }
-        }
-        cursor = v["response_metadata"]["next_cursor"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if cursor.is_empty() {
-            break;
-        }
-    }
-    Ok(None)
+                        .is_some_and(|rest| rest.starts_with('-')))
+        })
+        .await?;
+    Ok(found.and_then(|c| {
+        Some((
+            c["id"].as_str()?.to_string(),
+            c["name"].as_str()?.to_string(),
+        ))
+    }))
 }
 
 async fn topic(state: &AppState, inc: &Incident) -> Result<String, Failure> {
@@ -319,31 +307,6 @@ async fn invite(state: &AppState, inc: &Incident) -> Result<String, Failure> {
     }
 }
 
-/// Finds a message with `block_id` among the channel's recent messages.
-async fn find_message(
-    state: &AppState,
-    channel: &str,
-    block_id: &str,
-) -> Result<Option<String>, Failure> {
-    let v = state
-        .slack
-        .call(
-            "conversations.history",
-            json!({ "channel": channel, "limit": 200 }),
-        )
-        .await?;
-    Ok(v["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find_map(|m| {
-            let has = m["blocks"]
-                .as_array()
-                .is_some_and(|bs| bs.iter().any(|b| b["block_id"].as_str() == Some(block_id)));
-            has.then(|| m["ts"].as_str().map(str::to_string)).flatten()
-        }))
-}
-
 /// Production deploys to the incident's service and its dependencies in the 2 hours before impact.
 pub async fn deploys_before_impact(
     state: &AppState,
@@ -373,7 +336,7 @@ async fn card(state: &AppState, inc: &Incident, attempt: i64) -> Result<String, 
     let channel = channel_of(inc)?.to_string();
     let block_id = blocks::card_block_id(&inc.id);
     let ts = match if attempt > 1 {
-        find_message(state, &channel, &block_id).await?
+        state.slack.find_message(&channel, &block_id).await?
     } else {
         None
     } {
@@ -505,7 +468,7 @@ async fn announce(state: &AppState, inc: &Incident, attempt: i64) -> Result<Stri
     let channel = state.broadcast_channel().await?;
     let block_id = blocks::announce_block_id(&inc.id);
     if attempt > 1 {
-        if let Some(ts) = find_message(state, &channel, &block_id).await? {
+        if let Some(ts) = state.slack.find_message(&channel, &block_id).await? {
             return Ok(format!(
                 "announced {ts} (found after an interrupted attempt)"
             ));
@@ -521,16 +484,7 @@ async fn announce(state: &AppState, inc: &Incident, attempt: i64) -> Result<Stri
         "blocks": blocks::announcement(inc, link.as_deref()),
         "unfurl_links": false,
     });
-    let v = match state.slack.call("chat.postMessage", args.clone()).await {
-        Err(e) if e.code() == Some("not_in_channel") => {
-            state
-                .slack
-                .call("conversations.join", json!({ "channel": channel }))
-                .await?;
-            state.slack.call("chat.postMessage", args).await?
-        }
-        other => other?,
-    };
+    let v = state.slack.post_message_joining(args).await?;
     Ok(format!("announced {}", v["ts"].as_str().unwrap_or("?")))
 }
 

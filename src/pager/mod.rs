@@ -6,6 +6,7 @@
 //! environment variables that the catalog names; they never appear in errors or logs.
 
 pub mod standin;
+pub mod standin_rest;
 
 use std::time::Duration;
 

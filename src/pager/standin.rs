@@ -118,33 +118,32 @@ struct PagerState {
     pd_alerts: Vec<PagerDutyAlert>,
     og_alerts: Vec<OpsgenieAlert>,
     hooks: Vec<WebhookDelivery>,
-    /// Reserved for a PagerDuty REST API fake (`GET /incidents`, log entries) for `import pagerduty`.
-    #[allow(dead_code)]
+    /// The PagerDuty REST API fake (`GET /incidents`, log entries) for `import pagerduty`.
     rest: PagerDutyRestFake,
 }
 
-/// Placeholder for the PagerDuty REST API fake; not served yet.
-#[derive(Default)]
-struct PagerDutyRestFake {
-    #[allow(dead_code)]
-    incidents: Vec<Value>,
-}
+pub use super::standin_rest::{FakeIncident, PagerDutyRestFake, RestFault, RestRequest};
 
 impl PagerStandin {
     /// Starts the stand-in on `127.0.0.1:0`.
     pub async fn start() -> io::Result<PagerStandin> {
         let listener = ServerListener::bind().await?;
         let server = Server::new(&listener)?;
+        let rest = PagerDutyRestFake::default();
         let inner = Arc::new(Inner {
             server: server.clone(),
-            state: Mutex::new(PagerState::default()),
+            state: Mutex::new(PagerState {
+                rest: rest.clone(),
+                ..PagerState::default()
+            }),
         });
         let router = Router::new()
             .route("/v2/enqueue", post(pagerduty_handler))
             .route("/v2/alerts", post(opsgenie_handler))
             .route("/hook/{*name}", post(webhook_handler))
             .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
-            .with_state(inner.clone());
+            .with_state(inner.clone())
+            .merge(rest.router());
         server.spawn(listener, router);
         Ok(PagerStandin { inner })
     }
@@ -162,6 +161,16 @@ impl PagerStandin {
     /// The value for `OPSGENIE_API_URL` (the client appends `/v2/alerts`).
     pub fn opsgenie_url(&self) -> String {
         self.base_url()
+    }
+
+    /// The value for `PAGERDUTY_API_URL` (REST API v2: `/incidents`, log entries).
+    pub fn pagerduty_api_url(&self) -> String {
+        self.base_url()
+    }
+
+    /// The PagerDuty REST API fake: add incidents, queue faults, read requests.
+    pub fn pagerduty_rest(&self) -> PagerDutyRestFake {
+        self.state().rest.clone()
     }
 
     /// A generic webhook URL: `http://127.0.0.1:PORT/hook/<name>`.

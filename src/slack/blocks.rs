@@ -66,6 +66,8 @@ pub struct CardView<'a> {
     /// "no service called X — did you mean Y?" when the service is not in the catalog.
     pub unknown_service: Option<String>,
     pub now: DateTime<Utc>,
+    /// The monitoring window after `Resolved` (`incidents.monitoring_minutes`).
+    pub monitoring: chrono::Duration,
 }
 
 impl<'a> CardView<'a> {
@@ -85,6 +87,9 @@ impl<'a> CardView<'a> {
             deploys,
             unknown_service,
             now: state.clock.now(),
+            monitoring: chrono::Duration::minutes(
+                state.settings.incidents.monitoring_minutes.max(0),
+            ),
         }
     }
 
@@ -137,6 +142,11 @@ impl<'a> CardView<'a> {
         blocks.push(
             json!({ "type": "section", "text": { "type": "mrkdwn", "text": self.phases_text() } }),
         );
+        if let Some(note) = self.state_note(status) {
+            blocks.push(
+                json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": note }] }),
+            );
+        }
         let buttons = self.buttons(status);
         if !buttons.is_empty() {
             blocks.push(
@@ -191,6 +201,24 @@ impl<'a> CardView<'a> {
         let total = if b.resolved { "MTTR" } else { "Elapsed" };
         lines.push(format!("*{total}*: {}", format_duration(b.mttr)));
         lines.join("\n")
+    }
+
+    /// While monitoring: until when `Reopen` is offered; once closed: that it is closed (no more buttons).
+    fn state_note(&self, status: Status) -> Option<String> {
+        let t = &self.inc.timeline;
+        match status {
+            Status::Monitoring => t.monitoring_ends_at(self.monitoring).map(|end| {
+                format!(
+                    "👀 *Monitoring* until {} — click *Reopen* if it comes back; after that the incident is closed.",
+                    slack_time(end)
+                )
+            }),
+            Status::Closed => Some(format!(
+                "🔒 *Closed* {} — the monitoring window passed without a reopen. Timestamps can still be corrected with `/incident set`.",
+                slack_time(t.closed_at.unwrap_or(self.now))
+            )),
+            _ => None,
+        }
     }
 
     fn buttons(&self, status: Status) -> Vec<Value> {

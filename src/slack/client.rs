@@ -114,8 +114,23 @@ impl SlackClient {
     }
 
     /// Calls `method` with JSON `args`; returns Slack's whole answer on `ok: true`.
-    #[tracing::instrument(name = "slack", skip(self, args), fields(method))]
+    #[tracing::instrument(name = "slack", skip_all, fields(method = %method))]
     pub async fn call(&self, method: &str, args: Value) -> Result<Value, SlackError> {
+        let started = std::time::Instant::now();
+        let result = self.call_once(method, args).await;
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(SlackError::Api { code, .. }) => code.as_str(),
+            Err(SlackError::RateLimited { .. }) => "ratelimited",
+            Err(SlackError::Timeout { .. }) => "timeout",
+            Err(SlackError::Transport { .. }) => "transport",
+            Err(SlackError::NoToken) => "no_token",
+        };
+        crate::observability::slack_call(method, label, started.elapsed());
+        result
+    }
+
+    async fn call_once(&self, method: &str, args: Value) -> Result<Value, SlackError> {
         let token = self.token.as_ref().ok_or(SlackError::NoToken)?;
         let session = self.client.open_session(token);
         let fut = session
@@ -170,4 +185,78 @@ pub fn is_already_done(code: &str) -> bool {
         code,
         "already_pinned" | "already_in_channel" | "already_reacted"
     )
+}
+
+/// Conveniences built on [`SlackClient::call`] that several features share.
+impl SlackClient {
+    /// The first public channel (not archived) that `matches`, paging through `conversations.list`.
+    pub async fn find_channel(
+        &self,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Result<Option<Value>, SlackError> {
+        let mut cursor = String::new();
+        for _ in 0..50 {
+            let mut args = serde_json::json!({ "types": "public_channel", "exclude_archived": true, "limit": 1000 });
+            if !cursor.is_empty() {
+                args["cursor"] = Value::from(cursor.clone());
+            }
+            let v = self.call("conversations.list", args).await?;
+            if let Some(c) = v["channels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| matches(c))
+            {
+                return Ok(Some(c.clone()));
+            }
+            cursor = v["response_metadata"]["next_cursor"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if cursor.is_empty() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The `ts` of a recent message in `channel` whose blocks carry `block_id` — how a retried post finds the
+    /// message an interrupted attempt already made.
+    pub async fn find_message(
+        &self,
+        channel: &str,
+        block_id: &str,
+    ) -> Result<Option<String>, SlackError> {
+        let v = self
+            .call(
+                "conversations.history",
+                serde_json::json!({ "channel": channel, "limit": 200 }),
+            )
+            .await?;
+        Ok(v["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|m| {
+                let has = m["blocks"]
+                    .as_array()
+                    .is_some_and(|bs| bs.iter().any(|b| b["block_id"].as_str() == Some(block_id)));
+                has.then(|| m["ts"].as_str().map(str::to_string)).flatten()
+            }))
+    }
+
+    /// `chat.postMessage`, joining the channel first when Slack says the bot is not in it.
+    pub async fn post_message_joining(&self, args: Value) -> Result<Value, SlackError> {
+        match self.call("chat.postMessage", args.clone()).await {
+            Err(e) if e.code() == Some("not_in_channel") => {
+                self.call(
+                    "conversations.join",
+                    serde_json::json!({ "channel": args["channel"] }),
+                )
+                .await?;
+                self.call("chat.postMessage", args).await
+            }
+            other => other,
+        }
+    }
 }

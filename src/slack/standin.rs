@@ -145,6 +145,7 @@ pub struct SlackStandin {
 struct Inner {
     server: Server,
     state: Mutex<SlackState>,
+    socket: super::standin_socket::SocketHub,
 }
 
 struct PendingUpload {
@@ -369,16 +370,19 @@ impl SlackStandin {
         };
         let listener = ServerListener::bind().await?;
         let server = Server::new(&listener)?;
+        let socket = super::standin_socket::SocketHub::new(server.addr);
         let inner = Arc::new(Inner {
             server: server.clone(),
             state: Mutex::new(state),
+            socket: socket.clone(),
         });
         let router = Router::new()
             .route("/api/{method}", any(api_handler))
             .route("/upload/{file_id}", post(upload_handler))
             .route("/response/{n}", post(response_handler))
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
-            .with_state(inner.clone());
+            .with_state(inner.clone())
+            .merge(super::standin_socket::router(socket));
         server.spawn(listener, router);
         Ok(SlackStandin { inner })
     }
@@ -386,6 +390,11 @@ impl SlackStandin {
     /// `http://127.0.0.1:PORT/api` (no trailing slash): the value for `SLACK_API_URL`.
     pub fn base_url(&self) -> String {
         format!("http://{}/api", self.inner.server.addr)
+    }
+
+    /// The Socket Mode endpoint: `apps.connections.open` and the WebSocket (see [`super::standin_socket`]).
+    pub fn socket_mode(&self) -> super::standin_socket::SocketHub {
+        self.inner.socket.clone()
     }
 
     /// The socket address the stand-in listens on.
@@ -1036,8 +1045,38 @@ impl SlackState {
         Ok(ok_with(json!({ "channel": channel_json(ch) })))
     }
 
+    /// The bot's direct-message channel with `user`, opened on first use (as `chat.postMessage` to a user ID does).
+    fn dm_channel(&mut self, user: &str) -> usize {
+        let name = format!("dm-{}", user.to_lowercase());
+        if let Some(i) = self.channels.iter().position(|c| c.name == name) {
+            return i;
+        }
+        let id = self.new_id("D");
+        self.channels.push(Channel {
+            id,
+            name,
+            topic: String::new(),
+            members: vec![BOT_USER_ID.to_string(), user.to_string()],
+            messages: Vec::new(),
+            pins: Vec::new(),
+            bookmarks: Vec::new(),
+            creator: BOT_USER_ID.to_string(),
+            is_private: true,
+            created: now_secs(),
+        });
+        self.channels.len() - 1
+    }
+
     fn chat_post_message(&mut self, params: &Map<String, Value>) -> Result<Reply, Reply> {
-        let i = self.visible_channel(params, "channel")?;
+        let target = p_str(params, "channel").unwrap_or_default();
+        let is_user = target.len() > 1
+            && target.starts_with(['U', 'W'])
+            && target.chars().all(|c| c.is_ascii_alphanumeric());
+        let i = if is_user && self.find_channel(&target).is_none() {
+            self.dm_channel(&target)
+        } else {
+            self.visible_channel(params, "channel")?
+        };
         let text = p_str(params, "text");
         let blocks =
             p_json(params, "blocks").filter(|b| b.as_array().is_some_and(|a| !a.is_empty()));

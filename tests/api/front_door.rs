@@ -67,9 +67,13 @@ async fn a_wrong_missing_or_stale_signature_gets_401_and_stores_nothing() {
     }
     assert_eq!(incident_count(&app).await, 0);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let calls: Vec<String> = app.slack.calls().into_iter().map(|c| c.method).collect();
+    // Only the start-up warm-up (who am I, where is #incidents) may have reached Slack.
     assert!(
-        app.slack.calls().is_empty(),
-        "no Slack call for a refused request"
+        calls
+            .iter()
+            .all(|m| m == "auth.test" || m == "conversations.list"),
+        "no Slack call for a refused request: {calls:?}"
     );
 }
 

@@ -2,7 +2,18 @@
 //! One test binary; run on SQLite by default and on PostgreSQL with `TEST_DATABASE_URL=postgres://…`.
 
 mod declare;
+mod deploys;
+mod digest;
+mod escalation;
+mod faults;
 mod front_door;
 mod helpers;
+mod import;
+mod manifest;
+mod mentions;
 mod openapi;
+mod ops;
+mod phases;
 mod recovery;
+mod replicas;
+mod socket_mode;

@@ -34,13 +34,25 @@ pub struct SlashCommand {
     pub trigger_id: Option<String>,
 }
 
-#[tracing::instrument(name = "slash_command", skip_all)]
 pub async fn handle(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     verified(&state, &headers, &body)?;
+    handle_form(state, body).await
+}
+
+/// A slash command already known to come from Slack (a signed request or a Socket Mode envelope), as Slack's
+/// form-encoded payload. Counted in the metrics.
+#[tracing::instrument(name = "slash_command", skip_all, fields(incident_id = tracing::field::Empty))]
+pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let result = run(state, body.clone()).await;
+    crate::observability::count_command(&body, &result);
+    result
+}
+
+async fn run(state: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let cmd: SlashCommand = serde_urlencoded::from_bytes(&body).map_err(bad_body)?;
     tracing::info!(user = %cmd.user_id, channel = %cmd.channel_id, "/incident {}", cmd.text.chars().take(200).collect::<String>());
     let parsed = match command::parse(&cmd.text) {
@@ -55,14 +67,16 @@ pub async fn handle(
             Ok(StatusCode::OK.into_response())
         }
         Command::List => list(&state, &cmd).await,
-        Command::Status => status(&state, &cmd).await,
-        Command::Milestone(_)
-        | Command::Reopen
-        | Command::Set { .. }
-        | Command::Deploys { .. }
-        | Command::Digest => Ok(ephemeral(format!(
-            "`/incident {}` is not available in this version yet.\n\n{USAGE}",
-            cmd.text.split_whitespace().next().unwrap_or_default()
+        Command::Status | Command::Milestone(_) | Command::Reopen | Command::Set { .. } => {
+            crate::incidents::phases::on_slash(&state, &cmd, parsed).await
+        }
+        Command::Deploys { service, window } => Ok(ephemeral(
+            crate::deploys::answer::for_command(&state, &service, window).await?,
+        )),
+        Command::Digest => Ok(ephemeral(crate::digest::post::on_demand(
+            &state,
+            &cmd.channel_id,
+            cmd.response_url.clone(),
         ))),
     }
 }
@@ -92,6 +106,7 @@ async fn start(
         now,
     )
     .await?;
+    tracing::Span::current().record("incident_id", inc.id.as_str());
     Runner::kick(state, &inc.id);
     let mut text = format!(
         "{} Declaring *{}* · {} ({}) — setting up the war room…",
@@ -163,28 +178,5 @@ async fn list(state: &AppState, cmd: &SlashCommand) -> Result<Response, ApiError
         "*Open incidents ({})*\n{}",
         open.len(),
         lines.join("\n")
-    )))
-}
-
-async fn status(state: &AppState, cmd: &SlashCommand) -> Result<Response, ApiError> {
-    let Some(inc) = crate::incidents::by_channel(&state.db, &cmd.channel_id).await? else {
-        return Ok(ephemeral(
-            "This is not an incident channel. `/incident list` shows the open incidents.",
-        ));
-    };
-    let view = blocks::CardView {
-        inc: &inc,
-        runbook: None,
-        dashboard: None,
-        deploys: Vec::new(),
-        unknown_service: None,
-        now: state.clock.now(),
-    };
-    Ok(ephemeral(format!(
-        "*{}* · {} · {}\n{}",
-        inc.key(),
-        inc.title,
-        inc.timeline.status().label(),
-        view.phases_text()
     )))
 }

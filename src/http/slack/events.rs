@@ -15,13 +15,19 @@ use crate::db::ms;
 use crate::errors::ApiError;
 use crate::startup::AppState;
 
-#[tracing::instrument(name = "slack_event", skip_all)]
 pub async fn handle(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     verified(&state, &headers, &body)?;
+    handle_body(state, body).await
+}
+
+/// An Events API delivery already known to come from Slack (a signed request or a Socket Mode envelope), as
+/// the JSON body Slack posts.
+#[tracing::instrument(name = "slack_event", skip_all)]
+pub async fn handle_body(state: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let envelope: Value = serde_json::from_slice(&body).map_err(bad_body)?;
     match envelope["type"].as_str() {
         Some("url_verification") => {
@@ -40,6 +46,9 @@ pub async fn handle(
                     kind = envelope["event"]["type"].as_str().unwrap_or("?"),
                     "event received"
                 );
+                if envelope["event"]["type"].as_str() == Some("app_mention") {
+                    crate::deploys::answer::spawn_mention_answer(&state, &envelope["event"]);
+                }
             }
             Ok(StatusCode::OK.into_response())
         }

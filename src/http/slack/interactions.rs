@@ -23,13 +23,19 @@ struct Form {
     payload: String,
 }
 
-#[tracing::instrument(name = "interaction", skip_all)]
 pub async fn handle(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     verified(&state, &headers, &body)?;
+    handle_form(state, body).await
+}
+
+/// An interaction already known to come from Slack (a signed request or a Socket Mode envelope), as the
+/// form-encoded `payload=<json>` body Slack posts.
+#[tracing::instrument(name = "interaction", skip_all, fields(incident_id = tracing::field::Empty))]
+pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let form: Form = serde_urlencoded::from_bytes(&body).map_err(bad_body)?;
     let payload: Value =
         serde_json::from_str(&form.payload).map_err(|e| ApiError::bad("payload", e.to_string()))?;
@@ -40,6 +46,7 @@ pub async fn handle(
         "view_submission" if payload["view"]["callback_id"].as_str() == Some("incident_start") => {
             submit_declare(&state, &payload).await
         }
+        "block_actions" => crate::incidents::phases::on_block_actions(&state, &payload).await,
         _ => Ok(StatusCode::OK.into_response()),
     }
 }
@@ -111,6 +118,7 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
         now,
     )
     .await?;
+    tracing::Span::current().record("incident_id", inc.id.as_str());
     Runner::kick(state, &inc.id);
     Ok(StatusCode::OK.into_response())
 }

@@ -45,6 +45,7 @@ pub fn verified(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(
     )
     .map_err(|e| {
         tracing::warn!(reason = %e, "refused a Slack request");
+        crate::observability::slack_request_refused();
         ApiError::Unauthorized("invalid Slack signature")
     })
 }

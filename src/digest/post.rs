@@ -1,0 +1,550 @@
+//! Posting digests to Slack: the scheduler loop (every configured `[[digests]]` entry, exactly once per slot
+//! across replicas, catch-up of the most recent missed slot) and `/incident digest` on demand.
+//!
+//! A digest is two Slack messages: the figures (`chat.postMessage`, Block Kit), then the chart, shared with
+//! Slack's external upload flow — `files.getUploadURLExternal` (form-encoded: `filename`, `length`), the PNG
+//! bytes POSTed to the returned `upload_url`, then `files.completeUploadExternal` (`files` =
+//! `[{"id","title"}]`, `channel_id`, `initial_comment`). A scheduled digest stores each finished step in
+//! `digest_runs`; a retry after a lost answer first looks for the message (by its `block_id`) and the chart (by
+//! its comment) in the channel's history before posting again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use super::chart;
+use super::data;
+use super::render::{self, Heading};
+use super::runs::{self, Claim, Claimed, Outcome, RunKey};
+use super::schedule::Schedule;
+use super::stats::{Digest, Filter, Period};
+use crate::slack::SlackError;
+use crate::startup::AppState;
+
+/// Why posting did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error(transparent)]
+    Slack(#[from] SlackError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Chart(#[from] chart::ChartError),
+    #[error("the chart upload failed: {0}")]
+    Upload(String),
+    /// Another replica took the run over (this one was too slow); it will finish it.
+    #[error("lost the lease on this digest")]
+    LeaseLost,
+}
+
+impl PostError {
+    fn retryable(&self) -> bool {
+        match self {
+            PostError::Slack(e) => e.is_retryable(),
+            PostError::Db(_) | PostError::Upload(_) => true,
+            PostError::Chart(_) | PostError::LeaseLost => false,
+        }
+    }
+}
+
+/// A digest ready to post.
+pub struct Prepared {
+    pub digest: Digest,
+    pub blocks: Vec<Value>,
+    pub text: String,
+    /// PNG bytes and their title (also the file's comment); `None` when nothing was resolved in either period.
+    pub chart: Option<(Vec<u8>, String)>,
+}
+
+/// Builds a digest and its chart.
+pub async fn prepare(
+    state: &AppState,
+    filter: &Filter,
+    period: Period,
+    tz: Tz,
+    block_id: &str,
+) -> Result<Prepared, PostError> {
+    let now = state.clock.now();
+    let digest = data::build(&state.db, &state.catalog, filter, period, tz, now).await?;
+    let heading = Heading {
+        title: "Incident digest".into(),
+        scope: filter.label(),
+        tz,
+    };
+    let blocks = render::blocks(&digest, &heading, block_id);
+    let text = render::title(&digest, &heading);
+    let chart = if chart::has_data(&digest) {
+        let title = render::chart_title(&digest, &heading);
+        let d = digest.clone();
+        let t = title.clone();
+        let png = tokio::task::spawn_blocking(move || {
+            chart::render_png(&d, &t, ("7 days before", "last 7 days"))
+        })
+        .await
+        .map_err(|e| PostError::Upload(format!("chart task: {e}")))??;
+        Some((png, title))
+    } else {
+        None
+    };
+    Ok(Prepared {
+        digest,
+        blocks,
+        text,
+        chart,
+    })
+}
+
+/// Posts the figures; returns the message `ts`.
+async fn post_message(
+    state: &AppState,
+    channel_id: &str,
+    p: &Prepared,
+) -> Result<String, PostError> {
+    let v = state
+        .slack
+        .call(
+            "chat.postMessage",
+            json!({
+                "channel": channel_id,
+                "text": p.text,
+                "blocks": p.blocks,
+                "unfurl_links": false,
+                "unfurl_media": false,
+            }),
+        )
+        .await?;
+    Ok(v["ts"].as_str().unwrap_or_default().to_string())
+}
+
+/// Calls a Web API method with a form-encoded body (`files.getUploadURLExternal` takes no JSON).
+async fn call_form(
+    state: &AppState,
+    method: &str,
+    params: &[(&str, String)],
+) -> Result<Value, PostError> {
+    let token = state
+        .secrets
+        .slack_bot_token
+        .as_ref()
+        .ok_or(SlackError::NoToken)?;
+    let url = format!("{}/{method}", state.settings.slack_api_base());
+    let resp = state
+        .http
+        .post(url)
+        .bearer_auth(token.expose())
+        .form(params)
+        .send()
+        .await
+        .map_err(|e| {
+            PostError::Slack(if e.is_timeout() {
+                SlackError::Timeout {
+                    method: method.into(),
+                }
+            } else {
+                SlackError::Transport {
+                    method: method.into(),
+                    message: format!("{e}")
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                    retryable: true,
+                }
+            })
+        })?;
+    let status = resp.status().as_u16();
+    if status == 429 {
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(StdDuration::from_secs);
+        return Err(SlackError::RateLimited {
+            method: method.into(),
+            retry_after,
+        }
+        .into());
+    }
+    let v: Value = resp.json().await.map_err(|_| SlackError::Transport {
+        method: method.into(),
+        message: format!("HTTP {status}: not JSON"),
+        retryable: status >= 500,
+    })?;
+    if v["ok"].as_bool() == Some(true) {
+        Ok(v)
+    } else {
+        Err(SlackError::Api {
+            method: method.into(),
+            code: v["error"].as_str().unwrap_or("unknown_error").to_string(),
+        }
+        .into())
+    }
+}
+
+/// Uploads the chart and shares it in the channel; returns the file id.
+async fn upload_chart(
+    state: &AppState,
+    channel_id: &str,
+    png: &[u8],
+    title: &str,
+) -> Result<String, PostError> {
+    let filename = "mttr-per-phase.png";
+    let v = call_form(
+        state,
+        "files.getUploadURLExternal",
+        &[
+            ("filename", filename.to_string()),
+            ("length", png.len().to_string()),
+            ("alt_txt", title.to_string()),
+        ],
+    )
+    .await?;
+    let (Some(url), Some(file_id)) = (v["upload_url"].as_str(), v["file_id"].as_str()) else {
+        return Err(PostError::Upload(
+            "files.getUploadURLExternal gave no upload_url".into(),
+        ));
+    };
+    let resp = state
+        .http
+        .post(url)
+        .header("content-type", "application/octet-stream")
+        .body(png.to_vec())
+        .send()
+        .await
+        .map_err(|e| PostError::Upload(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(PostError::Upload(format!(
+            "upload URL answered HTTP {}",
+            resp.status().as_u16()
+        )));
+    }
+    state
+        .slack
+        .call(
+            "files.completeUploadExternal",
+            json!({
+                "files": [{ "id": file_id, "title": title }],
+                "channel_id": channel_id,
+                "initial_comment": title,
+            }),
+        )
+        .await?;
+    Ok(file_id.to_string())
+}
+
+/// The channel's recent messages (newest first).
+async fn history(state: &AppState, channel_id: &str) -> Result<Vec<Value>, PostError> {
+    let v = state
+        .slack
+        .call(
+            "conversations.history",
+            json!({ "channel": channel_id, "limit": 100 }),
+        )
+        .await?;
+    Ok(v["messages"].as_array().cloned().unwrap_or_default())
+}
+
+fn has_block(m: &Value, block_id: &str) -> bool {
+    m["blocks"]
+        .as_array()
+        .is_some_and(|bs| bs.iter().any(|b| b["block_id"].as_str() == Some(block_id)))
+}
+
+/// A channel ID for a configured channel (an ID, or a name looked up with `conversations.list` once).
+pub async fn resolve_channel(state: &AppState, configured: &str) -> Result<String, PostError> {
+    static CACHE: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    let name = configured.trim().trim_start_matches('#');
+    if looks_like_id(name) {
+        return Ok(name.to_string());
+    }
+    let cache_key = format!("{}|{name}", state.settings.slack_api_base());
+    let cache = CACHE.get_or_init(Mutex::default);
+    if let Some(id) = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&cache_key)
+    {
+        return Ok(id.clone());
+    }
+    let mut cursor = String::new();
+    for _ in 0..50 {
+        let mut args = json!({ "types": "public_channel,private_channel", "exclude_archived": true, "limit": 1000 });
+        if !cursor.is_empty() {
+            args["cursor"] = json!(cursor);
+        }
+        let v = state.slack.call("conversations.list", args).await?;
+        if let Some(id) = v["channels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"].as_str() == Some(name))
+            .and_then(|c| c["id"].as_str())
+        {
+            cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(cache_key, id.to_string());
+            return Ok(id.to_string());
+        }
+        cursor = v["response_metadata"]["next_cursor"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if cursor.is_empty() {
+            break;
+        }
+    }
+    Err(SlackError::Api {
+        method: "conversations.list".into(),
+        code: "channel_not_found".into(),
+    }
+    .into())
+}
+
+fn looks_like_id(s: &str) -> bool {
+    s.len() >= 9
+        && s.starts_with(['C', 'G', 'D'])
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// On demand
+// ----------------------------------------------------------------------------------------------------------
+
+/// `/incident digest`: posts this channel's digest for the last 7 days in the background (with the channel's
+/// configured filter and time zone, if it has a scheduled digest). Returns the acknowledgement text.
+pub fn on_demand(
+    state: &Arc<AppState>,
+    channel_id: &str,
+    response_url: Option<String>,
+) -> &'static str {
+    let state = state.clone();
+    let channel = channel_id.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = post_now(&state, &channel).await {
+            tracing::warn!(channel = %channel, error = %e, "on-demand digest failed");
+            if let Some(url) = response_url {
+                let hint = match &e {
+                    PostError::Slack(SlackError::Api { code, .. })
+                        if code == "not_in_channel" || code == "channel_not_found" =>
+                    {
+                        " Invite me to this channel first (`/invite @incident-bot`)."
+                    }
+                    _ => " Try again in a minute.",
+                };
+                let _ = state
+                    .http
+                    .post(url)
+                    .json(&json!({ "response_type": "ephemeral", "text": format!("Could not post the digest: {e}.{hint}") }))
+                    .send()
+                    .await;
+            }
+        }
+    });
+    "📊 Building this channel's digest for the last 7 days…"
+}
+
+async fn post_now(state: &AppState, channel_id: &str) -> Result<(), PostError> {
+    let (filter, tz) = match configured_for(state, channel_id).await {
+        Some(s) => (s.filter, s.tz),
+        None => (Filter::default(), state.default_tz()),
+    };
+    let now = state.clock.now();
+    let block_id = format!("digest-now-{}", uuid::Uuid::new_v4().simple());
+    let p = prepare(state, &filter, Period::days_before(now, 7), tz, &block_id).await?;
+    post_message(state, channel_id, &p).await?;
+    if let Some((png, title)) = &p.chart {
+        upload_chart(state, channel_id, png, title).await?;
+    }
+    Ok(())
+}
+
+/// The scheduled digest configured for this channel, if any.
+async fn configured_for(state: &AppState, channel_id: &str) -> Option<Schedule> {
+    for cfg in &state.settings.digests {
+        let Ok(s) = Schedule::parse(cfg) else {
+            continue;
+        };
+        if s.channel == channel_id {
+            return Some(s);
+        }
+        if !looks_like_id(&s.channel)
+            && resolve_channel(state, &s.channel).await.ok().as_deref() == Some(channel_id)
+        {
+            return Some(s);
+        }
+    }
+    None
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// On schedule
+// ----------------------------------------------------------------------------------------------------------
+
+/// What one scheduler pass did for one digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// This replica posted (or finished posting) it.
+    Posted,
+    /// Already posted (by anyone) or given up on.
+    AlreadyDone,
+    /// Someone else holds it, or a retry is not due.
+    Waiting,
+    /// This attempt failed; it will be retried (or was given up).
+    Failed(String),
+}
+
+/// Checks every configured digest every `setup.sweep_interval_ms` and posts the ones due. Returns at once when
+/// none is configured.
+pub async fn run_forever(state: Arc<AppState>) {
+    let mut schedules = Vec::new();
+    for cfg in &state.settings.digests {
+        match Schedule::parse(cfg) {
+            Ok(s) => schedules.push(s),
+            Err(e) => {
+                tracing::error!(channel = %cfg.channel, error = %e, "digest not scheduled: bad configuration")
+            }
+        }
+    }
+    if schedules.is_empty() {
+        return;
+    }
+    let owner = uuid::Uuid::new_v4().to_string();
+    let mut done: HashSet<RunKey> = HashSet::new();
+    let every = StdDuration::from_millis(state.settings.setup.sweep_interval_ms.max(50));
+    loop {
+        for s in &schedules {
+            match tick(&state, s, &owner, &mut done).await {
+                Ok(Tick::Failed(e)) => {
+                    tracing::warn!(channel = %s.channel, error = %e, "digest attempt failed")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(channel = %s.channel, error = %e, "digest check failed")
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// One check of one schedule: claims its latest slot and posts it if due and unclaimed. `done` remembers the
+/// slots known to be finished so that they are not asked for again.
+pub async fn tick(
+    state: &AppState,
+    s: &Schedule,
+    owner: &str,
+    done: &mut HashSet<RunKey>,
+) -> Result<Tick, sqlx::Error> {
+    let now = state.clock.now();
+    let slot = s.latest_slot(now);
+    let period = s.period_of(slot);
+    let key = RunKey {
+        channel: s.channel.clone(),
+        scope: s.scope(),
+        period_start: period.start,
+    };
+    if done.contains(&key) {
+        return Ok(Tick::AlreadyDone);
+    }
+    let lease_ms =
+        (state.settings.setup.lease_ms as i64).max(5 * state.settings.slack.call_timeout_ms as i64);
+    let claimed = match runs::claim(&state.db, &key, period, owner, now, lease_ms).await? {
+        Claim::Mine(c) => c,
+        Claim::Finished => {
+            done.insert(key);
+            return Ok(Tick::AlreadyDone);
+        }
+        Claim::NotNow => return Ok(Tick::Waiting),
+    };
+    tracing::info!(channel = %s.channel, period_start = %period.start, attempt = claimed.attempts, "posting digest");
+    let result = post_run(state, s, &key, period, &claimed, owner).await;
+    let now = state.clock.now();
+    let cfg = &state.settings.setup;
+    let outcome = match &result {
+        Ok(()) => Outcome::Done,
+        Err(PostError::LeaseLost) => return Ok(Tick::Waiting),
+        Err(e) if e.retryable() && claimed.attempts < cfg.max_attempts => {
+            let after = match e {
+                PostError::Slack(se) => se.retry_after(),
+                _ => None,
+            };
+            let backoff = cfg
+                .backoff_base_ms
+                .saturating_mul(1u64 << claimed.attempts.clamp(0, 16) as u32)
+                .min(cfg.backoff_max_ms);
+            let wait = after
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(backoff as i64);
+            Outcome::Retry {
+                at: now + Duration::milliseconds(wait),
+                error: e.to_string(),
+            }
+        }
+        Err(e) => Outcome::Failed(e.to_string()),
+    };
+    runs::finish(&state.db, &key, owner, &outcome, now).await?;
+    Ok(match outcome {
+        Outcome::Done => {
+            done.insert(key);
+            Tick::Posted
+        }
+        Outcome::Failed(e) => {
+            done.insert(key);
+            tracing::error!(channel = %s.channel, error = %e, "digest given up");
+            Tick::Failed(e)
+        }
+        Outcome::Retry { error, .. } => Tick::Failed(error),
+    })
+}
+
+/// Posts a claimed run, resuming after the steps an earlier attempt stored.
+async fn post_run(
+    state: &AppState,
+    s: &Schedule,
+    key: &RunKey,
+    period: Period,
+    claimed: &Claimed,
+    owner: &str,
+) -> Result<(), PostError> {
+    let channel_id = resolve_channel(state, &s.channel).await?;
+    let tag = key.tag();
+    let p = prepare(state, &s.filter, period, s.tz, &tag).await?;
+    let retry = claimed.attempts > 1;
+    let recent = if retry && (claimed.message_ts.is_none() || claimed.chart_file_id.is_none()) {
+        history(state, &channel_id).await?
+    } else {
+        Vec::new()
+    };
+    if claimed.message_ts.is_none() {
+        let ts = match recent.iter().find(|m| has_block(m, &tag)) {
+            Some(m) => m["ts"].as_str().unwrap_or_default().to_string(),
+            None => post_message(state, &channel_id, &p).await?,
+        };
+        if !runs::save_message(&state.db, key, owner, &ts, state.clock.now()).await? {
+            return Err(PostError::LeaseLost);
+        }
+    }
+    if claimed.chart_file_id.is_none() {
+        if let Some((png, title)) = &p.chart {
+            let shared = recent.iter().any(|m| {
+                m["text"].as_str() == Some(title.as_str()) && m["bot_id"].as_str().is_some()
+            });
+            let file_id = if shared {
+                "shared-before-retry".to_string()
+            } else {
+                upload_chart(state, &channel_id, png, title).await?
+            };
+            if !runs::save_chart(&state.db, key, owner, &file_id, state.clock.now()).await? {
+                return Err(PostError::LeaseLost);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,483 @@
+//! `incident-bot report`: the digest's figures for any period (with the period of equal length before it for
+//! comparison) plus MTTR mean, median and max per severity for each calendar month — as text for people, JSON
+//! for scripts, or long-format CSV (`period,metric,group,value,unit`) for spreadsheets.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use super::data;
+use super::render::{self, Heading, Style};
+use super::stats::{self, Digest, Figures, Filter, MonthFigures, MttrStat, Period};
+use crate::catalog::Catalog;
+use crate::db::Db;
+use crate::domain::mttr::{format_duration, PhaseKind};
+use crate::domain::severity::Severity;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Csv,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Format, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            "csv" => Ok(Format::Csv),
+            other => Err(format!("--format `{other}`: use text, json or csv")),
+        }
+    }
+}
+
+/// A report's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub filter: Filter,
+    #[serde(flatten)]
+    pub digest: Digest,
+    pub monthly: Vec<MonthFigures>,
+}
+
+/// Builds the report of `period` for the incidents `filter` selects.
+pub async fn build(
+    db: &Db,
+    catalog: &Catalog,
+    filter: &Filter,
+    period: Period,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<Report, sqlx::Error> {
+    let rows = data::load(db, catalog, filter, period).await?;
+    Ok(Report {
+        filter: filter.clone(),
+        digest: stats::compute(&rows, period, tz, now),
+        monthly: stats::monthly(&rows, period, tz),
+    })
+}
+
+/// A `--since`/`--until` value: `30d`, `12h`, `90m` or `2w` before now; a date (`2026-10-01`, local midnight
+/// in `tz`); a local date-time (`2026-10-01T14:00` or `2026-10-01 14:00`); or RFC 3339 (`…Z`, `…+02:00`).
+pub fn parse_instant(s: &str, now: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("now") {
+        return Ok(now);
+    }
+    if let Some(d) = parse_ago(s) {
+        return Ok(now - d);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let local = |n: NaiveDateTime| {
+        tz.from_local_datetime(&n)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| format!("`{s}` does not exist in {}", tz.name()))
+    };
+    for f in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
+            return local(n);
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return local(d.and_hms_opt(0, 0, 0).unwrap_or_default());
+    }
+    Err(format!(
+        "`{s}` is not a time: use 30d, 12h, 2026-10-01, 2026-10-01T14:00 or RFC 3339"
+    ))
+}
+
+/// `30d` → 30 days; `2w`, `12h`, `90m` likewise.
+pub fn parse_ago(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let n: i64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
+    if n < 0 {
+        return None;
+    }
+    match unit.to_ascii_lowercase() {
+        'w' => Some(Duration::weeks(n)),
+        'd' => Some(Duration::days(n)),
+        'h' => Some(Duration::hours(n)),
+        'm' => Some(Duration::minutes(n)),
+        _ => None,
+    }
+}
+
+/// The report in `format`.
+pub fn render(r: &Report, format: Format, tz: Tz) -> String {
+    match format {
+        Format::Text => text(r, tz),
+        Format::Json => serde_json::to_string_pretty(r).unwrap_or_else(|_| "{}".into()) + "\n",
+        Format::Csv => csv(r),
+    }
+}
+
+fn text(r: &Report, tz: Tz) -> String {
+    let heading = Heading {
+        title: "Incident report".into(),
+        scope: r.filter.label(),
+        tz,
+    };
+    let mut out = render::text(&r.digest, &heading, Style::Plain).replace(
+        "compared with the 7 days before",
+        "compared with the period before",
+    );
+    out.push_str("\n\nMonthly MTTR per severity (mean / median / max · resolved)\n");
+    if r.monthly.is_empty() {
+        out.push_str("No incidents in the period.\n");
+    }
+    let cell = |m: &MttrStat| match (m.mean, m.median, m.max) {
+        (Some(a), Some(b), Some(c)) => format!(
+            "{} / {} / {} · {}",
+            format_duration(a),
+            format_duration(b),
+            format_duration(c),
+            m.count
+        ),
+        _ => "—".into(),
+    };
+    for m in &r.monthly {
+        let cols: Vec<String> = m
+            .severities
+            .iter()
+            .map(|s| format!("{} {:<30}", s.severity.as_str(), cell(&s.mttr)))
+            .collect();
+        out.push_str(&format!("{}  {}\n", m.month, cols.join(" ").trim_end()));
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn minutes(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.1}", d.num_milliseconds() as f64 / 60_000.0))
+        .unwrap_or_default()
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map(|v| format!("{:.1}", v * 100.0)).unwrap_or_default()
+}
+
+struct Csv(Vec<[String; 5]>);
+
+impl Csv {
+    fn row(&mut self, period: &str, metric: &str, group: &str, value: String, unit: &str) {
+        self.0.push([
+            period.to_string(),
+            metric.to_string(),
+            group.to_string(),
+            value,
+            unit.to_string(),
+        ]);
+    }
+
+    fn stat(&mut self, period: &str, prefix: &str, group: &str, m: &MttrStat) {
+        self.row(
+            period,
+            &format!("{prefix}count"),
+            group,
+            m.count.to_string(),
+            "incidents",
+        );
+        self.row(
+            period,
+            &format!("{prefix}mean"),
+            group,
+            minutes(m.mean),
+            "minutes",
+        );
+        self.row(
+            period,
+            &format!("{prefix}median"),
+            group,
+            minutes(m.median),
+            "minutes",
+        );
+        self.row(
+            period,
+            &format!("{prefix}max"),
+            group,
+            minutes(m.max),
+            "minutes",
+        );
+    }
+
+    fn figures(&mut self, period: &str, f: &Figures) {
+        self.row(
+            period,
+            "period_start",
+            "all",
+            f.period.start.to_rfc3339(),
+            "utc",
+        );
+        self.row(
+            period,
+            "period_end",
+            "all",
+            f.period.end.to_rfc3339(),
+            "utc",
+        );
+        self.row(
+            period,
+            "incidents",
+            "all",
+            f.incidents.to_string(),
+            "incidents",
+        );
+        self.row(
+            period,
+            "open_at_end",
+            "all",
+            f.open_at_end.to_string(),
+            "incidents",
+        );
+        self.stat(period, "mttr_", "all", &f.mttr);
+        for s in &f.severities {
+            let g = s.severity.as_str();
+            self.row(period, "incidents", g, s.incidents.to_string(), "incidents");
+            self.stat(period, "mttr_", g, &s.mttr);
+            self.row(
+                period,
+                "tier",
+                g,
+                s.tier.map(|t| t.as_str().to_string()).unwrap_or_default(),
+                "tier",
+            );
+        }
+        for k in PhaseKind::ALL {
+            let p = f.phases.get(k);
+            self.row(
+                period,
+                "phase_share",
+                k.as_str(),
+                percent(p.average_share),
+                "percent",
+            );
+            self.row(period, "phase_mean", k.as_str(), minutes(p.mean), "minutes");
+            self.row(
+                period,
+                "phase_slowest",
+                k.as_str(),
+                p.slowest.to_string(),
+                "incidents",
+            );
+        }
+        let d = &f.detection;
+        for (g, n) in [
+            ("alert", d.alert),
+            ("customer", d.customer),
+            ("engineer", d.engineer),
+            ("unknown", d.unknown),
+        ] {
+            self.row(period, "detected_by", g, n.to_string(), "incidents");
+        }
+        self.row(
+            period,
+            "p1_customer_share",
+            "P1",
+            percent(d.p1_customer_share),
+            "percent",
+        );
+        self.row(
+            period,
+            "p1_customer_warning",
+            "P1",
+            u8::from(d.customer_warning).to_string(),
+            "flag",
+        );
+        self.row(
+            period,
+            "deploy_before_share",
+            "all",
+            percent(f.deploys.share),
+            "percent",
+        );
+        self.stat(period, "in_hours_mttr_", "all", &f.hours.in_hours);
+        self.stat(period, "out_of_hours_mttr_", "all", &f.hours.out_of_hours);
+        for s in &f.services {
+            self.row(
+                period,
+                "service_mttr_mean",
+                &s.name,
+                minutes(s.mttr.mean),
+                "minutes",
+            );
+        }
+        for t in &f.teams {
+            self.row(
+                period,
+                "team_mttr_mean",
+                &t.name,
+                minutes(t.mttr.mean),
+                "minutes",
+            );
+        }
+    }
+}
+
+fn csv(r: &Report) -> String {
+    let mut c = Csv(Vec::new());
+    c.figures("current", &r.digest.current);
+    c.figures("previous", &r.digest.previous);
+    c.row(
+        "now",
+        "still_open",
+        "all",
+        r.digest.still_open.len().to_string(),
+        "incidents",
+    );
+    for m in &r.monthly {
+        c.row(
+            &m.month,
+            "incidents",
+            "all",
+            m.incidents.to_string(),
+            "incidents",
+        );
+        for s in &m.severities {
+            c.stat(&m.month, "mttr_", s.severity.as_str(), &s.mttr);
+        }
+    }
+    let mut out = String::from("period,metric,group,value,unit\n");
+    for row in c.0 {
+        let fields: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The command line's options, as typed.
+#[derive(Debug, Clone, Default)]
+pub struct ReportArgs {
+    /// Default: 7 days ago.
+    pub since: Option<String>,
+    /// Default: now.
+    pub until: Option<String>,
+    pub service: Option<String>,
+    pub team: Option<String>,
+    pub severity: Option<String>,
+    /// `text` (default), `json` or `csv`.
+    pub format: Option<String>,
+    /// IANA time zone for dates, months and working hours; default `incidents.default_timezone`.
+    pub tz: Option<String>,
+}
+
+/// `incident-bot report …`: reads the database named by the configuration and returns the report.
+pub async fn run_cli(
+    settings: &crate::config::Settings,
+    catalog: &Catalog,
+    args: &ReportArgs,
+    now: DateTime<Utc>,
+) -> anyhow::Result<String> {
+    let tz_name = args
+        .tz
+        .clone()
+        .unwrap_or_else(|| settings.incidents.default_timezone.clone());
+    let tz: Tz = tz_name
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--tz `{tz_name}` is not an IANA time zone"))?;
+    let format =
+        Format::parse(args.format.as_deref().unwrap_or("text")).map_err(anyhow::Error::msg)?;
+    let since = parse_instant(args.since.as_deref().unwrap_or("7d"), now, tz)
+        .map_err(anyhow::Error::msg)?;
+    let until = match &args.until {
+        Some(u) => parse_instant(u, now, tz).map_err(anyhow::Error::msg)?,
+        None => now,
+    };
+    if since >= until {
+        anyhow::bail!("--since must be before --until");
+    }
+    let filter = Filter {
+        service: args.service.clone(),
+        team: args.team.clone(),
+        severity: args
+            .severity
+            .as_deref()
+            .map(parse_severity)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+    };
+    let db = Db::connect(&settings.database_url).await?;
+    db.migrate().await?;
+    let report = build(&db, catalog, &filter, Period::new(since, until), tz, now).await?;
+    Ok(render(&report, format, tz))
+}
+
+/// The severity given with `--severity`.
+pub fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::parse(s).ok_or_else(|| format!("--severity `{s}`: use P1, P2 or P3"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn since_and_until_accept_relative_and_absolute_times() {
+        let berlin: Tz = "Europe/Berlin".parse().expect("tz");
+        assert_eq!(
+            parse_instant("30d", now(), berlin),
+            Ok(now() - Duration::days(30))
+        );
+        assert_eq!(
+            parse_instant("2w", now(), berlin),
+            Ok(now() - Duration::days(14))
+        );
+        assert_eq!(
+            parse_instant("2026-10-01", now(), berlin),
+            Ok(Utc.with_ymd_and_hms(2026, 9, 30, 22, 0, 0).unwrap())
+        );
+        assert_eq!(
+            parse_instant("2026-11-02T14:30", now(), berlin),
+            Ok(Utc.with_ymd_and_hms(2026, 11, 2, 13, 30, 0).unwrap())
+        );
+        assert_eq!(
+            parse_instant("2026-11-02T14:30:00Z", now(), berlin),
+            Ok(Utc.with_ymd_and_hms(2026, 11, 2, 14, 30, 0).unwrap())
+        );
+        assert!(parse_instant("last tuesday", now(), berlin).is_err());
+        assert!(Format::parse("xml").is_err());
+        assert_eq!(Format::parse("CSV"), Ok(Format::Csv));
+    }
+
+    #[test]
+    fn csv_fields_with_commas_or_quotes_are_quoted() {
+        assert_eq!(csv_field("payments"), "payments");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn an_empty_report_renders_in_every_format() {
+        let period = Period::days_before(now(), 30);
+        let r = Report {
+            filter: Filter::default(),
+            digest: stats::compute(&[], period, chrono_tz::UTC, now()),
+            monthly: Vec::new(),
+        };
+        let text = render(&r, Format::Text, chrono_tz::UTC);
+        assert!(text.contains("Incidents: 0 (= from 0)"), "{text}");
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&r, Format::Json, chrono_tz::UTC)).expect("json");
+        assert_eq!(json["current"]["incidents"], 0);
+        let csv = render(&r, Format::Csv, chrono_tz::UTC);
+        assert!(csv.starts_with("period,metric,group,value,unit\n"));
+        assert!(csv.contains("current,incidents,all,0,incidents\n"));
+    }
+}

@@ -1,0 +1,241 @@
+//! `digest_runs`: one row per scheduled digest (channel, scope, period start), so that with several replicas on
+//! one database each digest is posted exactly once.
+//!
+//! A replica first makes sure the row exists (`INSERT … ON CONFLICT DO NOTHING`), then *claims* it with one
+//! conditional `UPDATE … RETURNING` (atomic on SQLite and PostgreSQL): only a pending run that is due, or a
+//! running one whose lease ran out (its poster crashed), can be claimed. Posting stores each finished step
+//! (the message's `ts`, then the chart's file id) while holding the lease, so a take-over resumes after the last
+//! stored step instead of posting twice.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::stats::Period;
+use crate::db::{ms, Db};
+
+/// Identifies one digest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RunKey {
+    pub channel: String,
+    pub scope: String,
+    pub period_start: DateTime<Utc>,
+}
+
+impl RunKey {
+    /// A short stable id, used to find the posted message again (`block_id`).
+    pub fn tag(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(format!(
+            "{}|{}|{}",
+            self.channel,
+            self.scope,
+            ms(self.period_start)
+        ));
+        format!("digest-{}", hex::encode(&h[..8]))
+    }
+}
+
+/// A claimed run: what earlier attempts already did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    pub attempts: i64,
+    pub message_ts: Option<String>,
+    pub chart_file_id: Option<String>,
+}
+
+/// The outcome of trying to claim a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This replica owns the run until the lease ends.
+    Mine(Claimed),
+    /// Posted already (or given up on).
+    Finished,
+    /// Another replica holds it, or a retry is not due yet.
+    NotNow,
+}
+
+/// Claims the run of `key` for `owner` until `now + lease_ms`.
+pub async fn claim(
+    db: &Db,
+    key: &RunKey,
+    period: Period,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_ms: i64,
+) -> Result<Claim, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO digest_runs (channel, scope, period_start, period_end, state, attempts, next_attempt_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)
+         ON CONFLICT (channel, scope, period_start) DO NOTHING",
+    )
+    .bind(&key.channel)
+    .bind(&key.scope)
+    .bind(ms(key.period_start))
+    .bind(ms(period.end))
+    .bind(ms(now))
+    .execute(&db.pool)
+    .await?;
+    let row = sqlx::query(
+        "UPDATE digest_runs
+         SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+         WHERE channel = $4 AND scope = $5 AND period_start = $6
+           AND ((state = 'pending' AND next_attempt_at <= $3) OR (state = 'running' AND lease_until < $3))
+         RETURNING attempts, message_ts, chart_file_id",
+    )
+    .bind(owner)
+    .bind(ms(now) + lease_ms)
+    .bind(ms(now))
+    .bind(&key.channel)
+    .bind(&key.scope)
+    .bind(ms(key.period_start))
+    .fetch_optional(&db.pool)
+    .await?;
+    if let Some(r) = row {
+        return Ok(Claim::Mine(Claimed {
+            attempts: r.try_get("attempts")?,
+            message_ts: r.try_get("message_ts")?,
+            chart_file_id: r.try_get("chart_file_id")?,
+        }));
+    }
+    let state: Option<String> = sqlx::query_scalar(
+        "SELECT state FROM digest_runs WHERE channel = $1 AND scope = $2 AND period_start = $3",
+    )
+    .bind(&key.channel)
+    .bind(&key.scope)
+    .bind(ms(key.period_start))
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(match state.as_deref() {
+        Some("done") | Some("failed") => Claim::Finished,
+        _ => Claim::NotNow,
+    })
+}
+
+/// Stores the posted message's `ts` (only while `owner` holds the run). False when the lease was lost.
+pub async fn save_message(
+    db: &Db,
+    key: &RunKey,
+    owner: &str,
+    ts: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE digest_runs SET message_ts = $1, updated_at = $2
+         WHERE channel = $3 AND scope = $4 AND period_start = $5 AND lease_owner = $6 AND state = 'running'",
+    )
+    .bind(ts)
+    .bind(ms(now))
+    .bind(&key.channel)
+    .bind(&key.scope)
+    .bind(ms(key.period_start))
+    .bind(owner)
+    .execute(&db.pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Stores the shared chart's file id (only while `owner` holds the run).
+pub async fn save_chart(
+    db: &Db,
+    key: &RunKey,
+    owner: &str,
+    file_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE digest_runs SET chart_file_id = $1, updated_at = $2
+         WHERE channel = $3 AND scope = $4 AND period_start = $5 AND lease_owner = $6 AND state = 'running'",
+    )
+    .bind(file_id)
+    .bind(ms(now))
+    .bind(&key.channel)
+    .bind(&key.scope)
+    .bind(ms(key.period_start))
+    .bind(owner)
+    .execute(&db.pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// What happened to an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Try again at this instant.
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    /// Give up.
+    Failed(String),
+}
+
+/// Releases the run with its outcome (only while `owner` holds it).
+pub async fn finish(
+    db: &Db,
+    key: &RunKey,
+    owner: &str,
+    outcome: &Outcome,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let (state, next_at, error) = match outcome {
+        Outcome::Done => ("done", now, None),
+        Outcome::Retry { at, error } => ("pending", *at, Some(error.as_str())),
+        Outcome::Failed(e) => ("failed", now, Some(e.as_str())),
+    };
+    let r = sqlx::query(
+        "UPDATE digest_runs
+         SET state = $1, next_attempt_at = $2, last_error = $3, lease_owner = NULL, lease_until = NULL, updated_at = $4
+         WHERE channel = $5 AND scope = $6 AND period_start = $7 AND lease_owner = $8 AND state = 'running'",
+    )
+    .bind(state)
+    .bind(ms(next_at))
+    .bind(error)
+    .bind(ms(now))
+    .bind(&key.channel)
+    .bind(&key.scope)
+    .bind(ms(key.period_start))
+    .bind(owner)
+    .execute(&db.pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// A stored run, for tests and operators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRow {
+    pub channel: String,
+    pub scope: String,
+    pub period_start: i64,
+    pub period_end: i64,
+    pub state: String,
+    pub attempts: i64,
+    pub message_ts: Option<String>,
+    pub chart_file_id: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// Every stored run, oldest period first.
+pub async fn list(db: &Db) -> Result<Vec<RunRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT channel, scope, period_start, period_end, state, attempts, message_ts, chart_file_id, last_error
+         FROM digest_runs ORDER BY period_start, channel, scope",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RunRow {
+                channel: r.try_get("channel")?,
+                scope: r.try_get("scope")?,
+                period_start: r.try_get("period_start")?,
+                period_end: r.try_get("period_end")?,
+                state: r.try_get("state")?,
+                attempts: r.try_get("attempts")?,
+                message_ts: r.try_get("message_ts")?,
+                chart_file_id: r.try_get("chart_file_id")?,
+                last_error: r.try_get("last_error")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,886 @@
+//! The outbox: the Slack and pager side effects of phase changes, done exactly once.
+//!
+//! A change stores its effects as rows of `outbox` in the same transaction as the change itself
+//! ([`super::phases::write`], [`super::timers`]): refresh the pinned card, post the timeline line, post the MTTR
+//! summary (incident channel and broadcast channel), refresh posted summaries after a correction, page an
+//! escalation. A worker then claims due rows with one conditional `UPDATE … RETURNING` under a lease (the pattern
+//! of [`super::setup`]), so two replicas never run the same row, and a row whose owner died is taken over when the
+//! lease runs out. A retried post first looks for the message an interrupted attempt may have posted (every
+//! message carries `block_id = ob:<row id>`), so a crash between Slack's answer and the commit still posts once.
+//!
+//! Rows of one incident and lane run in order (`seq`), so timeline lines appear in the order the changes happened.
+//! The card row is coalesced: one row per incident whose `generation` is bumped by every change; the worker
+//! renders the card from the database as it is when it runs, and goes again if the generation moved meanwhile.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::Row;
+use tokio::task::JoinSet;
+
+use super::steps::{deploys_before_impact, Failure};
+use super::summary::{PastIncident, Summary, BASELINE_DAYS};
+use super::Incident;
+use crate::db::{from_ms, ms, Db};
+use crate::domain::mttr::format_duration;
+use crate::domain::severity::Severity;
+use crate::pager::{Page, PagerError};
+use crate::slack::blocks;
+use crate::startup::AppState;
+
+/// Rows fetched per claim.
+const CLAIM_BATCH: i64 = 32;
+/// How long to wait for the war room (channel, card) before a post or card refresh is tried again; not counted
+/// as an attempt.
+const WAIT_FOR_SETUP: StdDuration = StdDuration::from_millis(250);
+
+/// Which escalation a page row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escalation {
+    /// A P1 nobody acknowledged in time: page the secondary on-call again.
+    Ack,
+    /// Unresolved for too long: page the service's escalation target.
+    Unresolved,
+}
+
+impl Escalation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Escalation::Ack => "ack",
+            Escalation::Unresolved => "unresolved",
+        }
+    }
+}
+
+/// This process's outbox worker.
+#[derive(Debug)]
+pub struct Outbox {
+    owner: String,
+    draining: AtomicBool,
+    again: AtomicBool,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            owner: format!("outbox-{}", uuid::Uuid::new_v4()),
+            draining: AtomicBool::new(false),
+            again: AtomicBool::new(false),
+        }
+    }
+}
+
+// ── enqueueing (inside the caller's transaction) ───────────────────────────────────────────────────────────────
+
+async fn insert(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    incident_id: &str,
+    lane: &str,
+    kind: &str,
+    payload: Value,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (id, incident_id, lane, kind, payload, state, next_attempt_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(incident_id)
+    .bind(lane)
+    .bind(kind)
+    .bind(payload.to_string())
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts a coalesced row, or asks an existing one to run again (bumping its generation).
+async fn request(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    incident_id: &str,
+    lane: &str,
+    kind: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (id, incident_id, lane, kind, payload, state, next_attempt_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, '{}', 'pending', $5, $5, $5)
+         ON CONFLICT (id) DO UPDATE SET
+             generation = outbox.generation + 1,
+             state = CASE WHEN outbox.state = 'running' THEN 'running' ELSE 'pending' END,
+             attempts = CASE WHEN outbox.state = 'running' THEN outbox.attempts ELSE 0 END,
+             next_attempt_at = excluded.next_attempt_at,
+             updated_at = excluded.updated_at",
+    )
+    .bind(id)
+    .bind(incident_id)
+    .bind(lane)
+    .bind(kind)
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Post timeline event `event_id` (its `detail`) in the incident channel.
+pub(crate) async fn post_line(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    event_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    insert(
+        tx,
+        &format!("post:{event_id}"),
+        incident_id,
+        "slack",
+        "post",
+        json!({ "event_id": event_id }),
+        now,
+    )
+    .await
+}
+
+/// Re-render the pinned card (`chat.update`).
+pub(crate) async fn refresh_card(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    request(
+        tx,
+        &format!("card:{incident_id}"),
+        incident_id,
+        "card",
+        "card",
+        now,
+    )
+    .await
+}
+
+/// Post the MTTR summary of the resolution stored as incident version `version`, in both channels.
+pub(crate) async fn post_summaries(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    version: i64,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for target in ["incident", "broadcast"] {
+        insert(
+            tx,
+            &format!("summary:{incident_id}:{version}:{target}"),
+            incident_id,
+            "slack",
+            "summary",
+            json!({ "target": target }),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Re-render the summaries already posted (after a correction).
+pub(crate) async fn refresh_summaries(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    request(
+        tx,
+        &format!("summary_refresh:{incident_id}"),
+        incident_id,
+        "slack",
+        "summary_refresh",
+        now,
+    )
+    .await
+}
+
+/// Page an escalation; `key` makes the row unique (the timer that asked).
+pub(crate) async fn page(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    which: Escalation,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    insert(
+        tx,
+        &format!("page:{key}"),
+        incident_id,
+        "page",
+        "page",
+        json!({ "escalation": which.as_str() }),
+        now,
+    )
+    .await
+}
+
+// ── the worker ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+#[derive(Debug, Clone)]
+struct Job {
+    seq: i64,
+    id: String,
+    incident_id: String,
+    kind: String,
+    payload: Value,
+    attempts: i64,
+    generation: i64,
+}
+
+/// What running a row came to.
+#[derive(Debug)]
+enum Run {
+    /// Finished; `line` is a timeline line to store and post as a follow-up (escalations say what they did).
+    Done {
+        result: String,
+        line: Option<String>,
+    },
+    /// Not possible yet (the war room is still being set up); try again after this, without counting an attempt.
+    Later(StdDuration),
+    Failed(Failure),
+}
+
+impl From<Failure> for Run {
+    fn from(f: Failure) -> Self {
+        Run::Failed(f)
+    }
+}
+
+impl From<sqlx::Error> for Run {
+    fn from(e: sqlx::Error) -> Self {
+        Run::Failed(e.into())
+    }
+}
+
+impl From<crate::slack::SlackError> for Run {
+    fn from(e: crate::slack::SlackError) -> Self {
+        Run::Failed(e.into())
+    }
+}
+
+fn done(result: impl Into<String>) -> Run {
+    Run::Done {
+        result: result.into(),
+        line: None,
+    }
+}
+
+impl Outbox {
+    /// Runs every due row now, in the background, unless this process is already doing so (then it goes round
+    /// once more).
+    pub fn kick(state: &Arc<AppState>) {
+        let me = &state.outbox;
+        me.again.store(true, Ordering::SeqCst);
+        if me.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                state.outbox.again.store(false, Ordering::SeqCst);
+                if let Err(e) = drain(&state).await {
+                    tracing::warn!(error = %e, "outbox drain failed; the next tick retries");
+                }
+                if state.outbox.again.load(Ordering::SeqCst) {
+                    continue;
+                }
+                state.outbox.draining.store(false, Ordering::SeqCst);
+                if state.outbox.again.load(Ordering::SeqCst)
+                    && !state.outbox.draining.swap(true, Ordering::SeqCst)
+                {
+                    continue;
+                }
+                break;
+            }
+        });
+    }
+}
+
+/// Rows of the incident not finished yet (pending or running).
+pub async fn unfinished(db: &Db, incident_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE incident_id = $1 AND state IN ('pending', 'running')",
+    )
+    .bind(incident_id)
+    .fetch_one(&db.pool)
+    .await
+}
+
+/// Failed or struggling rows of the incident, for `/incident status`.
+pub async fn problems(db: &Db, incident_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT kind, state, attempts, last_error FROM outbox
+         WHERE incident_id = $1 AND last_error IS NOT NULL AND (state = 'failed' OR (state = 'pending' AND attempts > 0))
+         ORDER BY seq",
+    )
+    .bind(incident_id)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let kind: String = r.try_get("kind")?;
+        let st: String = r.try_get("state")?;
+        let err: Option<String> = r.try_get("last_error")?;
+        let what = match kind.as_str() {
+            "card" => "card refresh",
+            "post" => "timeline line",
+            "summary" | "summary_refresh" => "MTTR summary",
+            "page" => "escalation page",
+            _ => "update",
+        };
+        let how = if st == "failed" {
+            "failed"
+        } else {
+            "is being retried"
+        };
+        out.push(format!(
+            "{what} {how} ({})",
+            err.unwrap_or_else(|| "no error recorded".into())
+        ));
+    }
+    Ok(out)
+}
+
+/// Deletes finished card, line and page rows older than a week (summaries are kept: a correction edits them).
+pub async fn forget_old(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM outbox WHERE state IN ('done', 'failed') AND kind IN ('post', 'page') AND updated_at < $1",
+    )
+    .bind(ms(now - chrono::Duration::days(7)))
+    .execute(&db.pool)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+async fn drain(state: &Arc<AppState>) -> Result<(), sqlx::Error> {
+    let mut running: JoinSet<()> = JoinSet::new();
+    loop {
+        let jobs = claim(state).await?;
+        for job in jobs {
+            let state = state.clone();
+            running.spawn(async move { execute(&state, job).await });
+        }
+        if running.join_next().await.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// Claims the due head of every incident's lanes for this process.
+async fn claim(state: &AppState) -> Result<Vec<Job>, sqlx::Error> {
+    let now = ms(state.clock.now());
+    let lease_until = now + state.settings.setup.lease_ms as i64;
+    let rows = sqlx::query(
+        "UPDATE outbox
+         SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+         WHERE seq IN (
+             SELECT o.seq FROM outbox o
+             WHERE ((o.state = 'pending' AND o.next_attempt_at <= $3) OR (o.state = 'running' AND o.lease_until < $3))
+               AND NOT EXISTS (
+                   SELECT 1 FROM outbox e
+                   WHERE e.incident_id = o.incident_id AND e.lane = o.lane AND e.seq < o.seq
+                     AND e.state IN ('pending', 'running'))
+             ORDER BY o.seq
+             LIMIT $4)
+           AND ((state = 'pending' AND next_attempt_at <= $3) OR (state = 'running' AND lease_until < $3))
+         RETURNING seq, id, incident_id, kind, payload, attempts, generation",
+    )
+    .bind(&state.outbox.owner)
+    .bind(lease_until)
+    .bind(now)
+    .bind(CLAIM_BATCH)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut jobs = Vec::new();
+    for r in rows {
+        let payload: String = r.try_get("payload")?;
+        jobs.push(Job {
+            seq: r.try_get("seq")?,
+            id: r.try_get("id")?,
+            incident_id: r.try_get("incident_id")?,
+            kind: r.try_get("kind")?,
+            payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+            attempts: r.try_get("attempts")?,
+            generation: r.try_get("generation")?,
+        });
+    }
+    Ok(jobs)
+}
+
+async fn execute(state: &Arc<AppState>, job: Job) {
+    let outcome = match super::load(&state.db, &job.incident_id).await {
+        Ok(Some(inc)) => run(state, &job, &inc).await,
+        Ok(None) => Run::Failed(Failure::Permanent("incident vanished".into())),
+        Err(e) => e.into(),
+    };
+    if let Err(e) = complete(state, &job, outcome).await {
+        tracing::warn!(row = %job.id, error = %e, "could not store an outbox outcome; the lease will run out and it is retried");
+    }
+}
+
+async fn run(state: &AppState, job: &Job, inc: &Incident) -> Run {
+    let attempt = job.attempts;
+    let r = match job.kind.as_str() {
+        "card" => card(state, inc).await,
+        "post" => post(state, job, inc, attempt).await,
+        "summary" => summary(state, job, inc, attempt).await,
+        "summary_refresh" => refresh(state, inc).await,
+        "page" => escalate(state, job, inc).await,
+        other => Ok(Run::Failed(Failure::Permanent(format!(
+            "unknown outbox row kind {other}"
+        )))),
+    };
+    r.unwrap_or_else(|e| e)
+}
+
+/// Stores how a row went; a finished page's follow-up line is stored and queued in the same transaction.
+async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx::Error> {
+    let now = state.clock.now();
+    let cfg = &state.settings.setup;
+    let (new_state, result, error, next_at, attempts_delta, mut line) = match outcome {
+        Run::Done { result, line } => ("done", Some(result), None, ms(now), 0i64, line),
+        Run::Later(after) => (
+            "pending",
+            None,
+            None,
+            ms(now) + after.as_millis() as i64,
+            -1,
+            None,
+        ),
+        Run::Failed(Failure::Retry { after, error }) if job.attempts < cfg.max_attempts => {
+            let wait = after
+                .unwrap_or_else(|| backoff(cfg.backoff_base_ms, cfg.backoff_max_ms, job.attempts));
+            tracing::warn!(row = %job.id, attempt = job.attempts, retry_in_ms = wait.as_millis() as u64, %error, "outbox row will be retried");
+            (
+                "pending",
+                None,
+                Some(error),
+                ms(now) + wait.as_millis() as i64,
+                0,
+                None,
+            )
+        }
+        Run::Failed(Failure::Retry { error, .. }) | Run::Failed(Failure::Permanent(error)) => {
+            tracing::error!(row = %job.id, attempt = job.attempts, %error, "outbox row failed");
+            let line = (job.kind == "page").then(|| {
+                format!(
+                    "⚠️ An escalation page could not be sent ({error}). Page the on-call by hand."
+                )
+            });
+            ("failed", None, Some(error), ms(now), 0, line)
+        }
+    };
+    let mut tx = super::phases::begin_write(&state.db).await?;
+    let updated = sqlx::query(
+        "UPDATE outbox
+         SET state = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN 'pending' ELSE $2 END,
+             attempts = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN 0 ELSE attempts + $3 END,
+             result = COALESCE($4, result), last_error = COALESCE($5, last_error), next_attempt_at = $6,
+             lease_owner = NULL, lease_until = NULL, updated_at = $7
+         WHERE seq = $8 AND state = 'running' AND lease_owner = $9",
+    )
+    .bind(job.generation)
+    .bind(new_state)
+    .bind(attempts_delta)
+    .bind(result)
+    .bind(error)
+    .bind(next_at)
+    .bind(ms(now))
+    .bind(job.seq)
+    .bind(&state.outbox.owner)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 1 {
+        if let Some(text) = line.take() {
+            let event_id = uuid::Uuid::new_v4().to_string();
+            sqlx::query(
+                "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail) VALUES ($1, $2, $3, 'escalated', NULL, $4)",
+            )
+            .bind(&event_id)
+            .bind(&job.incident_id)
+            .bind(ms(now))
+            .bind(&text)
+            .execute(&mut *tx)
+            .await?;
+            post_line(&mut tx, &job.incident_id, &event_id, now).await?;
+        }
+    }
+    tx.commit().await
+}
+
+/// `base · 2^(attempt-1)`, capped, with ±25 % jitter.
+fn backoff(base_ms: u64, max_ms: u64, attempt: i64) -> StdDuration {
+    let exp = base_ms
+        .saturating_mul(1u64 << (attempt.clamp(1, 20) - 1) as u32)
+        .min(max_ms);
+    let jitter = fastrand::f64() * 0.5 + 0.75;
+    StdDuration::from_millis(((exp as f64) * jitter) as u64)
+}
+
+// ── what each row does ─────────────────────────────────────────────────────────────────────────────────────────
+
+/// Whether a war-room setup step is over (done, failed or skipped).
+async fn step_settled(db: &Db, incident_id: &str, step: &str) -> Result<bool, sqlx::Error> {
+    let st: Option<String> =
+        sqlx::query_scalar("SELECT state FROM setup_steps WHERE incident_id = $1 AND step = $2")
+            .bind(incident_id)
+            .bind(step)
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(st.is_none_or(|s| matches!(s.as_str(), "done" | "failed" | "skipped")))
+}
+
+/// The incident channel, or what to do when there is none (yet).
+async fn channel_or(state: &AppState, inc: &Incident) -> Result<Result<String, Run>, Run> {
+    match &inc.channel_id {
+        Some(c) => Ok(Ok(c.clone())),
+        None if step_settled(&state.db, &inc.id, "channel").await? => {
+            Ok(Err(done("no incident channel: nothing to do")))
+        }
+        None => Ok(Err(Run::Later(WAIT_FOR_SETUP))),
+    }
+}
+
+async fn card(state: &AppState, inc: &Incident) -> Result<Run, Run> {
+    let channel = match channel_or(state, inc).await? {
+        Ok(c) => c,
+        Err(r) => return Ok(r),
+    };
+    let Some(ts) = &inc.card_ts else {
+        return Ok(if step_settled(&state.db, &inc.id, "card").await? {
+            done("no card was posted: nothing to update")
+        } else {
+            Run::Later(WAIT_FOR_SETUP)
+        });
+    };
+    let deploys = deploys_before_impact(state, inc).await?;
+    let view = blocks::CardView::new(state, inc, deploys);
+    state
+        .slack
+        .call(
+            "chat.update",
+            json!({ "channel": channel, "ts": ts, "text": view.fallback_text(), "blocks": view.blocks() }),
+        )
+        .await?;
+    Ok(done(format!(
+        "card updated ({})",
+        inc.timeline.status().label()
+    )))
+}
+
+/// `block_id` of the first block of everything a row posts.
+fn block_id(job: &Job) -> String {
+    format!("ob:{}", job.id)
+}
+
+async fn post(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Result<Run, Run> {
+    let channel = match channel_or(state, inc).await? {
+        Ok(c) => c,
+        Err(r) => return Ok(r),
+    };
+    let event_id = job.payload["event_id"].as_str().unwrap_or_default();
+    let detail: Option<String> =
+        sqlx::query_scalar("SELECT detail FROM timeline_events WHERE id = $1")
+            .bind(event_id)
+            .fetch_optional(&state.db.pool)
+            .await?;
+    let Some(text) = detail else {
+        return Ok(Run::Failed(Failure::Permanent(format!(
+            "timeline event {event_id} vanished"
+        ))));
+    };
+    let bid = block_id(job);
+    if attempt > 1 {
+        if let Some(ts) = state.slack.find_message(&channel, &bid).await? {
+            return Ok(done(format!(
+                "posted {channel} {ts} (found after an interrupted attempt)"
+            )));
+        }
+    }
+    let v = state.slack.post_message_joining(json!({
+            "channel": channel,
+            "text": text,
+            "blocks": [{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": text } }],
+            "unfurl_links": false,
+        }),
+    )
+    .await?;
+    Ok(done(format!(
+        "posted {channel} {}",
+        v["ts"].as_str().unwrap_or("?")
+    )))
+}
+
+/// Other incidents resolved in the 90 days before `inc` (any severity; [`Summary::compute`] filters).
+async fn history(
+    db: &Db,
+    inc: &Incident,
+    until: DateTime<Utc>,
+) -> Result<Vec<PastIncident>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, severity, service, started_at, resolved_at FROM incidents
+         WHERE severity = $1 AND resolved_at IS NOT NULL AND resolved_at >= $2 AND resolved_at <= $3 AND id <> $4",
+    )
+    .bind(inc.severity.as_str())
+    .bind(ms(until - chrono::Duration::days(BASELINE_DAYS)))
+    .bind(ms(until))
+    .bind(&inc.id)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let sev: String = r.try_get("severity")?;
+        out.push(PastIncident {
+            id: r.try_get("id")?,
+            severity: Severity::parse(&sev).unwrap_or_default(),
+            service: r.try_get("service")?,
+            started_at: from_ms(r.try_get("started_at")?),
+            resolved_at: from_ms(r.try_get("resolved_at")?),
+        });
+    }
+    Ok(out)
+}
+
+/// Everything the summary needs, loaded; `None` while the incident is not resolved.
+async fn compute_summary(state: &AppState, inc: &Incident) -> Result<Option<Summary>, sqlx::Error> {
+    let Some(resolved) = &inc.timeline.resolved else {
+        return Ok(None);
+    };
+    let past = history(&state.db, inc, resolved.at).await?;
+    let deploys = deploys_before_impact(state, inc).await?;
+    let reopens: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM timeline_events WHERE incident_id = $1 AND kind = 'reopened'",
+    )
+    .bind(&inc.id)
+    .fetch_one(&state.db.pool)
+    .await?;
+    Ok(Summary::compute(inc, &past, deploys, reopens.max(0) as u32))
+}
+
+async fn summary(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Result<Run, Run> {
+    let broadcast = job.payload["target"].as_str() == Some("broadcast");
+    let newer: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE incident_id = $1 AND kind = 'summary' AND seq > $2 AND payload = $3",
+    )
+    .bind(&inc.id)
+    .bind(job.seq)
+    .bind(job.payload.to_string())
+    .fetch_one(&state.db.pool)
+    .await?;
+    if newer > 0 {
+        return Ok(done("superseded by a later resolution"));
+    }
+    let Some(s) = compute_summary(state, inc).await? else {
+        return Ok(done("reopened before the summary went out"));
+    };
+    let channel = if broadcast {
+        state.broadcast_channel().await?
+    } else {
+        match channel_or(state, inc).await? {
+            Ok(c) => c,
+            Err(r) => return Ok(r),
+        }
+    };
+    let bid = block_id(job);
+    if attempt > 1 {
+        if let Some(ts) = state.slack.find_message(&channel, &bid).await? {
+            return Ok(done(format!(
+                "posted {channel} {ts} (found after an interrupted attempt)"
+            )));
+        }
+    }
+    let v = state.slack.post_message_joining(json!({ "channel": channel, "text": s.fallback(), "blocks": s.render(&bid, broadcast), "unfurl_links": false }),
+    )
+    .await?;
+    Ok(done(format!(
+        "posted {channel} {}",
+        v["ts"].as_str().unwrap_or("?")
+    )))
+}
+
+/// Re-renders the latest posted summary in each channel (after a correction).
+async fn refresh(state: &AppState, inc: &Incident) -> Result<Run, Run> {
+    let Some(s) = compute_summary(state, inc).await? else {
+        return Ok(done("not resolved: nothing to refresh"));
+    };
+    let rows = sqlx::query(
+        "SELECT id, payload, result FROM outbox
+         WHERE incident_id = $1 AND kind = 'summary' AND state = 'done' AND result LIKE 'posted %'
+         ORDER BY seq DESC",
+    )
+    .bind(&inc.id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut seen = Vec::new();
+    let mut updated = 0;
+    for r in rows {
+        let payload: String = r.try_get("payload")?;
+        if seen.contains(&payload) {
+            continue;
+        }
+        seen.push(payload.clone());
+        let id: String = r.try_get("id")?;
+        let result: String = r.try_get("result")?;
+        let mut words = result.split_whitespace().skip(1);
+        let (Some(channel), Some(ts)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let broadcast = payload.contains("broadcast");
+        state
+            .slack
+            .call(
+                "chat.update",
+                json!({ "channel": channel, "ts": ts, "text": s.fallback(), "blocks": s.render(&format!("ob:{id}"), broadcast) }),
+            )
+            .await?;
+        updated += 1;
+    }
+    Ok(done(format!("{updated} summary message(s) refreshed")))
+}
+
+/// Pages an escalation and says so in the channel (the follow-up line).
+async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Run> {
+    let which = match job.payload["escalation"].as_str() {
+        Some("unresolved") => Escalation::Unresolved,
+        _ => Escalation::Ack,
+    };
+    let cfg = &state.settings.incidents;
+    let key = inc.key();
+    let (still_needed, after) = match which {
+        Escalation::Ack => (
+            inc.timeline.acknowledged.is_none() && inc.timeline.status().is_active(),
+            chrono::Duration::minutes(cfg.p1_ack_escalation_minutes),
+        ),
+        Escalation::Unresolved => (
+            inc.timeline.status().is_active(),
+            chrono::Duration::minutes(cfg.unresolved_escalation_minutes),
+        ),
+    };
+    if !still_needed {
+        return Ok(done("no longer needed"));
+    }
+    let waited = format_duration(after);
+    let what = match which {
+        Escalation::Ack => format!(
+            "{key} ({}) was not acknowledged within {waited}",
+            inc.severity.as_str()
+        ),
+        Escalation::Unresolved => format!("{key} is still unresolved after {waited}"),
+    };
+    let svc = inc.service.as_deref().and_then(|s| state.catalog.get(s));
+    let route = match which {
+        Escalation::Ack => svc.and_then(|s| s.pager.as_ref()),
+        Escalation::Unresolved => svc.and_then(|s| s.escalation.as_ref()),
+    };
+    let Some(route) = route else {
+        let why = match (inc.service.as_deref(), svc, which) {
+            (None, _, _) => "no service was given, so nobody can be paged".to_string(),
+            (Some(name), None, _) => {
+                format!("{name} is not in the catalog, so nobody can be paged")
+            }
+            (_, Some(s), Escalation::Ack) => {
+                format!("{} has no pager route in the catalog", s.name)
+            }
+            (_, Some(s), Escalation::Unresolved) => format!(
+                "{} has no escalation route in the catalog (`incident-bot/escalation`)",
+                s.name
+            ),
+        };
+        return Ok(Run::Done {
+            result: format!("nobody to page: {why}"),
+            line: Some(format!("⏰ {what} — {why}. Escalate by hand.")),
+        });
+    };
+    let base = format!("incident-bot-{}", inc.id);
+    let (dedup_key, who) = match which {
+        Escalation::Ack => {
+            let first_page_done: Option<String> = sqlx::query_scalar(
+                "SELECT state FROM setup_steps WHERE incident_id = $1 AND step = 'page'",
+            )
+            .bind(&inc.id)
+            .fetch_optional(&state.db.pool)
+            .await?;
+            if first_page_done.as_deref() == Some("done") {
+                (
+                    format!("{base}-escalation-ack"),
+                    "paged the secondary on-call again",
+                )
+            } else {
+                (
+                    base,
+                    "paged the secondary on-call (the first page never went out)",
+                )
+            }
+        }
+        Escalation::Unresolved => (
+            format!("{base}-escalation-unresolved"),
+            "paged the escalation target",
+        ),
+    };
+    let link = match &inc.channel_id {
+        Some(c) => Some(state.channel_link(c).await),
+        None => None,
+    };
+    let service = svc.map(|s| s.name.clone()).unwrap_or_default();
+    let page = Page {
+        dedup_key,
+        summary: format!(
+            "[{}] {key} {} ({service}) — {what}",
+            inc.severity.as_str(),
+            inc.title
+        ),
+        severity: inc.severity,
+        source: service.clone(),
+        link,
+        details: json!({
+            "incident": key,
+            "title": inc.title,
+            "escalation": which.as_str(),
+            "role": match which { Escalation::Ack => "secondary on-call", Escalation::Unresolved => "escalation target" },
+        }),
+    };
+    match state.pager.page(route, &state.secrets, &page).await {
+        Ok(receipt) => Ok(Run::Done {
+            line: Some(format!("⏰ {what} — {who} for {service} ({receipt}).")),
+            result: receipt,
+        }),
+        Err(e @ PagerError::Retry { .. }) => Ok(Run::Failed(e.into())),
+        Err(e) => Ok(Run::Done {
+            line: Some(format!(
+                "⚠️ {what}, but the page could not be sent: {e}. Escalate by hand."
+            )),
+            result: format!("not paged: {e}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for _ in 0..50 {
+            let first = backoff(100, 5_000, 1).as_millis();
+            assert!((75..=125).contains(&first), "{first}");
+            let third = backoff(100, 5_000, 3).as_millis();
+            assert!((300..=500).contains(&third), "{third}");
+            assert!(backoff(100, 5_000, 40).as_millis() <= 6_250);
+        }
+    }
+
+    #[test]
+    fn escalation_names_are_stable() {
+        assert_eq!(Escalation::Ack.as_str(), "ack");
+        assert_eq!(Escalation::Unresolved.as_str(), "unresolved");
+    }
+}
