@@ -362,7 +362,7 @@ pub async fn post_signed_to(
 }
 
 /// A bot process — the real binary running `serve` — against the stand-ins, killed when dropped.
-/// Its stderr (the logs) is kept for assertions; `RUST_LOG` defaults to `warn`.
+/// Its stderr (the logs) is kept for assertions; `RUST_LOG` defaults to `warn` (or `BOT_RUST_LOG` when set).
 pub struct BotProcess {
     pub child: std::process::Child,
     pub base_url: String,

@@ -44,6 +44,8 @@ pub struct AppState {
     /// For `response_url` replies.
     pub http: reqwest::Client,
     pub setup: Runner,
+    /// Stores declarations, batching those that arrive together.
+    pub intake: crate::incidents::declare::Intake,
     /// Slack/pager side effects of phase changes (issue 4).
     pub outbox: crate::incidents::outbox::Outbox,
     /// Users' Slack time zones, for `/incident set 14:32`.
@@ -70,6 +72,12 @@ impl AppState {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.slack.call_timeout_ms))
             .build()?;
+        let setup = Runner::default();
+        let intake = crate::incidents::declare::Intake::start(
+            db.clone(),
+            setup.owner().to_string(),
+            settings.setup.lease_ms as i64,
+        );
         Ok(AppState {
             settings,
             secrets,
@@ -79,7 +87,8 @@ impl AppState {
             catalog: Arc::new(catalog),
             clock,
             http,
-            setup: Runner::default(),
+            setup,
+            intake,
             outbox: Default::default(),
             user_tz: Default::default(),
             identity: OnceCell::new(),

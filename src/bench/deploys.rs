@@ -155,25 +155,33 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let (db_url, pg) = match opts.database_url.as_deref() {
+    let mut pg = None;
+    let mut temp_dir = None;
+    let db_url = match opts.database_url.as_deref() {
         Some(url) if url.starts_with("postgres") => {
             let (fresh, name) = fresh_postgres(url).await?;
-            (fresh, Some((url.to_string(), name)))
+            pg = Some((url.to_string(), name));
+            fresh
         }
-        Some(url) => (url.to_string(), None),
+        Some(url) => url.to_string(),
         None => {
-            let dir =
-                std::env::temp_dir().join(format!("incident-bot-bench-{}", uuid::Uuid::new_v4()));
+            let dir = std::env::temp_dir().join(format!(
+                "incident-bot-bench-deploys-{}",
+                uuid::Uuid::new_v4()
+            ));
             std::fs::create_dir_all(&dir)?;
-            (
-                format!("sqlite://{}", dir.join("deploys.db").display()),
-                None,
-            )
+            let url = format!("sqlite://{}", dir.join("deploys.db").display());
+            temp_dir = Some(dir);
+            url
         }
     };
     let result = bench(&opts, &db_url).await;
     if let Some((url, name)) = pg {
         drop_postgres(&url, &name).await;
+    }
+    if let Some(dir) = temp_dir {
+        // About 300 MB for a million deploys: not left behind.
+        let _ = std::fs::remove_dir_all(dir);
     }
     result
 }

@@ -69,18 +69,29 @@ async fn digest_once(
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let url = match &opts.database_url {
-        Some(u) => u.clone(),
+    let (url, temp_dir) = match &opts.database_url {
+        Some(u) => (u.clone(), None),
         None => {
             let dir = std::env::temp_dir().join(format!(
                 "incident-bot-bench-digest-{}",
                 uuid::Uuid::new_v4()
             ));
             std::fs::create_dir_all(&dir)?;
-            format!("sqlite://{}", dir.join("bench.db").display())
+            (
+                format!("sqlite://{}", dir.join("bench.db").display()),
+                Some(dir),
+            )
         }
     };
-    let db = Db::connect(&url).await?;
+    let result = measure(&url, &opts).await;
+    if let Some(dir) = temp_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+async fn measure(url: &str, opts: &Options) -> anyhow::Result<()> {
+    let db = Db::connect(url).await?;
     db.migrate().await?;
     let catalog = Catalog::parse(include_str!("../../config/catalog.yaml"))?;
     let now = Utc::now();
@@ -89,7 +100,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         opts.incidents, opts.days, db.backend
     );
     let t0 = Instant::now();
-    let deploys = seed(&db, &catalog, &opts, now).await?;
+    let deploys = seed(&db, &catalog, opts, now).await?;
     println!(
         "    seeded {} incidents and {deploys} deploys in {:.1} s",
         opts.incidents,
@@ -150,6 +161,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         now - Duration::days(opts.days + 1),
         now + Duration::minutes(1),
     );
+    let t = Instant::now();
+    let rows = data::load(&db, &catalog, &Filter::default(), everything).await?;
+    let load_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    let d = crate::digest::stats::compute(&rows, everything, chrono_tz::UTC, now);
+    let months = crate::digest::stats::monthly(&rows, everything, chrono_tz::UTC);
+    let figures_ms = t.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(d.current.incidents == opts.incidents && !months.is_empty());
     let mut all = Vec::new();
     let mut counted = 0;
     for _ in 0..opts.runs.clamp(1, 5) {
@@ -177,6 +196,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         percentile(&all, 100.0),
         if percentile(&all, 100.0) <= 500.0 { "met" } else { "MISSED" }
     );
+    println!("    of which: load {load_ms:.1} ms · figures and monthly {figures_ms:.1} ms");
+    db.pool.close().await;
     Ok(())
 }
 

@@ -112,6 +112,8 @@ pub async fn for_command(
         .checked_sub_signed(span)
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let words = format!("in the last {}", human_span(span));
+    // `#payments` and `` `payments` `` are typed too.
+    let service = service.trim_matches(|c| matches!(c, '`' | '*' | '"' | '\'' | '#'));
     answer_text(state, Some(service), since, now, &words).await
 }
 

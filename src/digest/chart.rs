@@ -279,6 +279,31 @@ mod tests {
                 channel_id: None,
             });
         }
+        // An imported P2 acknowledged after 20 minutes and resolved after 3 hours.
+        let start = end - Duration::days(1);
+        rows.push(IncidentRow {
+            id: "pd".into(),
+            number: 99,
+            title: "imported".into(),
+            severity: Severity::P2,
+            service: None,
+            team: None,
+            detection: None,
+            origin: Origin::Baseline,
+            timeline: Timeline {
+                acknowledged: Some(crate::domain::phase::Stamp::explicit(
+                    start + Duration::minutes(20),
+                    None,
+                )),
+                resolved: Some(crate::domain::phase::Stamp::explicit(
+                    start + Duration::hours(3),
+                    None,
+                )),
+                ..Timeline::new(start, start)
+            },
+            deploy_before: false,
+            channel_id: None,
+        });
         compute(&rows, Period::days_before(end, 7), chrono_tz::UTC, end)
     }
 
@@ -286,7 +311,7 @@ mod tests {
     fn the_chart_is_a_png_of_the_expected_size() {
         let png = render_png(
             &digest(),
-            "MTTR per phase",
+            "MTTR per phase · 16 Nov – 23 Nov 2026 vs the 7 days before",
             ("7 days before", "last 7 days"),
         )
         .expect("renders");

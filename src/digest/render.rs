@@ -122,7 +122,8 @@ fn share_delta(cur: f64, prev: Option<f64>) -> String {
             if pts == 0 {
                 format!("(= from {})", pct(p))
             } else {
-                format!("({} {} pts from {})", arrow(pts), pts.abs(), pct(p))
+                let unit = if pts.abs() == 1 { "pt" } else { "pts" };
+                format!("({} {} {unit} from {})", arrow(pts), pts.abs(), pct(p))
             }
         }
     }
@@ -153,7 +154,7 @@ fn severity_line(style: Style, sev: Severity, cur: &Figures, prev: &Figures) -> 
         (None, _) => String::new(),
     };
     format!(
-        "{mark}{} · {} incidents · mean {} · median {}{tier}",
+        "{mark}{} · incidents {} · mean {} · median {}{tier}",
         sev.as_str(),
         count_change(c.incidents, p.incidents),
         duration_change(c.mttr.mean, p.mttr.mean),
@@ -443,6 +444,10 @@ mod tests {
             "43 % (▲ 10 pts from 33 %)"
         );
         assert_eq!(share_change(Some(0.2), Some(0.2)), "20 % (= from 20 %)");
+        assert_eq!(
+            share_change(Some(0.21), Some(0.2)),
+            "21 % (▲ 1 pt from 20 %)"
+        );
     }
 
     #[test]

@@ -709,6 +709,7 @@ pub async fn status_text(state: &AppState, inc: &Incident) -> Result<String, sql
     ));
     let view = blocks::CardView {
         inc,
+        service_name: inc.service.clone(),
         runbook: None,
         dashboard: None,
         deploys: Vec::new(),

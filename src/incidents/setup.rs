@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::steps::{self, Failure, Need, Step};
+use super::Incident;
 use crate::db::{ms, Db};
 use crate::startup::AppState;
 
@@ -41,6 +42,22 @@ impl Default for Runner {
 impl Runner {
     /// Starts driving `incident_id` unless this process already is.
     pub fn kick(state: &Arc<AppState>, incident_id: &str) {
+        Runner::spawn_driver(state, incident_id, None);
+    }
+
+    /// Starts the war room of an incident just declared by this process, whose channel step was stored
+    /// already claimed by it: no query before the first Slack call.
+    pub fn kick_claimed(state: &Arc<AppState>, inc: Incident) {
+        let id = inc.id.clone();
+        Runner::spawn_driver(state, &id, Some(inc));
+    }
+
+    /// The lease owner id of this process.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn spawn_driver(state: &Arc<AppState>, incident_id: &str, fresh: Option<Incident>) {
         {
             let mut active = state.setup.active.lock().unwrap_or_else(|e| e.into_inner());
             if !active.insert(incident_id.to_string()) {
@@ -53,7 +70,7 @@ impl Runner {
         let span = tracing::info_span!("setup", incident_id = %id);
         tokio::spawn(
             async move {
-                if let Err(e) = drive(&state, &id).await {
+                if let Err(e) = drive(&state, &id, fresh).await {
                     tracing::warn!(error = %e, "setup driver stopped; the sweeper will resume it");
                 }
                 state
@@ -114,15 +131,30 @@ impl Runner {
 }
 
 /// Runs the incident's steps until none is left to do by this process.
-async fn drive(state: &Arc<AppState>, incident_id: &str) -> Result<(), sqlx::Error> {
+async fn drive(
+    state: &Arc<AppState>,
+    incident_id: &str,
+    fresh: Option<Incident>,
+) -> Result<(), sqlx::Error> {
     let mut running: JoinSet<()> = JoinSet::new();
+    if let Some(inc) = fresh {
+        // Declared here a moment ago: its channel step is already ours (attempt 1).
+        let state = state.clone();
+        let id = incident_id.to_string();
+        running.spawn(
+            async move { execute(&state, &id, Step::Channel, 1, Some(inc)).await }
+                .instrument(tracing::Span::current()),
+        );
+        // Every other step waits for the channel: nothing to claim until it is settled.
+        running.join_next().await;
+    }
     loop {
         let now = state.clock.now();
         for (step, attempt) in claim(state, incident_id, now).await? {
             let state = state.clone();
             let id = incident_id.to_string();
             running.spawn(
-                async move { execute(&state, &id, step, attempt).await }
+                async move { execute(&state, &id, step, attempt, None).await }
                     .instrument(tracing::Span::current()),
             );
         }
@@ -195,9 +227,19 @@ async fn next_wake(db: &Db, incident_id: &str) -> Result<Option<i64>, sqlx::Erro
 }
 
 /// Runs one claimed step and stores what happened.
-async fn execute(state: &Arc<AppState>, incident_id: &str, step: Step, attempt: i64) {
+async fn execute(
+    state: &Arc<AppState>,
+    incident_id: &str,
+    step: Step,
+    attempt: i64,
+    preloaded: Option<Incident>,
+) {
     let started = std::time::Instant::now();
-    let outcome = match super::load(&state.db, incident_id).await {
+    let loaded = match preloaded {
+        Some(inc) => Ok(Some(inc)),
+        None => super::load(&state.db, incident_id).await,
+    };
+    let outcome = match loaded {
         Ok(Some(inc)) => steps::run(state, step, &inc, attempt).await,
         Ok(None) => Err(Failure::Permanent("incident vanished".into())),
         Err(e) => Err(e.into()),

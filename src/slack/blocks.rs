@@ -59,6 +59,8 @@ pub fn topic(inc: &Incident) -> String {
 #[derive(Debug, Clone)]
 pub struct CardView<'a> {
     pub inc: &'a Incident,
+    /// The service's catalog name (an alias typed at declaration resolves to it); as typed when unknown.
+    pub service_name: Option<String>,
     pub runbook: Option<String>,
     pub dashboard: Option<String>,
     /// Deploys to the service and its dependencies in the 2 hours before impact.
@@ -82,6 +84,7 @@ impl<'a> CardView<'a> {
         };
         CardView {
             inc,
+            service_name: svc.map(|s| s.name.clone()).or_else(|| inc.service.clone()),
             runbook: svc.and_then(|s| s.runbook_url.clone()),
             dashboard: svc.and_then(|s| s.dashboard_url.clone()),
             deploys,
@@ -161,7 +164,7 @@ impl<'a> CardView<'a> {
         if self.deploys.is_empty() {
             return "*Deploys in the 2 h before impact:* none".to_string();
         }
-        let own = self.inc.service.as_deref().unwrap_or_default();
+        let own = self.service_name.as_deref().unwrap_or_default();
         let mut lines = vec!["*Deploys in the 2 h before impact:*".to_string()];
         for d in &self.deploys {
             lines.push(deploy_line(

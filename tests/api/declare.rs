@@ -441,3 +441,27 @@ async fn the_conformance_check_catches_a_misspelled_argument() {
     // Clear the bad call so this app's own drop-time check passes.
     std::mem::forget(app);
 }
+
+#[tokio::test]
+async fn a_service_declared_by_its_alias_does_not_list_its_own_deploys_as_a_dependency() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now();
+    let d = incident_bot::deploys::NewDeploy {
+        id: None,
+        service: "payments".into(),
+        environment: "production".into(),
+        version: Some("v3-own".into()),
+        commit_sha: None,
+        url: None,
+        author: None,
+        deployed_at: now - chrono::Duration::minutes(30),
+        source: "test".into(),
+    };
+    incident_bot::deploys::insert(&app.state.db, &d, now)
+        .await
+        .unwrap();
+    declare(&app, "start Refunds failing service:payments-api").await;
+    let card = card_text(&only_incident_channel(&app));
+    assert!(card.contains("v3-own"), "{card}");
+    assert!(!card.contains("(dependency)"), "{card}");
+}

@@ -700,7 +700,7 @@ async fn slash_deploys_lists_the_service_and_its_dependencies_ephemerally() {
     assert!(!text.contains("v7.0.0"), "older than 2 h: {text}");
     assert!(!text.contains("search"), "not a dependency: {text}");
 
-    let (_, reply) = app.slash("deploys payments 4h").await.unwrap();
+    let (_, reply) = app.slash("deploys #payments 4h").await.unwrap();
     assert!(
         reply["text"]
             .as_str()

@@ -110,6 +110,13 @@ async fn wait_for(slack: &SlackStandin, channel: &str, digests: usize, charts: u
     }
 }
 
+/// Every Web API call used a real Slack method and real argument names (as `TestApp` checks on drop).
+fn assert_real_slack_calls(slack: &SlackStandin) {
+    crate::openapi::SlackSpec::load()
+        .expect("spec")
+        .assert_conforms(&slack.calls());
+}
+
 fn digest_cfg(channel: &str) -> DigestSettings {
     DigestSettings {
         channel: channel.into(),
@@ -205,7 +212,7 @@ async fn on_demand_digest_posts_the_figures_and_a_chart_in_the_channel() {
     assert!(text.contains("Incidents:* 5 (▲ 4 from 1)"), "{text}");
     // P1: 30m, 60m, 90m → mean and median 1h 00m (High), against 4h the week before.
     assert!(
-        text.contains("P1 · 3 (▲ 2 from 1) incidents · mean 1h 00m (▼ 3h 00m from 4h 00m) · median 1h 00m (▼ 3h 00m from 4h 00m) · tier *High* (was Medium)"),
+        text.contains("P1 · incidents 3 (▲ 2 from 1) · mean 1h 00m (▼ 3h 00m from 4h 00m) · median 1h 00m (▼ 3h 00m from 4h 00m) · tier *High* (was Medium)"),
         "{text}"
     );
     assert!(
@@ -385,6 +392,7 @@ async fn two_bots_on_one_database_post_each_scheduled_digest_once() {
         "{stored:?}"
     );
     assert_eq!(slack.count("chat.postMessage"), 2);
+    assert_real_slack_calls(&slack);
     drop(b);
 }
 
@@ -420,6 +428,7 @@ async fn a_slot_missed_while_the_bot_was_down_is_posted_once_when_it_comes_back(
     wait_for(&slack, "team-payments", 2, 0).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(digest_messages(&slack, "team-payments").len(), 2);
+    assert_real_slack_calls(&slack);
     drop(bot);
 }
 
@@ -464,6 +473,7 @@ async fn a_failed_chart_upload_is_retried_without_posting_the_figures_again() {
     assert_eq!(stored[0].state, "done");
     assert_eq!(stored[0].attempts, 2);
     assert!(stored[0].message_ts.is_some() && stored[0].chart_file_id.is_some());
+    assert_real_slack_calls(&slack);
 }
 
 #[tokio::test]
@@ -496,4 +506,70 @@ async fn a_digest_whose_answer_was_lost_is_found_again_not_posted_twice() {
         slack.count("conversations.history") >= 1,
         "the retry looked before posting"
     );
+    assert_real_slack_calls(&slack);
+}
+
+#[tokio::test]
+async fn a_replica_that_died_mid_post_is_taken_over_after_its_lease_and_not_doubled() {
+    let clock = Arc::new(ManualClock::new(berlin_monday_0905()));
+    let slack = SlackStandin::start().await.expect("slack");
+    let channel = slack.create_channel("team-payments");
+    let pager = PagerStandin::start().await.expect("pager");
+    let db_url = fresh_database_url().await;
+    let mut s = settings_for(&slack, &pager, &db_url);
+    s.digests = vec![digest_cfg("#team-payments")];
+    let schedule = incident_bot::digest::schedule::Schedule::parse(&s.digests[0]).expect("valid");
+    let period = schedule.period_of(schedule.latest_slot(berlin_monday_0905()));
+    let key = runs::RunKey {
+        channel: schedule.channel.clone(),
+        scope: schedule.scope(),
+        period_start: period.start,
+    };
+    // Another replica claimed the digest a moment ago, posted the message, and died before storing anything.
+    let db = incident_bot::db::Db::connect(&db_url).await.expect("db");
+    db.migrate().await.expect("migrate");
+    let now = berlin_monday_0905();
+    assert!(matches!(
+        runs::claim(&db, &key, period, "dead-replica", now, 60_000)
+            .await
+            .expect("claim"),
+        runs::Claim::Mine(_)
+    ));
+    let bot = Harness::start_with(s, slack.clone(), pager, clock.clone() as Arc<dyn Clock>)
+        .await
+        .expect("bot");
+    incident(
+        &bot,
+        1,
+        "P2",
+        "payments",
+        "alert",
+        now - chrono::Duration::days(1),
+        Some([5, 5, 5, 5]),
+    )
+    .await;
+    bot.state
+        .slack
+        .call(
+            "chat.postMessage",
+            serde_json::json!({
+                "channel": channel,
+                "text": "Incident digest",
+                "blocks": [{ "type": "header", "block_id": key.tag(), "text": { "type": "plain_text", "text": "📊 Incident digest" } }],
+            }),
+        )
+        .await
+        .expect("the dead replica's post");
+    // While its lease lasts, nobody else touches the digest.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(digest_messages(&slack, "team-payments").len(), 1);
+    assert!(slack.uploaded_files().is_empty());
+    // After it, this bot takes over: it finds the message and adds only the chart.
+    clock.advance(chrono::Duration::minutes(2));
+    wait_for(&slack, "team-payments", 1, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(digest_messages(&slack, "team-payments").len(), 1);
+    let stored = runs::list(&db).await.expect("runs");
+    assert_eq!((stored[0].state.as_str(), stored[0].attempts), ("done", 2));
+    assert_real_slack_calls(&slack);
 }

@@ -615,6 +615,8 @@ struct Req {
     expect: &'static [u16],
     /// Text the answer must contain.
     expect_text: Option<&'static str>,
+    /// Pad the body with `a` up to this many bytes when sending (oversized bodies are made on the fly).
+    pad_to: usize,
 }
 
 /// Unicode and control characters that users (or attackers) put into text; the first 7 are printable.
@@ -645,6 +647,8 @@ struct Storm {
     mentions: Vec<String>,
     deploys: HashSet<String>,
     clicked: HashSet<String>,
+    /// (title token, the odd text around it) of declarations with unicode or control characters.
+    odd_titles: Vec<(String, &'static str)>,
 }
 
 fn storm(
@@ -672,6 +676,7 @@ fn storm(
         mentions: Vec::new(),
         deploys: HashSet::new(),
         clicked: HashSet::new(),
+        odd_titles: Vec::new(),
     };
     let mut event_ids: Vec<String> = Vec::new();
     let mut deploy_ids: Vec<String> = Vec::new();
@@ -692,6 +697,7 @@ fn storm(
             bearer: None,
             expect,
             expect_text: None,
+            pad_to: 0,
         };
         let r = match kind {
             Kind::Declare => {
@@ -722,6 +728,7 @@ fn storm(
                 let token = format!("storm{i}x");
                 s.declared.push(token.clone());
                 let odd = ODD[i % ODD.len()];
+                s.odd_titles.push((token.clone(), odd));
                 let mut r = req(
                     "/slack/commands",
                     FORM,
@@ -906,8 +913,6 @@ fn storm(
             }
             Kind::Oversized => {
                 let size = 256 * 1024 + rng.usize(1..200_000);
-                let mut body = b"text=".to_vec();
-                body.resize(size, b'a');
                 let path = [
                     "/slack/commands",
                     "/slack/interactions",
@@ -917,7 +922,7 @@ fn storm(
                 let mut r = req(
                     path,
                     FORM,
-                    body,
+                    b"text=".to_vec(),
                     if i % 2 == 0 {
                         Signing::Valid
                     } else {
@@ -925,6 +930,7 @@ fn storm(
                     },
                     &[413],
                 );
+                r.pad_to = size;
                 if path == "/api/v1/deploys" {
                     r.signing = Signing::NotSlack;
                     r.bearer = Some(DEPLOY_TOKEN);
@@ -1033,16 +1039,19 @@ fn storm(
 async fn send(http: &reqwest::Client, base: &str, r: &Req) -> (u16, String) {
     let now = chrono::Utc::now().timestamp();
     let secret = SIGNING_SECRET.as_bytes();
+    let mut body = r.body.clone();
+    if body.len() < r.pad_to {
+        body.resize(r.pad_to, b'a');
+    }
     let headers: Option<(String, String)> = match &r.signing {
-        Signing::Valid => Some((now.to_string(), sign(secret, now, &r.body))),
-        Signing::Stale(off) => Some(((now + off).to_string(), sign(secret, now + off, &r.body))),
-        Signing::WrongSecret => Some((
-            now.to_string(),
-            sign(b"not-the-signing-secret", now, &r.body),
-        )),
+        Signing::Valid => Some((now.to_string(), sign(secret, now, &body))),
+        Signing::Stale(off) => Some(((now + off).to_string(), sign(secret, now + off, &body))),
+        Signing::WrongSecret => {
+            Some((now.to_string(), sign(b"not-the-signing-secret", now, &body)))
+        }
         Signing::Garbage => Some((now.to_string(), format!("v0={}", "ab".repeat(32)))),
         Signing::OtherBody => Some((now.to_string(), sign(secret, now, b"text=help"))),
-        Signing::BadTimestamp => Some(("yesterday".into(), sign(secret, now, &r.body))),
+        Signing::BadTimestamp => Some(("yesterday".into(), sign(secret, now, &body))),
         Signing::Missing | Signing::NotSlack => None,
     };
     let mut b = http
@@ -1056,7 +1065,7 @@ async fn send(http: &reqwest::Client, base: &str, r: &Req) -> (u16, String) {
     if let Some(token) = r.bearer {
         b = b.bearer_auth(token);
     }
-    match b.body(r.body.clone()).send().await {
+    match b.body(body).send().await {
         Ok(resp) => {
             let status = resp.status().as_u16();
             (status, resp.text().await.unwrap_or_default())
@@ -1117,6 +1126,7 @@ async fn ten_thousand_mixed_requests_are_each_answered_right_and_valid_ones_take
             bearer: None,
             expect: &[200],
             expect_text: None,
+            pad_to: 0,
         };
         assert_eq!(send(&http, &bot.base_url, &req).await.0, 200);
     }
@@ -1208,6 +1218,17 @@ async fn ten_thousand_mixed_requests_are_each_answered_right_and_valid_ones_take
             .filter(|t| t.split_whitespace().any(|w| w == token))
             .count();
         assert_eq!(n, 1, "{token} declared once: {titles:?}");
+    }
+    // Unicode arrives intact; control characters never reach a stored title.
+    for (token, odd) in &plan.odd_titles {
+        let title = titles
+            .iter()
+            .find(|t| t.split_whitespace().any(|w| w == token))
+            .expect("stored");
+        assert!(!title.chars().any(char::is_control), "{title:?}");
+        if !odd.chars().any(char::is_control) {
+            assert!(title.contains(odd), "{title:?} keeps {odd:?}");
+        }
     }
     for token in &plan.forbidden {
         assert!(

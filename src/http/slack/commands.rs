@@ -16,7 +16,6 @@ use super::{bad_body, ephemeral, verified};
 use crate::domain::command::{self, Command, StartArgs, USAGE};
 use crate::errors::ApiError;
 use crate::incidents::declare::{self, DeclareRequest};
-use crate::incidents::setup::Runner;
 use crate::slack::blocks;
 use crate::startup::AppState;
 
@@ -90,8 +89,8 @@ async fn start(
     let tz = state.default_tz();
     let started_at = args.started.as_ref().map(|t| t.resolve(now, tz));
     let service = args.service.clone();
-    let inc = declare::store(
-        &state.db,
+    let inc = declare::declare(
+        state,
         DeclareRequest {
             team_id: cmd.team_id.clone(),
             user_id: cmd.user_id.clone(),
@@ -103,11 +102,9 @@ async fn start(
             detection: args.via,
             started_at,
         },
-        now,
     )
     .await?;
     tracing::Span::current().record("incident_id", inc.id.as_str());
-    Runner::kick(state, &inc.id);
     let mut text = format!(
         "{} Declaring *{}* · {} ({}) — setting up the war room…",
         blocks::severity_emoji(inc.severity),

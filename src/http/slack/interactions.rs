@@ -15,7 +15,6 @@ use crate::domain::command;
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::errors::ApiError;
 use crate::incidents::declare::{self, DeclareRequest};
-use crate::incidents::setup::Runner;
 use crate::startup::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -98,8 +97,8 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
         .as_str()
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let inc = declare::store(
-        &state.db,
+    let inc = declare::declare(
+        state,
         DeclareRequest {
             team_id: team_id.to_string(),
             user_id: user_id.to_string(),
@@ -115,10 +114,8 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
                 .unwrap_or_default(),
             started_at,
         },
-        now,
     )
     .await?;
     tracing::Span::current().record("incident_id", inc.id.as_str());
-    Runner::kick(state, &inc.id);
     Ok(StatusCode::OK.into_response())
 }
