@@ -215,6 +215,49 @@ async fn run_on(db_url: &str) -> anyhow::Result<()> {
             a.dedup_key, a.severity, a.summary, a.trigger_count
         );
     }
+
+    println!("\n── U0DECLARER types /incident digest in #incidents");
+    let before = h
+        .slack
+        .channels()
+        .into_iter()
+        .find(|c| c.name == broadcast)
+        .map_or(0, |c| c.messages.len());
+    let (status, reply) = h
+        .slash_as(
+            "U0DECLARER",
+            crate::slack::standin::INCIDENTS_CHANNEL_ID,
+            "digest",
+        )
+        .await?;
+    println!(
+        "   HTTP {status}, only they see: {}",
+        plain(reply["text"].as_str().unwrap_or_default())
+    );
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while h.slack.uploaded_files().is_empty() {
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the digest was not posted");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(ch) = h.slack.channels().into_iter().find(|c| c.name == broadcast) {
+        for m in ch.messages.iter().skip(before) {
+            let text = match &m.blocks {
+                Some(b) => crate::slack::standin::blocks_to_text(b),
+                None => m.text.clone(),
+            };
+            println!("{}", indent(&plain(&text)));
+        }
+    }
+    for f in h.slack.uploaded_files() {
+        println!(
+            "   📎 {} — {} ({} bytes PNG: MTTR per phase, minutes)",
+            f.filename,
+            f.title,
+            f.bytes.len()
+        );
+    }
     Ok(())
 }
 

@@ -51,7 +51,8 @@ pub struct AppState {
     /// Users' Slack time zones, for `/incident set 14:32`.
     pub user_tz: crate::incidents::phases::TzCache,
     identity: OnceCell<BotIdentity>,
-    broadcast: OnceCell<String>,
+    /// Channel IDs of configured channel names, looked up once.
+    channel_ids: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl AppState {
@@ -92,7 +93,7 @@ impl AppState {
             outbox: Default::default(),
             user_tz: Default::default(),
             identity: OnceCell::new(),
-            broadcast: OnceCell::new(),
+            channel_ids: Default::default(),
         })
     }
 
@@ -136,39 +137,51 @@ impl AppState {
         }
     }
 
-    /// The broadcast channel's ID (configured by name or ID; a name is looked up once).
+    /// The broadcast channel's ID (configured by name or ID).
     pub async fn broadcast_channel(&self) -> Result<String, SlackError> {
-        self.broadcast
-            .get_or_try_init(|| async {
-                let wanted = self
-                    .settings
-                    .slack
-                    .broadcast_channel
-                    .trim_start_matches('#')
-                    .to_string();
-                if looks_like_channel_id(&wanted) {
-                    return Ok(wanted);
-                }
-                let found = self
-                    .slack
-                    .find_channel(|c| c["name"].as_str() == Some(wanted.as_str()))
-                    .await?;
-                if let Some(id) = found.as_ref().and_then(|c| c["id"].as_str()) {
-                    return Ok(id.to_string());
-                }
-                Err(SlackError::Api {
-                    method: "conversations.list".into(),
-                    code: format!("broadcast channel #{wanted} not found"),
-                })
-            })
+        self.channel_id(&self.settings.slack.broadcast_channel)
             .await
-            .cloned()
+    }
+
+    /// A configured channel's ID: an ID as it is, a name (with or without `#`) looked up with
+    /// `conversations.list` once and remembered.
+    pub async fn channel_id(&self, configured: &str) -> Result<String, SlackError> {
+        let name = configured.trim().trim_start_matches('#').to_string();
+        if looks_like_channel_id(&name) {
+            return Ok(name);
+        }
+        if let Some(id) = self
+            .channel_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&name)
+        {
+            return Ok(id.clone());
+        }
+        let found = self
+            .slack
+            .find_channel(|c| c["name"].as_str() == Some(name.as_str()))
+            .await?;
+        match found.as_ref().and_then(|c| c["id"].as_str()) {
+            Some(id) => {
+                self.channel_ids
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name, id.to_string());
+                Ok(id.to_string())
+            }
+            None => Err(SlackError::Api {
+                method: "conversations.list".into(),
+                code: format!("channel #{name} not found"),
+            }),
+        }
     }
 }
 
-fn looks_like_channel_id(s: &str) -> bool {
+/// Whether a configured channel is already an ID (`C…`, `G…`, `D…`) rather than a name.
+pub fn looks_like_channel_id(s: &str) -> bool {
     s.len() >= 9
-        && s.starts_with(['C', 'G'])
+        && s.starts_with(['C', 'G', 'D'])
         && s.chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }

@@ -8,8 +8,8 @@
 //! `digest_runs`; a retry after a lost answer first looks for the message (by its `block_id`) and the chart (by
 //! its comment) in the channel's history before posting again.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
@@ -250,67 +250,12 @@ async fn history(state: &AppState, channel_id: &str) -> Result<Vec<Value>, PostE
 }
 
 fn has_block(m: &Value, block_id: &str) -> bool {
-    m["blocks"]
-        .as_array()
-        .is_some_and(|bs| bs.iter().any(|b| b["block_id"].as_str() == Some(block_id)))
+    crate::slack::blocks::has_block_id(m, block_id)
 }
 
-/// A channel ID for a configured channel (an ID, or a name looked up with `conversations.list` once).
+/// A channel ID for a configured channel (an ID, or a name looked up once).
 pub async fn resolve_channel(state: &AppState, configured: &str) -> Result<String, PostError> {
-    static CACHE: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
-    let name = configured.trim().trim_start_matches('#');
-    if looks_like_id(name) {
-        return Ok(name.to_string());
-    }
-    let cache_key = format!("{}|{name}", state.settings.slack_api_base());
-    let cache = CACHE.get_or_init(Mutex::default);
-    if let Some(id) = cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&cache_key)
-    {
-        return Ok(id.clone());
-    }
-    let mut cursor = String::new();
-    for _ in 0..50 {
-        let mut args = json!({ "types": "public_channel,private_channel", "exclude_archived": true, "limit": 1000 });
-        if !cursor.is_empty() {
-            args["cursor"] = json!(cursor);
-        }
-        let v = state.slack.call("conversations.list", args).await?;
-        if let Some(id) = v["channels"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["name"].as_str() == Some(name))
-            .and_then(|c| c["id"].as_str())
-        {
-            cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(cache_key, id.to_string());
-            return Ok(id.to_string());
-        }
-        cursor = v["response_metadata"]["next_cursor"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if cursor.is_empty() {
-            break;
-        }
-    }
-    Err(SlackError::Api {
-        method: "conversations.list".into(),
-        code: "channel_not_found".into(),
-    }
-    .into())
-}
-
-fn looks_like_id(s: &str) -> bool {
-    s.len() >= 9
-        && s.starts_with(['C', 'G', 'D'])
-        && s.chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    Ok(state.channel_id(configured).await?)
 }
 
 // ----------------------------------------------------------------------------------------------------------
@@ -374,7 +319,7 @@ async fn configured_for(state: &AppState, channel_id: &str) -> Option<Schedule> 
         if s.channel == channel_id {
             return Some(s);
         }
-        if !looks_like_id(&s.channel)
+        if !crate::startup::looks_like_channel_id(s.channel.trim().trim_start_matches('#'))
             && resolve_channel(state, &s.channel).await.ok().as_deref() == Some(channel_id)
         {
             return Some(s);

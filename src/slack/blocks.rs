@@ -16,6 +16,13 @@ pub fn card_block_id(incident_id: &str) -> String {
     format!("card:{incident_id}")
 }
 
+/// Whether a message (as `conversations.history` returns it) has a block with `block_id`.
+pub fn has_block_id(message: &Value, block_id: &str) -> bool {
+    message["blocks"]
+        .as_array()
+        .is_some_and(|bs| bs.iter().any(|b| b["block_id"].as_str() == Some(block_id)))
+}
+
 /// `block_id` of the announcement's first block.
 pub fn announce_block_id(incident_id: &str) -> String {
     format!("announce:{incident_id}")

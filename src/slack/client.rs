@@ -237,12 +237,8 @@ impl SlackClient {
             .as_array()
             .into_iter()
             .flatten()
-            .find_map(|m| {
-                let has = m["blocks"]
-                    .as_array()
-                    .is_some_and(|bs| bs.iter().any(|b| b["block_id"].as_str() == Some(block_id)));
-                has.then(|| m["ts"].as_str().map(str::to_string)).flatten()
-            }))
+            .find(|m| crate::slack::blocks::has_block_id(m, block_id))
+            .and_then(|m| m["ts"].as_str().map(str::to_string)))
     }
 
     /// `chat.postMessage`, joining the channel first when Slack says the bot is not in it.
