@@ -160,20 +160,7 @@ impl Harness {
         channel: &str,
         text: &str,
     ) -> anyhow::Result<(u16, Value)> {
-        let body = serde_urlencoded::to_string([
-            ("token", "legacy-verification-token"),
-            ("team_id", TEAM_ID),
-            ("team_domain", "acme"),
-            ("channel_id", channel),
-            ("channel_name", "general"),
-            ("user_id", user),
-            ("user_name", "someone"),
-            ("command", "/incident"),
-            ("text", text),
-            ("api_app_id", "A0001"),
-            ("response_url", &self.slack.response_url()),
-            ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
-        ])?;
+        let body = slash_body(user, channel, text, &self.slack.response_url());
         let resp = self
             .post_signed("/slack/commands", "application/x-www-form-urlencoded", body)
             .await?;

@@ -1,76 +1,37 @@
 //! A bot process killed in the middle of setting up a war room, and started again, finishes the unfinished
 //! steps without doing any step twice. Runs the real binary and kills it with SIGKILL.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use incident_bot::harness::{
-    catalog_for, catalog_yaml_for, secrets_for, BOT_TOKEN, SIGNING_SECRET,
-};
+use incident_bot::harness::{catalog_yaml_for, BotProcess, SIGNING_SECRET};
 use incident_bot::pager::standin::PagerStandin;
 use incident_bot::slack::standin::{Fault, SlackStandin, INCIDENTS_CHANNEL_ID};
 
-struct Bot {
-    child: Child,
-    base_url: String,
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_bot(
+/// The real binary against the stand-ins. Slack calls get 30 s before they time out, so a hung call is
+/// still hanging when the process is killed.
+async fn start_bot(
     db_url: &str,
     catalog_path: &std::path::Path,
     slack: &SlackStandin,
     pager: &PagerStandin,
-) -> Bot {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_incident-bot"));
-    cmd.arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--config")
-        .arg("/nonexistent/incident-bot.toml")
-        .env("DATABASE_URL", db_url)
-        .env("CATALOG_PATH", catalog_path)
-        .env("SLACK_API_URL", slack.base_url())
-        .env("PAGERDUTY_EVENTS_URL", pager.pagerduty_events_url())
-        .env("OPSGENIE_API_URL", pager.opsgenie_url())
-        .env("SLACK_BOT_TOKEN", BOT_TOKEN)
-        .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
-        .env("INCIDENT_BOT_SETUP__LEASE_MS", "1500")
-        .env("INCIDENT_BOT_SETUP__SWEEP_INTERVAL_MS", "100")
-        .env("INCIDENT_BOT_SETUP__BACKOFF_BASE_MS", "50")
-        .env("INCIDENT_BOT_SLACK__CALL_TIMEOUT_MS", "30000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (var, value) in &secrets_for(&catalog_for(pager)).named {
-        cmd.env(var, value.expose());
-    }
-    let mut child = cmd.spawn().expect("the bot binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let port = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse::<u16>()
-        .unwrap_or_else(|_| panic!("port in {line:?}"));
-    Bot {
-        child,
-        base_url: format!("http://127.0.0.1:{port}"),
-    }
+) -> BotProcess {
+    let mut cmd = BotProcess::command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_incident-bot")),
+        db_url,
+        catalog_path,
+        std::path::Path::new("/nonexistent/incident-bot.toml"),
+        slack,
+        pager,
+    );
+    cmd.env("INCIDENT_BOT_SLACK__CALL_TIMEOUT_MS", "30000");
+    BotProcess::spawn(cmd, Duration::from_secs(30))
+        .await
+        .expect("the bot starts")
 }
 
 #[tokio::test]
 async fn a_server_killed_mid_setup_finishes_on_restart_without_running_any_step_twice() {
+    incident_bot::startup::install_crypto_provider();
     let slack = SlackStandin::start().await.unwrap();
     let pager = PagerStandin::start().await.unwrap();
     let db_url = crate::helpers::fresh_database_url().await;
@@ -82,7 +43,7 @@ async fn a_server_killed_mid_setup_finishes_on_restart_without_running_any_step_
     // The card post and the bookmarks take effect in Slack but never answer: the bot is killed while waiting.
     slack.fail_next("chat.postMessage", Fault::Hang);
     slack.fail_next("bookmarks.add", Fault::Hang);
-    let mut first = start_bot(&db_url, &catalog_path, &slack, &pager);
+    let mut first = start_bot(&db_url, &catalog_path, &slack, &pager).await;
 
     let body = serde_urlencoded::to_string([
         ("team_id", "T0001"),
@@ -127,7 +88,7 @@ async fn a_server_killed_mid_setup_finishes_on_restart_without_running_any_step_
     first.child.wait().unwrap();
     drop(first);
 
-    let second = start_bot(&db_url, &catalog_path, &slack, &pager);
+    let second = start_bot(&db_url, &catalog_path, &slack, &pager).await;
     let db = incident_bot::db::Db::connect(&db_url).await.unwrap();
     let id: String = sqlx::query_scalar("SELECT id FROM incidents WHERE number = 1")
         .fetch_one(&db.pool)
