@@ -425,21 +425,29 @@ async fn incident_numbers_are_sequential_per_workspace_under_concurrent_declares
 
 #[tokio::test]
 async fn the_conformance_check_catches_a_misspelled_argument() {
-    // Guards the guard: the check that runs when every TestApp drops must fail on a bad call.
-    let app = spawn_app().await;
-    app.state
-        .slack
+    // Guards the guard that runs when every TestApp drops: a bad argument name must be reported.
+    incident_bot::startup::install_crypto_provider();
+    let slack = incident_bot::slack::standin::SlackStandin::start()
+        .await
+        .unwrap();
+    let token = incident_bot::config::Secret::new(incident_bot::harness::BOT_TOKEN);
+    let client = incident_bot::slack::SlackClient::new(
+        &slack.base_url(),
+        Some(&token),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    client
         .call(
             "chat.postMessage",
             serde_json::json!({ "channel": "CGENERAL", "txet": "hi" }),
         )
         .await
         .ok();
-    let spec = crate::openapi::SlackSpec::load().unwrap();
-    let v = spec.violations(&app.slack.calls());
+    let v = crate::openapi::SlackSpec::load()
+        .unwrap()
+        .violations(&slack.calls());
     assert!(v.iter().any(|m| m.contains("txet")), "{v:?}");
-    // Clear the bad call so this app's own drop-time check passes.
-    std::mem::forget(app);
 }
 
 #[tokio::test]
