@@ -249,10 +249,6 @@ async fn history(state: &AppState, channel_id: &str) -> Result<Vec<Value>, PostE
     Ok(v["messages"].as_array().cloned().unwrap_or_default())
 }
 
-fn has_block(m: &Value, block_id: &str) -> bool {
-    crate::slack::blocks::has_block_id(m, block_id)
-}
-
 /// A channel ID for a configured channel (an ID, or a name looked up once).
 pub async fn resolve_channel(state: &AppState, configured: &str) -> Result<String, PostError> {
     Ok(state.channel_id(configured).await?)
@@ -468,7 +464,10 @@ async fn post_run(
         Vec::new()
     };
     if claimed.message_ts.is_none() {
-        let ts = match recent.iter().find(|m| has_block(m, &tag)) {
+        let ts = match recent
+            .iter()
+            .find(|m| crate::slack::blocks::has_block_id(m, &tag))
+        {
             Some(m) => m["ts"].as_str().unwrap_or_default().to_string(),
             None => post_message(state, &channel_id, &p).await?,
         };
