@@ -124,6 +124,9 @@ enum BenchCmd {
         /// Incidents timed one at a time for the card and war-room figures.
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// Bursts of `commands` sent for the acknowledgement figure, one after another.
+        #[arg(long, default_value_t = 5)]
+        bursts: usize,
     },
     /// What the bot costs to run: idle RSS, RSS under a burst of commands, start to /readyz, binary size.
     Resources {
@@ -187,11 +190,13 @@ async fn main() -> ExitCode {
                     commands,
                     latency_ms,
                     runs,
+                    bursts,
                 } => {
                     incident_bot::bench::warroom::run(incident_bot::bench::warroom::Options {
                         commands,
                         latency: std::time::Duration::from_millis(latency_ms),
                         runs,
+                        bursts,
                     })
                     .await
                 }

@@ -242,6 +242,7 @@ impl Application {
             let state = state.clone();
             tokio::spawn(async move { state.warm_up().await });
         }
+        let checkpointer = state.db.spawn_checkpointer().map(AbortOnDrop);
         let sweeper = AbortOnDrop(tokio::spawn(Runner::sweep_forever(state.clone())));
         let timers = AbortOnDrop(tokio::spawn(crate::incidents::timers::run_forever(
             state.clone(),
@@ -260,6 +261,7 @@ impl Application {
             .await?;
         drop(sweeper);
         drop(timers);
+        drop(checkpointer);
         drop(digests);
         finish_in_flight(&state, socket).await;
         Ok(())

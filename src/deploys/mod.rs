@@ -13,14 +13,12 @@ pub mod input;
 pub mod record;
 pub mod sources;
 
-use std::sync::LazyLock;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::db::{from_ms, ms, Backend, Db};
+use crate::db::{from_ms, ms, AnyQuery, Db};
 
 /// One stored deploy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -52,9 +50,6 @@ pub struct NewDeploy {
 
 /// The environment [`recent`] looks at.
 pub const PRODUCTION: &str = "production";
-
-const COLUMNS: &str =
-    "id, service, environment, version, commit_sha, url, author, deployed_at, source";
 
 fn from_row(r: &AnyRow) -> Result<Deploy, sqlx::Error> {
     Ok(Deploy {
@@ -275,41 +270,24 @@ pub async fn insert_batch(
             ids,
         });
     }
-    let mut tx = match db.backend {
-        // A write transaction that takes the write lock at once cannot fail half-way on a lock upgrade.
-        Backend::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => db.pool.begin().await?,
-    };
-    let mut stored = 0;
-    let mut at = 0;
-    while at < deploys.len() {
-        let left = deploys.len() - at;
-        let rows = MULTI_ROW_SIZES
-            .iter()
-            .copied()
-            .find(|n| *n <= left)
-            .unwrap_or(1);
-        let chunk = &deploys[at..at + rows];
-        let chunk_ids = &ids[at..at + rows];
-        let r = if rows == 1 {
-            bind_row(sqlx::query(INSERT_ONE), &chunk_ids[0], &chunk[0], now)
-                .execute(&mut *tx)
-                .await?
-        } else {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(multi_row_sql(rows)));
-            for (d, id) in chunk.iter().zip(chunk_ids) {
-                q = bind_row(q, id, d, now);
-            }
-            q.execute(&mut *tx).await?
-        };
-        stored += r.rows_affected();
-        at += rows;
-    }
+    let mut tx = db.begin_write().await?;
+    let rows: Vec<(&String, &NewDeploy)> = ids.iter().zip(deploys).collect();
+    let stored = db
+        .insert_rows(
+            &mut tx,
+            (
+                "INSERT INTO deploys (id, service, environment, version, commit_sha, url, author, deployed_at, \
+                 source, received_at)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "ON CONFLICT (id) DO NOTHING",
+            ),
+            &rows,
+            |q, (id, d)| bind_row(q, id, d, now),
+        )
+        .await?;
     tx.commit().await?;
     Ok(BatchOutcome { ids, stored })
 }
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 fn bind_row<'q>(q: AnyQuery<'q>, id: &str, d: &NewDeploy, now: DateTime<Utc>) -> AnyQuery<'q> {
     q.bind(id.to_string())
@@ -328,53 +306,9 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Rows per multi-row `INSERT` (10 parameters each: 640 at most, under every backend's limit).
-const MULTI_ROW_SIZES: [usize; 3] = [64, 8, 1];
-
-/// The multi-row `INSERT` text for `rows` rows. Built once per size from placeholders only: no input ever
-/// reaches the SQL text, values are bound.
-fn multi_row_sql(rows: usize) -> &'static str {
-    static SQL: LazyLock<Vec<(usize, String)>> = LazyLock::new(|| {
-        MULTI_ROW_SIZES
-            .iter()
-            .map(|&n| {
-                let values: Vec<String> = (0..n)
-                    .map(|r| {
-                        let p: Vec<String> = (1..=10).map(|c| format!("${}", r * 10 + c)).collect();
-                        format!("({})", p.join(", "))
-                    })
-                    .collect();
-                (
-                    n,
-                    format!(
-                        "INSERT INTO deploys ({COLUMNS}, received_at) VALUES {} ON CONFLICT (id) DO NOTHING",
-                        values.join(", ")
-                    ),
-                )
-            })
-            .collect()
-    });
-    SQL.iter()
-        .find(|(n, _)| *n == rows)
-        .map(|(_, s)| s.as_str())
-        .unwrap_or(INSERT_ONE)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn multi_row_statements_number_their_placeholders_in_order() {
-        let sql = multi_row_sql(8);
-        assert!(sql.contains("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10), ($11,"));
-        assert!(sql.ends_with(
-            "($71, $72, $73, $74, $75, $76, $77, $78, $79, $80) ON CONFLICT (id) DO NOTHING"
-        ));
-        assert_eq!(multi_row_sql(64).matches("), (").count(), 63);
-        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert_eq!(words(multi_row_sql(1)), words(INSERT_ONE));
-    }
 
     #[test]
     fn the_recent_query_has_one_slot_per_service_then_the_window_and_limit() {

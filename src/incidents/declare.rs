@@ -1,17 +1,21 @@
-//! Declaring an incident: one transaction stores the incident, its per-workspace number, its war-room steps
-//! and the first timeline line, so a declaration is either wholly stored or not at all — and it is stored
-//! before Slack gets its answer, so nothing acknowledged is lost. The steps then run in the background
-//! ([`super::setup`]).
+//! Declaring an incident: one transaction stores the incident (its row is also the declaration's record: who,
+//! when, what) with its per-workspace number and its first war-room step, so a declaration is either wholly
+//! stored or not at all — and it is stored before Slack gets its answer, so nothing acknowledged is lost. The
+//! steps then run in the background ([`super::setup`]).
 //!
 //! Declarations go through one [`Intake`] task per process, which stores everything that arrived together in
 //! one transaction of a few multi-row statements (group commit): a burst of 200 `/incident start`s costs a
-//! handful of database round trips instead of a thousand. The channel step is stored already claimed by this
-//! process, so the war room starts without another query.
+//! handful of database round trips instead of a thousand. Of the war-room steps only the first, the channel,
+//! is stored — already claimed by this process, so the war room starts without another query; the steps that
+//! wait for it are stored when it settles. War rooms start only once every declaration received before them
+//! has been answered and the burst is over ([`Intake::quiet`]): acknowledgements go first.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::setup::Runner;
 use super::Incident;
@@ -35,19 +39,11 @@ pub struct DeclareRequest {
     pub started_at: Option<DateTime<Utc>>,
 }
 
-/// The war-room steps as stored at declaration: (step, state, attempts). The channel step comes first and is
-/// claimed by the declaring process; the others wait for it. A unit test keeps this in line with `Step`.
-const INITIAL_STEPS: [(&str, &str, i64); 9] = [
-    ("channel", "running", 1),
-    ("topic", "waiting", 0),
-    ("invite", "waiting", 0),
-    ("card", "waiting", 0),
-    ("pin", "waiting", 0),
-    ("bookmarks", "waiting", 0),
-    ("page", "waiting", 0),
-    ("announce", "waiting", 0),
-    ("notify", "waiting", 0),
-];
+/// How long the intake must have received nothing before new war rooms start (see [`Intake::quiet`]).
+pub const QUIET: Duration = Duration::from_millis(2);
+
+/// The longest a new war room is held back while declarations keep arriving.
+pub const MAX_HOLD: Duration = Duration::from_millis(25);
 
 /// Most declarations stored in one transaction.
 const MAX_BATCH: usize = 200;
@@ -58,12 +54,19 @@ type Reply = oneshot::Sender<Result<Incident, String>>;
 #[derive(Debug, Clone)]
 pub struct Intake {
     tx: mpsc::UnboundedSender<(DeclareRequest, DateTime<Utc>, Reply)>,
+    /// Declarations received so far by this process.
+    received: Arc<AtomicU64>,
+    /// Declarations answered so far (stored, or refused with an error).
+    answered: watch::Receiver<u64>,
+    /// When the latest declaration was received.
+    last: Arc<Mutex<tokio::time::Instant>>,
 }
 
 impl Intake {
     /// Starts the writer. Steps are claimed for `owner` until `lease_ms` from their declaration.
     pub fn start(db: Db, owner: String, lease_ms: i64) -> Intake {
         let (tx, mut rx) = mpsc::unbounded_channel::<(DeclareRequest, DateTime<Utc>, Reply)>();
+        let (answered_tx, answered) = watch::channel(0u64);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -82,6 +85,7 @@ impl Intake {
                     ms = t0.elapsed().as_secs_f64() * 1e3,
                     "declarations stored"
                 );
+                let n = batch.len() as u64;
                 match stored {
                     Ok(incidents) => {
                         for ((_, _, reply), inc) in batch.into_iter().zip(incidents) {
@@ -103,9 +107,43 @@ impl Intake {
                         }
                     }
                 }
+                answered_tx.send_modify(|a| *a += n);
             }
         });
-        Intake { tx }
+        Intake {
+            tx,
+            received: Arc::default(),
+            answered,
+            last: Arc::new(Mutex::new(tokio::time::Instant::now())),
+        }
+    }
+
+    /// Waits until the intake is quiet: every declaration received so far answered, and none received for
+    /// [`QUIET`] — or at most [`MAX_HOLD`] in all. A new war room waits for this before its first Slack call, so
+    /// that setting up war rooms (connections, JSON, TLS: real CPU) never holds back the acknowledgement of
+    /// commands still coming in: under a burst, every acknowledgement goes first. A lone declaration waits
+    /// about [`QUIET`].
+    pub async fn quiet(&self) {
+        let deadline = tokio::time::Instant::now() + MAX_HOLD;
+        let mut answered = self.answered.clone();
+        loop {
+            let target = self.received.load(Ordering::SeqCst);
+            // An error means the writer stopped: nothing is left to wait for.
+            let caught_up = answered.wait_for(|a| *a >= target);
+            if tokio::time::timeout_at(deadline, caught_up).await.is_err() {
+                return;
+            }
+            let last = self.last_received();
+            let now = tokio::time::Instant::now();
+            if now >= deadline || now.duration_since(last) >= QUIET {
+                return;
+            }
+            tokio::time::sleep_until((last + QUIET).min(deadline)).await;
+        }
+    }
+
+    fn last_received(&self) -> tokio::time::Instant {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stores one declaration (with whatever else arrives meanwhile); returns it once committed.
@@ -115,6 +153,8 @@ impl Intake {
         now: DateTime<Utc>,
     ) -> anyhow::Result<Incident> {
         let (reply, answer) = oneshot::channel();
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+        self.received.fetch_add(1, Ordering::SeqCst);
         self.tx
             .send((req, now, reply))
             .map_err(|_| anyhow::anyhow!("the declaration writer has stopped"))?;
@@ -133,17 +173,6 @@ pub async fn declare(state: &Arc<AppState>, req: DeclareRequest) -> anyhow::Resu
     Ok(inc)
 }
 
-/// `($1, $2, …, $n), ($n+1, …)`: placeholders for `rows` rows of `width` values.
-fn placeholders(rows: usize, width: usize, row: impl Fn(&[String]) -> String) -> String {
-    (0..rows)
-        .map(|r| {
-            let p: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-            row(&p)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Stores declarations in one transaction; returns the incidents in the same order.
 async fn store_batch(
     db: &Db,
@@ -151,7 +180,7 @@ async fn store_batch(
     owner: &str,
     lease_ms: i64,
 ) -> Result<Vec<Incident>, sqlx::Error> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     // Numbers: one counter bump per workspace in the batch, handed out in arrival order.
     let mut next_number: std::collections::HashMap<&str, i64> = Default::default();
     for (req, _) in items {
@@ -202,102 +231,66 @@ async fn store_batch(
         })
         .collect();
 
-    // The SQL below is generated from placeholders only; every value is bound.
-    let sql = format!(
-        "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by, \
-         origin_channel, response_url, started_at, declared_at) VALUES {}",
-        placeholders(incidents.len(), 12, |p| format!("({})", p.join(", ")))
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for inc in &incidents {
-        q = q
-            .bind(&inc.id)
-            .bind(&inc.team_id)
-            .bind(inc.number)
-            .bind(&inc.title)
-            .bind(inc.severity.as_str())
-            .bind(&inc.service)
-            .bind(inc.detection.as_str())
-            .bind(&inc.declared_by)
-            .bind(&inc.origin_channel)
-            .bind(&inc.response_url)
-            .bind(ms(inc.timeline.started_at))
-            .bind(ms(inc.timeline.declared_at));
-    }
-    q.execute(&mut *tx).await?;
-
-    let sql = format!(
-        "INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner, lease_until, \
-         updated_at) VALUES {}",
-        placeholders(incidents.len(), 4, |p| {
-            let (id, now, owner, lease) = (&p[0], &p[1], &p[2], &p[3]);
-            INITIAL_STEPS
-                .iter()
-                .map(|(step, state, attempts)| {
-                    if *state == "running" {
-                        format!("({id}, '{step}', '{state}', {attempts}, {now}, {owner}, {lease}, {now})")
-                    } else {
-                        format!("({id}, '{step}', '{state}', {attempts}, {now}, NULL, NULL, {now})")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for inc in &incidents {
-        let now = ms(inc.timeline.declared_at);
-        q = q.bind(&inc.id).bind(now).bind(owner).bind(now + lease_ms);
-    }
-    q.execute(&mut *tx).await?;
-
-    let sql = format!(
-        "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail) VALUES {}",
-        placeholders(incidents.len(), 5, |p| format!(
-            "({}, {}, {}, 'declared', {}, {})",
-            p[0], p[1], p[2], p[3], p[4]
-        ))
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for inc in &incidents {
-        q = q
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&inc.id)
-            .bind(ms(inc.timeline.declared_at))
-            .bind(&inc.declared_by)
-            .bind(format!(
-                "{} declared {} ({})",
-                inc.declared_by,
-                inc.title,
-                inc.severity.as_str()
-            ));
-    }
-    q.execute(&mut *tx).await?;
+    db.insert_rows(
+        &mut tx,
+        (
+            "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by, \
+             origin_channel, response_url, started_at, declared_at)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "",
+        ),
+        &incidents,
+        |q, inc| {
+            q.bind(&inc.id)
+                .bind(&inc.team_id)
+                .bind(inc.number)
+                .bind(&inc.title)
+                .bind(inc.severity.as_str())
+                .bind(&inc.service)
+                .bind(inc.detection.as_str())
+                .bind(&inc.declared_by)
+                .bind(&inc.origin_channel)
+                .bind(&inc.response_url)
+                .bind(ms(inc.timeline.started_at))
+                .bind(ms(inc.timeline.declared_at))
+        },
+    )
+    .await?;
+    // Only the channel step is stored, already claimed by this process: every other step depends on it and is
+    // stored when it settles (see `setup::release_dependents`), which keeps a burst of declarations cheap.
+    db.insert_rows(
+        &mut tx,
+        (
+            "INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner, \
+             lease_until, updated_at)",
+            "(?, 'channel', 'running', 1, ?, ?, ?, ?)",
+            "",
+        ),
+        &incidents,
+        |q, inc| {
+            let now = ms(inc.timeline.declared_at);
+            q.bind(&inc.id)
+                .bind(now)
+                .bind(owner)
+                .bind(now + lease_ms)
+                .bind(now)
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(incidents)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::incidents::steps::Step;
 
     #[test]
-    fn the_initial_steps_are_every_step_with_only_the_channel_ready_to_run() {
-        let names: Vec<&str> = INITIAL_STEPS.iter().map(|(s, _, _)| *s).collect();
-        let all: Vec<&str> = Step::ALL.iter().map(|s| s.as_str()).collect();
-        assert_eq!(names, all);
-        for (name, state, _) in INITIAL_STEPS {
-            let step = Step::parse(name).unwrap();
-            assert_eq!(step.dependencies().is_empty(), state == "running", "{name}");
-        }
-    }
-
-    #[test]
-    fn placeholders_number_rows_in_order() {
-        assert_eq!(
-            placeholders(2, 3, |p| format!("({})", p.join(","))),
-            "($1,$2,$3), ($4,$5,$6)"
-        );
+    fn the_channel_step_stored_at_declaration_is_the_only_step_that_waits_for_nothing() {
+        let free: Vec<Step> = Step::ALL
+            .into_iter()
+            .filter(|s| s.dependencies().is_empty())
+            .collect();
+        assert_eq!(free, [Step::Channel]);
     }
 }

@@ -479,7 +479,7 @@ async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx:
             ("failed", None, Some(error), ms(now), 0, line)
         }
     };
-    let mut tx = super::phases::begin_write(&state.db).await?;
+    let mut tx = state.db.begin_write().await?;
     let updated = sqlx::query(
         "UPDATE outbox
          SET state = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN 'pending' ELSE $2 END,
@@ -528,15 +528,30 @@ fn backoff(base_ms: u64, max_ms: u64, attempt: i64) -> StdDuration {
 
 // ── what each row does ─────────────────────────────────────────────────────────────────────────────────────────
 
-/// Whether a war-room setup step is over (done, failed or skipped).
+/// Whether a war-room setup step is over (done, failed or skipped). The steps after the channel are stored when
+/// the channel step settles, so a step not stored yet is still to come while the channel step is open; an
+/// incident with no steps at all (an imported one) has nothing to wait for.
 async fn step_settled(db: &Db, incident_id: &str, step: &str) -> Result<bool, sqlx::Error> {
-    let st: Option<String> =
-        sqlx::query_scalar("SELECT state FROM setup_steps WHERE incident_id = $1 AND step = $2")
-            .bind(incident_id)
-            .bind(step)
-            .fetch_optional(&db.pool)
-            .await?;
-    Ok(st.is_none_or(|s| matches!(s.as_str(), "done" | "failed" | "skipped")))
+    let rows = sqlx::query(
+        "SELECT step, state FROM setup_steps WHERE incident_id = $1 AND step IN ($2, 'channel')",
+    )
+    .bind(incident_id)
+    .bind(step)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut own = None;
+    let mut channel = None;
+    for r in rows {
+        let (name, st): (String, String) = (r.try_get("step")?, r.try_get("state")?);
+        if name == step {
+            own = Some(st);
+        } else {
+            channel = Some(st);
+        }
+    }
+    Ok(own
+        .or(channel)
+        .is_none_or(|s| matches!(s.as_str(), "done" | "failed" | "skipped")))
 }
 
 /// The incident channel, or what to do when there is none (yet).

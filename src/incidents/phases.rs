@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use super::outbox::{self, Outbox};
 use super::{timers, Incident};
 use crate::config::IncidentSettings;
-use crate::db::{ms, Backend, Db};
+use crate::db::ms;
 use crate::domain::command::{Command, TimeSpec};
 use crate::domain::mttr::{self, format_duration, PhaseKind};
 use crate::domain::phase::{
@@ -174,16 +174,6 @@ fn capitalise(s: &str) -> String {
     }
 }
 
-/// Starts a write transaction (on SQLite `BEGIN IMMEDIATE`, so concurrent writers queue instead of failing).
-pub(crate) async fn begin_write(
-    db: &Db,
-) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-    match db.backend {
-        Backend::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await,
-        Backend::Postgres => db.pool.begin().await,
-    }
-}
-
 /// Applies `change` to incident `incident_id` on behalf of `by`, exactly once however many ask at the same time.
 pub async fn apply(
     state: &Arc<AppState>,
@@ -203,7 +193,7 @@ pub async fn apply(
             Ok(p) => p,
             Err(reason) => return Ok(Outcome::Refused { reason }),
         };
-        let mut tx = begin_write(&state.db).await?;
+        let mut tx = state.db.begin_write().await?;
         let cfg = &state.settings.incidents;
         let Some(line) = write(&mut tx, cfg, &inc, &after, &event, by, now).await? else {
             tx.rollback().await?;

@@ -138,7 +138,9 @@ async fn drive(
 ) -> Result<(), sqlx::Error> {
     let mut running: JoinSet<()> = JoinSet::new();
     if let Some(inc) = fresh {
-        // Declared here a moment ago: its channel step is already ours (attempt 1).
+        // Declared here a moment ago: its channel step is already ours (attempt 1). Commands coming in are
+        // answered first.
+        state.intake.quiet().await;
         let state = state.clone();
         let id = incident_id.to_string();
         running.spawn(
@@ -310,6 +312,8 @@ async fn record(
 }
 
 /// Moves waiting steps to pending once their dependencies allow, or to skipped when a needed step failed.
+/// Steps not stored yet — all but the channel, at declaration — are stored here as waiting first, so the
+/// first step to settle (the channel) creates the rest in the same transaction that records it.
 async fn release_dependents(
     tx: &mut sqlx::AnyConnection,
     incident_id: &str,
@@ -325,6 +329,22 @@ async fn release_dependents(
         if let Some(step) = Step::parse(&name) {
             states.insert(step, r.try_get("state")?);
         }
+    }
+    for step in Step::ALL {
+        if states.contains_key(&step) {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, updated_at)
+             VALUES ($1, $2, 'waiting', 0, $3, $3)
+             ON CONFLICT (incident_id, step) DO NOTHING",
+        )
+        .bind(incident_id)
+        .bind(step.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        states.insert(step, "waiting".to_string());
     }
     for (step, new_state) in plan_releases(&states) {
         sqlx::query(

@@ -182,7 +182,7 @@ pub async fn run_forever(state: Arc<AppState>) {
 
 /// Fires one timer if nobody else has; its effects commit with the claim. Returns whether this call fired it.
 async fn fire(state: &Arc<AppState>, id: &str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
-    let mut tx = phases::begin_write(&state.db).await?;
+    let mut tx = state.db.begin_write().await?;
     let claimed = sqlx::query(
         "UPDATE timers SET fired = 1, fired_at = $1 WHERE id = $2 AND fired = 0 AND due_at <= $1
          RETURNING incident_id, kind",

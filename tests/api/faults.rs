@@ -262,13 +262,12 @@ async fn slack_500s_429s_timeouts_and_dropped_connections_delay_the_war_room_and
     .await;
     assert_eq!(failed, 0, "every update went out in the end");
     let room = channel(slack, inc.channel_id.as_deref().unwrap());
-    let events: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM timeline_events WHERE incident_id = $1 AND kind <> 'declared'",
-    )
-    .bind(&id)
-    .fetch_all(&app.state.db.pool)
-    .await
-    .unwrap();
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM timeline_events WHERE incident_id = $1")
+            .bind(&id)
+            .fetch_all(&app.state.db.pool)
+            .await
+            .unwrap();
     assert_eq!(events.len(), 4, "four phase changes stored");
     for e in &events {
         assert_eq!(
@@ -1264,13 +1263,12 @@ async fn ten_thousand_mixed_requests_are_each_answered_right_and_valid_ones_take
         "201 once per deploy id, 200 for its retries"
     );
     for inc in &incidents {
-        let lines: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM timeline_events WHERE incident_id = $1 AND kind <> 'declared'",
-        )
-        .bind(&inc.id)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+        let lines: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM timeline_events WHERE incident_id = $1")
+                .bind(&inc.id)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
         let expected = i64::from(plan.clicked.contains(&inc.id));
         assert_eq!(
             lines,

@@ -525,16 +525,15 @@ async fn three_replicas_with_one_killed_mid_setup_behave_as_one_bot() {
             "INC-{number}: announced once"
         );
         // Every timeline line stored is posted exactly once (`ob:post:<event id>`).
-        let events: Vec<(String, String)> = sqlx::query(
-            "SELECT id, kind FROM timeline_events WHERE incident_id = $1 AND kind <> 'declared'",
-        )
-        .bind(id)
-        .fetch_all(&c.db.pool)
-        .await
-        .expect("events")
-        .iter()
-        .map(|r| (r.get("id"), r.get("kind")))
-        .collect();
+        let events: Vec<(String, String)> =
+            sqlx::query("SELECT id, kind FROM timeline_events WHERE incident_id = $1")
+                .bind(id)
+                .fetch_all(&c.db.pool)
+                .await
+                .expect("events")
+                .iter()
+                .map(|r| (r.get("id"), r.get("kind")))
+                .collect();
         let mut kinds: HashMap<&str, usize> = HashMap::new();
         for (event_id, kind) in &events {
             *kinds.entry(kind.as_str()).or_default() += 1;
