@@ -1,7 +1,9 @@
 //! `incident-bot bench warroom`: how fast `/incident start` is acknowledged and how fast the war room stands,
 //! with the Slack stand-in answering every call after a fixed latency (100 ms by default).
 //!
-//! (a) acknowledgement latency p50/p99 with N commands in flight at once;
+//! (a) acknowledgement latency p50/p90/p99 with N commands in flight at once, pooled over several bursts, next to
+//!     the same bursts of `/incident help` (no database) as the floor of this machine; Slack's side is a raw,
+//!     pre-signed load generator on a thread of its own ([`SlackLoad`]);
 //! (b) command → card posted (Slack has answered the card's `chat.postMessage`);
 //! (c) command → every setup step done.
 //! A bot calling Slack one step after another would need about 8 round trips for (c).
