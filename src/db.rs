@@ -113,9 +113,7 @@ impl Db {
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
-}
 
-impl Db {
     /// Starts a write transaction (on SQLite `BEGIN IMMEDIATE`, so concurrent writers queue instead of failing
     /// half-way on a lock upgrade).
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
