@@ -407,6 +407,15 @@ fn parse_start(rest: &[&str]) -> Result<Command, UsageError> {
     }))
 }
 
+/// A title typed into the declare form, as it is stored: control characters (NUL, ESC, line breaks, …) and runs
+/// of whitespace become one space, as in a typed `/incident start`.
+pub fn form_title(s: &str) -> String {
+    s.split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `"db is down"` → `db is down` (straight or curly quotes around the whole title).
 fn strip_quotes(s: &str) -> &str {
     let s = s.trim();
@@ -586,6 +595,15 @@ mod tests {
         assert_eq!(a.title, "db is down [31m");
         assert_eq!(a.service.as_deref(), Some("pay"));
         assert!(matches!(parse("start \u{0}\u{7}"), Ok(Command::StartModal)));
+    }
+
+    #[test]
+    fn form_titles_lose_control_characters_and_extra_whitespace() {
+        assert_eq!(
+            form_title("  db\u{0} is\n\n down\u{1b}[31m \t"),
+            "db is down [31m"
+        );
+        assert_eq!(form_title("\u{7}\u{0}"), "");
     }
 
     #[test]

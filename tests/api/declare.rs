@@ -344,7 +344,7 @@ async fn no_title_opens_the_modal_and_its_submission_declares() {
             "callback_id": "incident_start",
             "private_metadata": "CGENERAL",
             "state": { "values": {
-                "title": { "value": { "type": "plain_text_input", "value": "Checkout 502s" } },
+                "title": { "value": { "type": "plain_text_input", "value": "Checkout\u{0} 502s\n\u{1b}" } },
                 "severity": { "value": { "type": "static_select", "selected_option": { "value": "P1" } } },
                 "service": { "value": { "type": "static_select", "selected_option": { "value": "checkout" } } },
                 "via": { "value": { "type": "static_select", "selected_option": { "value": "customer" } } },

@@ -65,7 +65,9 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
             .filter(|s| !s.is_empty())
     };
     let mut errors = serde_json::Map::new();
-    let title = text("title");
+    let title = text("title")
+        .map(command::form_title)
+        .filter(|t| !t.is_empty());
     if title.is_none() {
         errors.insert("title".into(), json!("Say in a few words what is broken."));
     }
@@ -104,7 +106,7 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
             user_id: user_id.to_string(),
             origin_channel: origin,
             response_url: None,
-            title: title.unwrap_or_default().to_string(),
+            title: title.unwrap_or_default(),
             severity: selected("severity")
                 .and_then(Severity::parse)
                 .unwrap_or_default(),
