@@ -471,7 +471,15 @@ async fn post_run(
             Some(m) => m["ts"].as_str().unwrap_or_default().to_string(),
             None => post_message(state, &channel_id, &p).await?,
         };
-        if !runs::save_message(&state.db, key, owner, &ts, state.clock.now()).await? {
+        if !runs::save(
+            &state.db,
+            key,
+            owner,
+            runs::Progress::Message(&ts),
+            state.clock.now(),
+        )
+        .await?
+        {
             return Err(PostError::LeaseLost);
         }
     }
@@ -485,7 +493,15 @@ async fn post_run(
             } else {
                 upload_chart(state, &channel_id, png, title).await?
             };
-            if !runs::save_chart(&state.db, key, owner, &file_id, state.clock.now()).await? {
+            if !runs::save(
+                &state.db,
+                key,
+                owner,
+                runs::Progress::Chart(&file_id),
+                state.clock.now(),
+            )
+            .await?
+            {
                 return Err(PostError::LeaseLost);
             }
         }

@@ -111,42 +111,34 @@ pub async fn claim(
     })
 }
 
-/// Stores the posted message's `ts` (only while `owner` holds the run). False when the lease was lost.
-pub async fn save_message(
-    db: &Db,
-    key: &RunKey,
-    owner: &str,
-    ts: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE digest_runs SET message_ts = $1, updated_at = $2
-         WHERE channel = $3 AND scope = $4 AND period_start = $5 AND lease_owner = $6 AND state = 'running'",
-    )
-    .bind(ts)
-    .bind(ms(now))
-    .bind(&key.channel)
-    .bind(&key.scope)
-    .bind(ms(key.period_start))
-    .bind(owner)
-    .execute(&db.pool)
-    .await?;
-    Ok(r.rows_affected() == 1)
+/// Something a run has done that a later attempt must not do again.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress<'a> {
+    /// The digest message was posted with this `ts`.
+    Message(&'a str),
+    /// The chart was shared with this file id.
+    Chart(&'a str),
 }
 
-/// Stores the shared chart's file id (only while `owner` holds the run).
-pub async fn save_chart(
+/// Stores a run's progress (only while `owner` holds the run). False when the lease was lost.
+pub async fn save(
     db: &Db,
     key: &RunKey,
     owner: &str,
-    file_id: &str,
+    progress: Progress<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
+    let (message_ts, chart_file_id) = match progress {
+        Progress::Message(ts) => (Some(ts), None),
+        Progress::Chart(id) => (None, Some(id)),
+    };
     let r = sqlx::query(
-        "UPDATE digest_runs SET chart_file_id = $1, updated_at = $2
-         WHERE channel = $3 AND scope = $4 AND period_start = $5 AND lease_owner = $6 AND state = 'running'",
+        "UPDATE digest_runs
+         SET message_ts = COALESCE($1, message_ts), chart_file_id = COALESCE($2, chart_file_id), updated_at = $3
+         WHERE channel = $4 AND scope = $5 AND period_start = $6 AND lease_owner = $7 AND state = 'running'",
     )
-    .bind(file_id)
+    .bind(message_ts)
+    .bind(chart_file_id)
     .bind(ms(now))
     .bind(&key.channel)
     .bind(&key.scope)
