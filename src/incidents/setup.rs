@@ -306,7 +306,7 @@ async fn record(
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 1 && new_state != "pending" {
-        release_dependents(&mut tx, incident_id, ms(now)).await?;
+        release_dependents(&state.db, &mut tx, incident_id, ms(now)).await?;
     }
     tx.commit().await
 }
@@ -315,6 +315,7 @@ async fn record(
 /// Steps not stored yet — all but the channel, at declaration — are stored here as waiting first, so the
 /// first step to settle (the channel) creates the rest in the same transaction that records it.
 async fn release_dependents(
+    db: &Db,
     tx: &mut sqlx::AnyConnection,
     incident_id: &str,
     now: i64,
@@ -330,20 +331,22 @@ async fn release_dependents(
             states.insert(step, r.try_get("state")?);
         }
     }
-    for step in Step::ALL {
-        if states.contains_key(&step) {
-            continue;
-        }
-        sqlx::query(
-            "INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, updated_at)
-             VALUES ($1, $2, 'waiting', 0, $3, $3)
-             ON CONFLICT (incident_id, step) DO NOTHING",
-        )
-        .bind(incident_id)
-        .bind(step.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    let missing: Vec<Step> = Step::ALL
+        .into_iter()
+        .filter(|step| !states.contains_key(step))
+        .collect();
+    db.insert_rows(
+        &mut *tx,
+        (
+            "INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, updated_at)",
+            "(?, ?, 'waiting', 0, ?, ?)",
+            "ON CONFLICT (incident_id, step) DO NOTHING",
+        ),
+        &missing,
+        |q, step| q.bind(incident_id).bind(step.as_str()).bind(now).bind(now),
+    )
+    .await?;
+    for step in missing {
         states.insert(step, "waiting".to_string());
     }
     for (step, new_state) in plan_releases(&states) {
