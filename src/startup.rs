@@ -78,7 +78,8 @@ impl AppState {
             db.clone(),
             setup.owner().to_string(),
             settings.setup.lease_ms as i64,
-        );
+        )
+        .context("cannot start the declaration writer")?;
         Ok(AppState {
             settings,
             secrets,
