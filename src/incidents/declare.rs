@@ -130,8 +130,10 @@ impl Intake {
                         Err(_) => break,
                     }
                 }
-                let items: Vec<(DeclareRequest, DateTime<Utc>)> =
-                    batch.iter().map(|(r, now, _)| (r.clone(), *now)).collect();
+                let (items, replies): (Vec<(DeclareRequest, DateTime<Utc>)>, Vec<Reply>) = batch
+                    .into_iter()
+                    .map(|(req, now, reply)| ((req, now), reply))
+                    .unzip();
                 let t0 = std::time::Instant::now();
                 let stored = store_batch(&db, &items, &owner, lease_ms).await;
                 tracing::debug!(
@@ -141,21 +143,21 @@ impl Intake {
                 );
                 match stored {
                     Ok(incidents) => {
-                        for ((_, _, reply), inc) in batch.into_iter().zip(incidents) {
+                        for (reply, inc) in replies.into_iter().zip(incidents) {
                             let _ = reply.send(Ok(inc));
                         }
                     }
                     // One bad declaration must not fail the others: store them one by one.
-                    Err(e) if batch.len() > 1 => {
-                        tracing::warn!(error = %e, n = batch.len(), "batched declaration failed; storing one by one");
-                        for (req, now, reply) in batch {
-                            let one = store_batch(&db, &[(req, now)], &owner, lease_ms).await;
+                    Err(e) if items.len() > 1 => {
+                        tracing::warn!(error = %e, n = items.len(), "batched declaration failed; storing one by one");
+                        for (item, reply) in items.into_iter().zip(replies) {
+                            let one = store_batch(&db, &[item], &owner, lease_ms).await;
                             let _ =
                                 reply.send(one.map(|mut v| v.remove(0)).map_err(|e| e.to_string()));
                         }
                     }
                     Err(e) => {
-                        for (_, _, reply) in batch {
+                        for reply in replies {
                             let _ = reply.send(Err(e.to_string()));
                         }
                     }
