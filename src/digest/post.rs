@@ -446,6 +446,21 @@ pub async fn tick(
 }
 
 /// Posts a claimed run, resuming after the steps an earlier attempt stored.
+/// Records what the run has done, while `owner` still holds it; [`PostError::LeaseLost`] once another replica
+/// has taken it over.
+async fn save(
+    state: &AppState,
+    key: &RunKey,
+    owner: &str,
+    progress: runs::Progress<'_>,
+) -> Result<(), PostError> {
+    if runs::save(&state.db, key, owner, progress, state.clock.now()).await? {
+        Ok(())
+    } else {
+        Err(PostError::LeaseLost)
+    }
+}
+
 async fn post_run(
     state: &AppState,
     s: &Schedule,
@@ -471,17 +486,7 @@ async fn post_run(
             Some(m) => m["ts"].as_str().unwrap_or_default().to_string(),
             None => post_message(state, &channel_id, &p).await?,
         };
-        if !runs::save(
-            &state.db,
-            key,
-            owner,
-            runs::Progress::Message(&ts),
-            state.clock.now(),
-        )
-        .await?
-        {
-            return Err(PostError::LeaseLost);
-        }
+        save(state, key, owner, runs::Progress::Message(&ts)).await?;
     }
     if claimed.chart_file_id.is_none() {
         if let Some((png, title)) = &p.chart {
@@ -493,17 +498,7 @@ async fn post_run(
             } else {
                 upload_chart(state, &channel_id, png, title).await?
             };
-            if !runs::save(
-                &state.db,
-                key,
-                owner,
-                runs::Progress::Chart(&file_id),
-                state.clock.now(),
-            )
-            .await?
-            {
-                return Err(PostError::LeaseLost);
-            }
+            save(state, key, owner, runs::Progress::Chart(&file_id)).await?;
         }
     }
     Ok(())
