@@ -7,7 +7,11 @@
 //! (b) command → card posted (Slack has answered the card's `chat.postMessage`);
 //! (c) command → every setup step done.
 //! A bot calling Slack one step after another would need about 8 round trips for (c).
+//!
+//! Next to (a) it prints the CPU time each thread of the process spent per burst (Linux), the load generator
+//! included: on a small machine the sum over the cores is what bounds the p99.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,23 +44,28 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let load = SlackLoad::connect(&h.base_url, h.slack.response_url(), opts.commands).await?;
     let help: Vec<String> = vec!["help".to_string(); opts.commands];
     load.burst(help.clone(), "Usage").await?;
-    let floor = load.burst(help, "Usage").await?;
+    let (floor, floor_cpu) = load.burst(help, "Usage").await?;
     println!(
         "    reference: `/incident help`, {} in flight (no database): p50 {:.2} ms, p99 {:.2} ms",
         opts.commands,
         percentile(&floor, 50.0),
         percentile(&floor, 99.0)
     );
+    print_cpu("`/incident help`", &floor_cpu, 1);
 
     // (a) N commands in flight at once, several times: each burst's war rooms are set up before the next.
     let mut acks = Vec::new();
     let mut burst_p99 = Vec::new();
+    let mut cpu: BTreeMap<String, u64> = BTreeMap::new();
     let mut declared = 0;
     for burst in 0..opts.bursts {
         let texts: Vec<String> = (0..opts.commands)
             .map(|i| format!("start Load test outage {burst}-{i} sev:P2 service:search"))
             .collect();
-        let times = load.burst(texts, "Declaring").await?;
+        let (times, burst_cpu) = load.burst(texts, "Declaring").await?;
+        for (thread, us) in burst_cpu {
+            *cpu.entry(thread).or_default() += us;
+        }
         burst_p99.push(percentile(&times, 99.0));
         acks.extend(times);
         for _ in 0..opts.commands {
@@ -83,6 +92,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    print_cpu("`/incident start`", &cpu, opts.bursts);
 
     // (b) and (c), one incident at a time.
     let mut card = Vec::new();
@@ -147,11 +157,12 @@ struct SlackLoad {
     jobs: std::sync::mpsc::Sender<Burst>,
 }
 
-/// One burst for the load thread: the commands' texts, what every answer must contain, where to send the times.
+/// One burst for the load thread: the commands' texts, what every answer must contain, where to send the times
+/// and the CPU time of each thread over the burst.
 type Burst = (
     Vec<String>,
     &'static str,
-    tokio::sync::oneshot::Sender<anyhow::Result<Vec<f64>>>,
+    tokio::sync::oneshot::Sender<anyhow::Result<(Vec<f64>, BTreeMap<String, u64>)>>,
 );
 
 impl SlackLoad {
@@ -160,50 +171,67 @@ impl SlackLoad {
         let addr: std::net::SocketAddr = base_url.trim_start_matches("http://").parse()?;
         let (jobs, queue) = std::sync::mpsc::channel::<Burst>();
         let (ready, connected) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => return drop(ready.send(Err(e))),
-            };
-            let conns = runtime.block_on(async {
-                let mut conns = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let s = tokio::net::TcpStream::connect(addr).await?;
-                    s.set_nodelay(true)?;
-                    conns.push(s);
+        std::thread::Builder::new()
+            .name("slack-load".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => return drop(ready.send(Err(e))),
+                };
+                let conns = runtime.block_on(async {
+                    let mut conns = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let s = tokio::net::TcpStream::connect(addr).await?;
+                        s.set_nodelay(true)?;
+                        conns.push(s);
+                    }
+                    Ok::<_, std::io::Error>(conns)
+                });
+                let mut conns = match conns {
+                    Ok(c) => c,
+                    Err(e) => return drop(ready.send(Err(e))),
+                };
+                let _ = ready.send(Ok(()));
+                while let Ok((texts, expect, done)) = queue.recv() {
+                    let requests: Vec<Vec<u8>> = texts
+                        .iter()
+                        .map(|t| slash_request(addr, &response_url, t))
+                        .collect();
+                    let before = thread_cpu();
+                    let times = runtime.block_on(burst(&mut conns, requests, expect));
+                    let after = thread_cpu();
+                    let used = after
+                        .into_iter()
+                        .map(|(thread, us)| {
+                            let spent =
+                                us.saturating_sub(before.get(&thread).copied().unwrap_or(0));
+                            (thread, spent)
+                        })
+                        .collect();
+                    let _ = done.send(times.map(|t| (t, used)));
                 }
-                Ok::<_, std::io::Error>(conns)
-            });
-            let mut conns = match conns {
-                Ok(c) => c,
-                Err(e) => return drop(ready.send(Err(e))),
-            };
-            let _ = ready.send(Ok(()));
-            while let Ok((texts, expect, done)) = queue.recv() {
-                let requests: Vec<Vec<u8>> = texts
-                    .iter()
-                    .map(|t| slash_request(addr, &response_url, t))
-                    .collect();
-                let times = runtime.block_on(burst(&mut conns, requests, expect));
-                let _ = done.send(times);
-            }
-        });
+            })?;
         connected.await??;
         Ok(SlackLoad { jobs })
     }
 
     /// Sends `/incident <text>` for each text at once, one per connection. Returns each command's time from its
-    /// first byte sent to its whole answer read, in ms, sorted; fails unless every answer is a 200 that contains
-    /// `expect`.
-    async fn burst(&self, texts: Vec<String>, expect: &'static str) -> anyhow::Result<Vec<f64>> {
+    /// first byte sent to its whole answer read, in ms, sorted, and the CPU time (µs) each thread of the process
+    /// spent meanwhile ([`thread_cpu`]); fails unless every answer is a 200 that contains `expect`.
+    async fn burst(
+        &self,
+        texts: Vec<String>,
+        expect: &'static str,
+    ) -> anyhow::Result<(Vec<f64>, BTreeMap<String, u64>)> {
         let (done, times) = tokio::sync::oneshot::channel();
         self.jobs
             .send((texts, expect, done))
             .map_err(|_| anyhow::anyhow!("the load thread has stopped"))?;
-        Ok(sorted(times.await??))
+        let (times, cpu) = times.await??;
+        Ok((sorted(times), cpu))
     }
 }
 
@@ -287,4 +315,54 @@ async fn read_response(conn: &mut tokio::net::TcpStream) -> anyhow::Result<(u16,
         anyhow::ensure!(n > 0, "connection closed before the response");
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// CPU time (µs) spent so far by this process's threads, summed by thread name, from
+/// `/proc/self/task/*/schedstat` (Linux). Empty where that does not exist.
+fn thread_cpu() -> BTreeMap<String, u64> {
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let ns: u64 = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        *by_name.entry(name.trim().to_string()).or_default() += ns / 1000;
+    }
+    by_name
+}
+
+/// Prints the CPU time per burst of each busy thread, named for what it does.
+fn print_cpu(what: &str, cpu: &BTreeMap<String, u64>, bursts: usize) {
+    if cpu.is_empty() {
+        return;
+    }
+    let role = |thread: &str| match thread {
+        "tokio-rt-worker" => "bot runtime (HTTP, handlers)",
+        "sqlx-sqlite-wor" => "SQLite connection",
+        "declare-intake" => "declaration writer",
+        "slack-load" => "Slack's side (load generator)",
+        _ => "other",
+    };
+    let mut by_role: BTreeMap<&str, u64> = BTreeMap::new();
+    for (thread, us) in cpu {
+        *by_role.entry(role(thread)).or_default() += us;
+    }
+    let per_burst = |us: u64| us as f64 / bursts.max(1) as f64 / 1000.0;
+    let total: u64 = by_role.values().sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "    CPU per burst of {what}: {:.1} ms in all on {cores} cores — {}",
+        per_burst(total),
+        by_role
+            .iter()
+            .filter(|(_, us)| per_burst(**us) >= 0.05)
+            .map(|(role, us)| format!("{role} {:.1} ms", per_burst(*us)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }

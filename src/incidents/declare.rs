@@ -4,7 +4,7 @@
 //! steps then run in the background ([`super::setup`]).
 //!
 //! Declarations go through one [`Intake`] writer per process, which stores everything that arrived together in
-//! one transaction of a few multi-row statements (group commit): a burst of 200 `/incident start`s costs a
+//! one transaction of three statements fed the whole batch as JSON (group commit): a burst of 200 `/incident start`s costs a
 //! handful of database round trips instead of a thousand. On SQLite the writer has a thread of its own, so the
 //! burst's own HTTP requests do not hold up its round trips. Of the war-room steps only the first, the channel,
 //! is stored — already claimed by this process, so the war room starts without another query; the steps that
@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::setup::Runner;
 use super::Incident;
-use crate::db::{ms, multi_row_sql, AnyQuery, Backend, Db};
+use crate::db::{ms, Backend, Db};
 use crate::domain::phase::Timeline;
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::startup::AppState;
@@ -49,8 +49,8 @@ pub const QUIET: Duration = Duration::from_millis(2);
 /// The longest a new war room is held back while declarations keep arriving.
 pub const MAX_HOLD: Duration = Duration::from_millis(25);
 
-/// Most declarations stored in one transaction. Each table gets one statement per batch, so this also bounds a
-/// statement's bound values: 13 per incident row, 2,600 at most, far under every backend's limit.
+/// Most declarations stored in one transaction (each batch is bound as one JSON text per statement, about
+/// 300 bytes per declaration).
 const MAX_BATCH: usize = 200;
 
 type Reply = oneshot::Sender<Result<Incident, String>>;
@@ -74,6 +74,8 @@ struct Gate {
     caught_up: watch::Sender<u64>,
     /// When the latest declaration was received.
     last: Mutex<tokio::time::Instant>,
+    /// Held by the one war room watching the intake in [`Intake::quiet`]; the others queue for it.
+    watcher: tokio::sync::Mutex<()>,
 }
 
 impl Gate {
@@ -175,6 +177,7 @@ impl Intake {
                 answered: AtomicU64::new(0),
                 caught_up: watch::channel(0).0,
                 last: Mutex::new(tokio::time::Instant::now()),
+                watcher: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -184,8 +187,16 @@ impl Intake {
     /// that setting up war rooms (connections, JSON, TLS: real CPU) never holds back the acknowledgement of
     /// commands still coming in: under a burst, every acknowledgement goes first. A lone declaration waits
     /// about [`QUIET`].
+    ///
+    /// One waiter at a time watches the intake; the others queue behind it and, when their turn comes, usually
+    /// find it quiet at once. With every new war room watching on its own, each answer and each quiet period
+    /// checked woke all of them: hundreds of wake-ups per burst, on the same two cores as the burst itself.
     pub async fn quiet(&self) {
         let deadline = tokio::time::Instant::now() + MAX_HOLD;
+        let Ok(_watching) = tokio::time::timeout_at(deadline, self.gate.watcher.lock()).await
+        else {
+            return;
+        };
         let mut caught_up = self.gate.caught_up.subscribe();
         loop {
             let target = self.gate.received.load(Ordering::SeqCst);
@@ -257,11 +268,13 @@ pub async fn declare(state: &Arc<AppState>, req: DeclareRequest) -> anyhow::Resu
 
 /// Stores declarations in one transaction; returns the incidents in the same order.
 ///
-/// Three statements: bump each workspace's counter by its number of declarations (`RETURNING` the new last
-/// number), insert the incidents — each number read back from its counter in the statement itself, minus its
-/// offset from the workspace's last declaration in the batch — and insert their channel steps. On SQLite the
-/// three go to the connection thread as one call, so a batch is three round trips (begin, statements,
-/// commit) instead of five; PostgreSQL takes one statement per call.
+/// Three statements, each of one fixed text whatever the batch (so prepared once and kept), fed the batch as
+/// a JSON array: bump each workspace's counter by its number of declarations (`RETURNING` the new last
+/// number), insert the incidents — each number read from its counter, joined in the statement itself, minus its
+/// offset from the workspace's last declaration in the batch — and insert their channel steps. Statements
+/// built for each batch size (`VALUES (…), (…)` with a counter subquery per row) cost SQLite more to prepare
+/// than to run. On SQLite the transaction and its three statements are one call to the connection thread;
+/// PostgreSQL takes one statement per call.
 async fn store_batch(
     db: &Db,
     items: &[(DeclareRequest, DateTime<Utc>)],
@@ -310,88 +323,69 @@ async fn store_batch(
         })
         .collect();
 
-    let backend = db.backend;
-    let counters = multi_row_sql(
-        backend,
-        "INSERT INTO workspace_counters (team_id, last_number)",
-        "(?, ?)",
-        teams.len(),
-        "ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + excluded.last_number \
-         RETURNING team_id, last_number",
-    );
-    let bind_counters = |q: AnyQuery<'static>| -> AnyQuery<'static> {
-        teams
-            .iter()
-            .fold(q, |q, (team, k)| q.bind(team.to_string()).bind(*k))
-    };
-    let incident_rows = multi_row_sql(
-        backend,
-        "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by, \
-         origin_channel, response_url, started_at, declared_at)",
-        "(?, ?, (SELECT last_number FROM workspace_counters WHERE team_id = ?) - ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        incidents.len(),
-        "",
-    );
-    let bind_incidents = |q: AnyQuery<'static>| -> AnyQuery<'static> {
-        incidents
-            .iter()
-            .zip(&below_last)
-            .fold(q, |q, (inc, below)| {
-                q.bind(inc.id.clone())
-                    .bind(inc.team_id.clone())
-                    .bind(inc.team_id.clone())
-                    .bind(*below)
-                    .bind(inc.title.clone())
-                    .bind(inc.severity.as_str())
-                    .bind(inc.service.clone())
-                    .bind(inc.detection.as_str())
-                    .bind(inc.declared_by.clone())
-                    .bind(inc.origin_channel.clone())
-                    .bind(inc.response_url.clone())
-                    .bind(ms(inc.timeline.started_at))
-                    .bind(ms(inc.timeline.declared_at))
-            })
-    };
-    // Only the channel step is stored, already claimed by this process: every other step depends on it and is
-    // stored when it settles (see `setup::release_dependents`), which keeps a burst of declarations cheap.
-    let step_rows = multi_row_sql(
-        backend,
-        "INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner, \
-         lease_until, updated_at)",
-        "(?, 'channel', 'running', 1, ?, ?, ?, ?)",
-        incidents.len(),
-        "",
-    );
-    let bind_steps = |q: AnyQuery<'static>| -> AnyQuery<'static> {
-        incidents.iter().fold(q, |q, inc| {
-            let now = ms(inc.timeline.declared_at);
-            q.bind(inc.id.clone())
-                .bind(now)
-                .bind(owner.to_string())
-                .bind(now + lease_ms)
-                .bind(now)
+    let counters = serde_json::to_string(&teams).map_err(json_error)?;
+    // One array per incident, its columns in the order the statements below read them.
+    let rows: Vec<serde_json::Value> = incidents
+        .iter()
+        .zip(&below_last)
+        .map(|(inc, below)| {
+            serde_json::json!([
+                inc.id,
+                inc.team_id,
+                below,
+                inc.title,
+                inc.severity.as_str(),
+                inc.service,
+                inc.detection.as_str(),
+                inc.declared_by,
+                inc.origin_channel,
+                inc.response_url,
+                ms(inc.timeline.started_at),
+                ms(inc.timeline.declared_at),
+            ])
         })
-    };
-    let query = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        .collect();
+    let rows = serde_json::to_string(&rows).map_err(json_error)?;
 
-    let mut tx = db.begin_write().await?;
-    let last_numbers: Vec<AnyRow> = match backend {
+    let last_numbers: Vec<AnyRow> = match db.backend {
         Backend::Sqlite => {
-            let all = format!("{counters}; {incident_rows}; {step_rows}");
-            bind_steps(bind_incidents(bind_counters(query(all))))
-                .fetch_all(&mut *tx)
-                .await?
+            // The transaction travels with its statements: one trip to SQLite's connection thread per batch,
+            // where `begin()` and `commit()` would make three. A failed statement stops the call inside the
+            // transaction, which is then rolled back (a failure before `BEGIN` makes that a harmless error).
+            let mut conn = db.pool.acquire().await?;
+            let stored = sqlx::query(SQLITE_STORE)
+                .bind(counters)
+                .bind(rows.clone())
+                .bind(owner.to_string())
+                .bind(lease_ms)
+                .bind(rows)
+                .fetch_all(&mut *conn)
+                .await;
+            if stored.is_err() {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            }
+            stored?
         }
         Backend::Postgres => {
-            let rows = bind_counters(query(counters)).fetch_all(&mut *tx).await?;
-            bind_incidents(query(incident_rows))
+            let mut tx = db.begin_write().await?;
+            let numbers = sqlx::query(POSTGRES_COUNTERS)
+                .bind(counters)
+                .fetch_all(&mut *tx)
+                .await?;
+            sqlx::query(POSTGRES_INCIDENTS)
+                .bind(rows.clone())
                 .execute(&mut *tx)
                 .await?;
-            bind_steps(query(step_rows)).execute(&mut *tx).await?;
-            rows
+            sqlx::query(POSTGRES_STEPS)
+                .bind(owner.to_string())
+                .bind(lease_ms)
+                .bind(rows)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            numbers
         }
     };
-    tx.commit().await?;
 
     let mut last: std::collections::HashMap<String, i64> = Default::default();
     for row in &last_numbers {
@@ -402,6 +396,51 @@ async fn store_batch(
     }
     Ok(incidents)
 }
+
+fn json_error(e: serde_json::Error) -> sqlx::Error {
+    sqlx::Error::Encode(Box::new(e))
+}
+
+/// [`store_batch`] on SQLite, one call from `BEGIN` to `COMMIT`: the `?` are the counters (`[[team, count],
+/// …]`), the incident rows, the lease owner, the lease length and the incident rows again. `WHERE true` tells
+/// SQLite's parser that `ON CONFLICT` belongs to the `INSERT`, not to a join. Only the channel step is stored,
+/// already claimed by this process: every other step depends on it and is stored when it settles (see
+/// `setup::release_dependents`).
+const SQLITE_STORE: &str = "\
+BEGIN IMMEDIATE;
+INSERT INTO workspace_counters (team_id, last_number)
+SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true
+ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + excluded.last_number
+RETURNING team_id, last_number;
+INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by, origin_channel,
+                       response_url, started_at, declared_at)
+SELECT r.value ->> 0, r.value ->> 1, c.last_number - (r.value ->> 2), r.value ->> 3, r.value ->> 4,
+       r.value ->> 5, r.value ->> 6, r.value ->> 7, r.value ->> 8, r.value ->> 9, r.value ->> 10, r.value ->> 11
+FROM json_each(?) r JOIN workspace_counters c ON c.team_id = r.value ->> 1;
+INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner, lease_until, updated_at)
+SELECT value ->> 0, 'channel', 'running', 1, value ->> 11, ?, (value ->> 11) + ?, value ->> 11 FROM json_each(?);
+COMMIT";
+
+/// [`store_batch`] on PostgreSQL: the counters.
+const POSTGRES_COUNTERS: &str = "\
+INSERT INTO workspace_counters (team_id, last_number)
+SELECT c ->> 0, (c ->> 1)::bigint FROM json_array_elements($1::json) c
+ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + excluded.last_number
+RETURNING team_id, last_number";
+
+/// [`store_batch`] on PostgreSQL: the incidents.
+const POSTGRES_INCIDENTS: &str = "\
+INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by, origin_channel,
+                       response_url, started_at, declared_at)
+SELECT r ->> 0, r ->> 1, c.last_number - (r ->> 2)::bigint, r ->> 3, r ->> 4, r ->> 5, r ->> 6, r ->> 7,
+       r ->> 8, r ->> 9, (r ->> 10)::bigint, (r ->> 11)::bigint
+FROM json_array_elements($1::json) r JOIN workspace_counters c ON c.team_id = r ->> 1";
+
+/// [`store_batch`] on PostgreSQL: the channel steps (see [`SQLITE_STORE`]).
+const POSTGRES_STEPS: &str = "\
+INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner, lease_until, updated_at)
+SELECT r ->> 0, 'channel', 'running', 1, (r ->> 11)::bigint, $1, (r ->> 11)::bigint + $2, (r ->> 11)::bigint
+FROM json_array_elements($3::json) r";
 
 #[cfg(test)]
 mod tests {
@@ -463,6 +502,58 @@ mod tests {
         let t0 = std::time::Instant::now();
         intake.quiet().await;
         assert!(t0.elapsed() >= MAX_HOLD);
+    }
+
+    #[tokio::test]
+    async fn many_war_rooms_waiting_together_all_start_once_the_intake_is_quiet() {
+        let intake = intake().await;
+        let declared = intake
+            .submit(request("Checkout down"), Utc::now())
+            .await
+            .unwrap();
+        let waiting: Vec<_> = (0..50)
+            .map(|_| {
+                let intake = intake.clone();
+                tokio::spawn(async move { intake.quiet().await })
+            })
+            .collect();
+        tokio::time::sleep(QUIET * 4).await;
+        assert!(waiting.iter().all(|w| !w.is_finished()));
+        drop(declared);
+        for w in waiting {
+            tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("every waiting war room starts")
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_half_way_is_rolled_back_and_the_next_one_is_stored() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        // The incidents insert fails after the counter was bumped in the same transaction.
+        sqlx::query(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON incidents WHEN NEW.title = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let failed = store_batch(&db, &[(request("boom"), Utc::now())], "me", 1000).await;
+        assert!(failed.is_err());
+        let stored = store_batch(&db, &[(request("Checkout down"), Utc::now())], "me", 1000)
+            .await
+            .expect("the connection is not left inside the failed transaction");
+        assert_eq!(
+            stored[0].number, 1,
+            "the failed batch's number was rolled back"
+        );
+        let incidents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incidents")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(incidents, 1);
     }
 
     #[tokio::test]

@@ -122,6 +122,8 @@ impl Runner {
     pub async fn sweep_forever(state: Arc<AppState>) {
         let every = Duration::from_millis(state.settings.setup.sweep_interval_ms.max(50));
         loop {
+            // Declarations coming in are answered first (see `Intake::quiet`).
+            state.intake.quiet().await;
             if let Err(e) = Runner::sweep(&state).await {
                 tracing::warn!(error = %e, "setup sweep failed");
             }

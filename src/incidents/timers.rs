@@ -26,6 +26,8 @@ use crate::startup::AppState;
 
 /// Incidents declared longer ago than this get no escalation timers armed (e.g. imported history).
 const ARM_HORIZON_HOURS: i64 = 24;
+/// Most incidents whose timers one tick arms.
+const ARM_BATCH: i64 = 100;
 /// How often (in ticks) finished outbox rows are cleaned up.
 const JANITOR_EVERY_TICKS: u64 = 1_500;
 
@@ -110,34 +112,64 @@ pub(crate) async fn rearm_unresolved(
     .await
 }
 
-/// Arms the escalation timers of recently declared incidents that lack them.
+/// Arms the escalation timers of incidents not yet armed (`timers_armed = 0`, a partial index), newest first,
+/// [`ARM_BATCH`] per tick: flags them and inserts their timers in one transaction. The flag is taken with a
+/// conditional `UPDATE`, so with several replicas each incident is armed by one of them; an existing timer id
+/// is left alone. Incidents declared before the horizon (imported history) and settled ones get none.
 async fn arm(state: &AppState, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     let cfg = &state.settings.incidents;
-    let horizon = ms(now - Duration::hours(ARM_HORIZON_HOURS));
-    sqlx::query(
-        "INSERT INTO timers (id, incident_id, kind, due_at, fired, created_at)
-         SELECT 'p1_ack:' || id, id, 'p1_ack', declared_at + $1, 0, $2 FROM incidents
-         WHERE severity = 'P1' AND acknowledged_at IS NULL AND resolved_at IS NULL AND closed_at IS NULL
-           AND declared_at >= $3
-         ON CONFLICT (id) DO NOTHING",
+    let horizon = now - Duration::hours(ARM_HORIZON_HOURS);
+    let mut tx = state.db.begin_write().await?;
+    let rows = sqlx::query(
+        "UPDATE incidents SET timers_armed = 1
+         WHERE timers_armed = 0
+           AND id IN (SELECT id FROM incidents WHERE timers_armed = 0 ORDER BY declared_at DESC LIMIT $1)
+         RETURNING id, severity, declared_at, acknowledged_at, resolved_at, closed_at",
     )
-    .bind(cfg.p1_ack_escalation_minutes.max(0) * 60_000)
-    .bind(ms(now))
-    .bind(horizon)
-    .execute(&state.db.pool)
+    .bind(ARM_BATCH)
+    .fetch_all(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO timers (id, incident_id, kind, due_at, fired, created_at)
-         SELECT 'unresolved:' || id, id, 'unresolved', declared_at + $1, 0, $2 FROM incidents
-         WHERE resolved_at IS NULL AND closed_at IS NULL AND declared_at >= $3
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(cfg.unresolved_escalation_minutes.max(0) * 60_000)
-    .bind(ms(now))
-    .bind(horizon)
-    .execute(&state.db.pool)
-    .await?;
-    Ok(())
+    if rows.is_empty() {
+        tx.rollback().await?;
+        return Ok(());
+    }
+    let mut timers: Vec<(String, String, Kind, i64)> = Vec::new();
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let declared_at = from_ms(row.try_get("declared_at")?);
+        let settled = row.try_get::<Option<i64>, _>("resolved_at")?.is_some()
+            || row.try_get::<Option<i64>, _>("closed_at")?.is_some();
+        if settled || declared_at < horizon {
+            continue;
+        }
+        let unacknowledged = row.try_get::<Option<i64>, _>("acknowledged_at")?.is_none();
+        if unacknowledged && row.try_get::<String, _>("severity")? == Severity::P1.as_str() {
+            let due = declared_at + Duration::minutes(cfg.p1_ack_escalation_minutes.max(0));
+            timers.push((format!("p1_ack:{id}"), id.clone(), Kind::P1Ack, ms(due)));
+        }
+        let due = declared_at + Duration::minutes(cfg.unresolved_escalation_minutes.max(0));
+        timers.push((format!("unresolved:{id}"), id, Kind::Unresolved, ms(due)));
+    }
+    state
+        .db
+        .insert_rows(
+            &mut tx,
+            (
+                "INSERT INTO timers (id, incident_id, kind, due_at, fired, created_at)",
+                "(?, ?, ?, ?, 0, ?)",
+                "ON CONFLICT (id) DO NOTHING",
+            ),
+            &timers,
+            |q, (id, incident_id, kind, due)| {
+                q.bind(id.as_str())
+                    .bind(incident_id.as_str())
+                    .bind(kind.as_str())
+                    .bind(*due)
+                    .bind(ms(now))
+            },
+        )
+        .await?;
+    tx.commit().await
 }
 
 /// One round: arm, fire what is due, run the outbox. Returns how many timers fired.
@@ -167,6 +199,8 @@ pub async fn run_forever(state: Arc<AppState>) {
     let every = StdDuration::from_millis(state.settings.incidents.timer_tick_ms.max(20));
     let mut n: u64 = 0;
     loop {
+        // Declarations coming in are answered first (see `Intake::quiet`); a tick waits 25 ms at most.
+        state.intake.quiet().await;
         if let Err(e) = tick(&state).await {
             tracing::warn!(error = %e, "timer tick failed");
         }
