@@ -4,13 +4,13 @@
 //! steps then run in the background ([`super::setup`]).
 //!
 //! Declarations go through one [`Intake`] writer per process, which stores everything that arrived together in
-//! one transaction of three statements fed the whole batch as JSON (group commit): a burst of 200 `/incident start`s costs a
-//! handful of database round trips instead of a thousand. On SQLite the writer has a thread of its own, so the
+//! one transaction of three statements fed the whole batch as JSON (group commit): a burst of 200 `/incident
+//! start`s costs a handful of database round trips instead of a thousand. On SQLite the writer has a thread of its own, so the
 //! burst's own HTTP requests do not hold up its round trips. Of the war-room steps only the first, the channel,
 //! is stored — already claimed by this process, so the war room starts without another query; the steps that
-//! wait for it are stored when it settles. War rooms start only once every declaration received before them
+//! wait for it are stored when it settles. War rooms are held until every declaration received before them
 //! has been answered — its [`Declared`] dropped by the handler that built the acknowledgement — and the burst
-//! is over ([`Intake::quiet`]): acknowledgements go first.
+//! is over ([`Intake::quiet`]), then started together: acknowledgements go first.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,8 +74,6 @@ struct Gate {
     caught_up: watch::Sender<u64>,
     /// When the latest declaration was received.
     last: Mutex<tokio::time::Instant>,
-    /// Held by the one war room watching the intake in [`Intake::quiet`]; the others queue for it.
-    watcher: tokio::sync::Mutex<()>,
 }
 
 impl Gate {
@@ -102,7 +100,7 @@ impl Drop for Answer {
     }
 }
 
-/// An incident just stored. Its war room waits until every declaration received before it is answered
+/// An incident just stored. Its war room is held until every declaration received before it is answered
 /// ([`Intake::quiet`]), so keep this value until the acknowledgement is built and drop it then.
 #[derive(Debug)]
 pub struct Declared {
@@ -177,7 +175,6 @@ impl Intake {
                 answered: AtomicU64::new(0),
                 caught_up: watch::channel(0).0,
                 last: Mutex::new(tokio::time::Instant::now()),
-                watcher: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -188,15 +185,10 @@ impl Intake {
     /// commands still coming in: under a burst, every acknowledgement goes first. A lone declaration waits
     /// about [`QUIET`].
     ///
-    /// One waiter at a time watches the intake; the others queue behind it and, when their turn comes, usually
-    /// find it quiet at once. With every new war room watching on its own, each answer and each quiet period
-    /// checked woke all of them: hundreds of wake-ups per burst, on the same two cores as the burst itself.
+    /// One task waits here for all the war rooms held ([`Runner::kick_claimed`]); the timer worker and the
+    /// step sweeper wait here too before each round.
     pub async fn quiet(&self) {
         let deadline = tokio::time::Instant::now() + MAX_HOLD;
-        let Ok(_watching) = tokio::time::timeout_at(deadline, self.gate.watcher.lock()).await
-        else {
-            return;
-        };
         let mut caught_up = self.gate.caught_up.subscribe();
         loop {
             let target = self.gate.received.load(Ordering::SeqCst);
@@ -505,7 +497,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn many_war_rooms_waiting_together_all_start_once_the_intake_is_quiet() {
+    async fn everything_waiting_for_a_quiet_intake_goes_on_once_it_is_quiet() {
         let intake = intake().await;
         let declared = intake
             .submit(request("Checkout down"), Utc::now())
@@ -523,7 +515,7 @@ mod tests {
         for w in waiting {
             tokio::time::timeout(Duration::from_secs(5), w)
                 .await
-                .expect("every waiting war room starts")
+                .expect("every waiter goes on")
                 .unwrap();
         }
     }

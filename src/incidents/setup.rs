@@ -26,8 +26,17 @@ use crate::startup::AppState;
 pub struct Runner {
     /// Lease owner id of this process.
     owner: String,
-    /// Incidents this process is driving right now.
+    /// Incidents this process is driving right now (held ones included).
     active: Mutex<HashSet<String>>,
+    /// War rooms declared here, held until the intake is quiet (see [`Runner::kick_claimed`]).
+    held: Mutex<Held>,
+}
+
+/// War rooms waiting for a quiet intake, and whether a task is waiting to start them.
+#[derive(Debug, Default)]
+struct Held {
+    incidents: Vec<Incident>,
+    starter: bool,
 }
 
 impl Default for Runner {
@@ -35,6 +44,7 @@ impl Default for Runner {
         Runner {
             owner: uuid::Uuid::new_v4().to_string(),
             active: Mutex::default(),
+            held: Mutex::default(),
         }
     }
 }
@@ -46,10 +56,40 @@ impl Runner {
     }
 
     /// Starts the war room of an incident just declared by this process, whose channel step was stored
-    /// already claimed by it: no query before the first Slack call.
+    /// already claimed by it: no query before the first Slack call. Commands coming in are answered first: the
+    /// war room is held until the intake is quiet ([`crate::incidents::declare::Intake::quiet`]), and one task
+    /// waits for that on behalf of every war room held, then starts them all. A task per war room, each
+    /// waiting on its own, cost a burst of 200 declarations 200 spawns and hundreds of wake-ups on the very
+    /// cores answering it.
     pub fn kick_claimed(state: &Arc<AppState>, inc: Incident) {
-        let id = inc.id.clone();
-        Runner::spawn_driver(state, &id, Some(inc));
+        if !Runner::mark_active(state, &inc.id) {
+            return;
+        }
+        let start_waiting = {
+            let mut held = state.setup.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.incidents.push(inc);
+            !std::mem::replace(&mut held.starter, true)
+        };
+        if start_waiting {
+            let state = state.clone();
+            tokio::spawn(async move {
+                loop {
+                    state.intake.quiet().await;
+                    let ready = {
+                        let mut held = state.setup.held.lock().unwrap_or_else(|e| e.into_inner());
+                        if held.incidents.is_empty() {
+                            held.starter = false;
+                            return;
+                        }
+                        std::mem::take(&mut held.incidents)
+                    };
+                    for inc in ready {
+                        let id = inc.id.clone();
+                        Runner::spawn_marked(&state, &id, Some(inc));
+                    }
+                }
+            });
+        }
     }
 
     /// The lease owner id of this process.
@@ -58,12 +98,19 @@ impl Runner {
     }
 
     fn spawn_driver(state: &Arc<AppState>, incident_id: &str, fresh: Option<Incident>) {
-        {
-            let mut active = state.setup.active.lock().unwrap_or_else(|e| e.into_inner());
-            if !active.insert(incident_id.to_string()) {
-                return;
-            }
+        if Runner::mark_active(state, incident_id) {
+            Runner::spawn_marked(state, incident_id, fresh);
         }
+    }
+
+    /// Records that this process drives the incident; false if it already does.
+    fn mark_active(state: &AppState, incident_id: &str) -> bool {
+        let mut active = state.setup.active.lock().unwrap_or_else(|e| e.into_inner());
+        active.insert(incident_id.to_string())
+    }
+
+    /// Spawns the driver of an incident already marked active.
+    fn spawn_marked(state: &Arc<AppState>, incident_id: &str, fresh: Option<Incident>) {
         let state = state.clone();
         let id = incident_id.to_string();
         // Every line logged while setting up this incident (steps, Slack and pager calls) carries its id.
@@ -140,9 +187,8 @@ async fn drive(
 ) -> Result<(), sqlx::Error> {
     let mut running: JoinSet<()> = JoinSet::new();
     if let Some(inc) = fresh {
-        // Declared here a moment ago: its channel step is already ours (attempt 1). Commands coming in are
-        // answered first.
-        state.intake.quiet().await;
+        // Declared here a moment ago (and held until the intake was quiet): its channel step is already ours
+        // (attempt 1).
         let state = state.clone();
         let id = incident_id.to_string();
         running.spawn(
