@@ -439,10 +439,19 @@ mod tests {
     use super::*;
     use crate::incidents::steps::Step;
 
-    async fn intake() -> Intake {
+    async fn memory_db() -> Db {
         let db = Db::connect("sqlite::memory:").await.unwrap();
         db.migrate().await.unwrap();
-        Intake::start(db, "test-owner".into(), 60_000).unwrap()
+        db
+    }
+
+    async fn intake() -> Intake {
+        Intake::start(memory_db().await, "test-owner".into(), 60_000).unwrap()
+    }
+
+    /// Declares `title` through `intake` and returns it stored, not yet answered.
+    async fn submitted(intake: &Intake, title: &str) -> Declared {
+        intake.submit(request(title), Utc::now()).await.unwrap()
     }
 
     fn request(title: &str) -> DeclareRequest {
@@ -467,14 +476,8 @@ mod tests {
     #[tokio::test]
     async fn a_new_war_room_waits_until_every_declaration_received_has_been_answered() {
         let intake = intake().await;
-        let first = intake
-            .submit(request("Checkout down"), Utc::now())
-            .await
-            .unwrap();
-        let second = intake
-            .submit(request("Search slow"), Utc::now())
-            .await
-            .unwrap();
+        let first = submitted(&intake, "Checkout down").await;
+        let second = submitted(&intake, "Search slow").await;
         assert_eq!((first.number, second.number), (1, 2));
         // Stored, but the handlers have not answered Slack yet: the war rooms are held back.
         assert!(!quiet_within(&intake, QUIET * 4).await);
@@ -487,10 +490,7 @@ mod tests {
     #[tokio::test]
     async fn a_war_room_is_held_back_no_longer_than_max_hold_even_if_an_answer_never_comes() {
         let intake = intake().await;
-        let _never_answered = intake
-            .submit(request("Checkout down"), Utc::now())
-            .await
-            .unwrap();
+        let _never_answered = submitted(&intake, "Checkout down").await;
         let t0 = std::time::Instant::now();
         intake.quiet().await;
         assert!(t0.elapsed() >= MAX_HOLD);
@@ -499,10 +499,7 @@ mod tests {
     #[tokio::test]
     async fn everything_waiting_for_a_quiet_intake_goes_on_once_it_is_quiet() {
         let intake = intake().await;
-        let declared = intake
-            .submit(request("Checkout down"), Utc::now())
-            .await
-            .unwrap();
+        let declared = submitted(&intake, "Checkout down").await;
         let waiting: Vec<_> = (0..50)
             .map(|_| {
                 let intake = intake.clone();
@@ -522,8 +519,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_that_fails_half_way_is_rolled_back_and_the_next_one_is_stored() {
-        let db = Db::connect("sqlite::memory:").await.unwrap();
-        db.migrate().await.unwrap();
+        let db = memory_db().await;
         // The incidents insert fails after the counter was bumped in the same transaction.
         sqlx::query(
             "CREATE TEMP TRIGGER refuse BEFORE INSERT ON incidents WHEN NEW.title = 'boom'
@@ -550,8 +546,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_numbers_each_workspace_in_arrival_order_after_its_earlier_incidents() {
-        let db = Db::connect("sqlite::memory:").await.unwrap();
-        db.migrate().await.unwrap();
+        let db = memory_db().await;
         let in_team = |team: &str, title: &str| {
             let mut r = request(title);
             r.team_id = team.into();
