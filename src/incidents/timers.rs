@@ -119,6 +119,14 @@ pub(crate) async fn rearm_unresolved(
 async fn arm(state: &AppState, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     let cfg = &state.settings.incidents;
     let horizon = now - Duration::hours(ARM_HORIZON_HOURS);
+    // Most ticks have nothing to arm: find that out with one read, without taking the write lock.
+    let unarmed: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM incidents WHERE timers_armed = 0 LIMIT 1")
+            .fetch_optional(&state.db.pool)
+            .await?;
+    if unarmed.is_none() {
+        return Ok(());
+    }
     let mut tx = state.db.begin_write().await?;
     let rows = sqlx::query(
         "UPDATE incidents SET timers_armed = 1
