@@ -403,7 +403,8 @@ async fn a_modal_without_a_title_is_answered_with_a_field_error() {
 }
 
 #[tokio::test]
-async fn incident_numbers_are_sequential_per_workspace_under_concurrent_declares() {
+async fn incident_numbers_are_sequential_per_workspace_under_concurrent_declares_and_each_gets_its_war_room(
+) {
     let app = spawn_app().await;
     let texts: Vec<String> = (0..10).map(|i| format!("start Outage {i}")).collect();
     let futs = texts
@@ -421,6 +422,19 @@ async fn incident_numbers_are_sequential_per_workspace_under_concurrent_declares
         .await
         .unwrap();
     assert_eq!(numbers, (1..=10).collect::<Vec<i64>>());
+    // Held together while the burst was answered, then started together: every war room stands.
+    for number in 1..=10 {
+        let id = app.incident_id(number).await.unwrap();
+        let steps = app.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
+        assert!(
+            steps
+                .iter()
+                .all(|s| s.state == "done" || s.state == "skipped"),
+            "{steps:?}"
+        );
+    }
+    assert_eq!(app.slack.count("conversations.create"), 10);
+    assert_eq!(app.slack.count("pins.add"), 10);
 }
 
 #[tokio::test]
