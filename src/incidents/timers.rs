@@ -1,11 +1,12 @@
 //! Timers: the P1 acknowledgement escalation, the unresolved escalation, and the end of the monitoring window.
 //!
-//! A timer is a row of `timers` (`due_at`, `fired`). Escalation timers are armed by a sweep for every incident
-//! declared in the last day that lacks them (so they exist whoever declared the incident, and after a restart);
-//! the close timer is written with the resolution itself. A due timer is fired in one transaction that flips
-//! `fired` 0 → 1 with a conditional `UPDATE` and stores its effects (outbox rows, the closed incident), so it fires
-//! exactly once even with several bot processes on one database, and survives restarts: nothing is kept in
-//! memory. Every timer re-checks its condition when it fires (an acknowledged P1 is not escalated).
+//! A timer is a row of `timers` (`due_at`, `fired`). Escalation timers are armed by the worker, once per incident
+//! (`incidents.timers_armed`), for every incident declared in the last day (so they exist whoever declared the
+//! incident, and after a restart); the close timer is written with the resolution itself. A due timer is fired
+//! in one transaction that flips `fired` 0 → 1 with a conditional `UPDATE` and stores its effects (outbox rows,
+//! the closed incident), so it fires exactly once even with several bot processes on one database, and survives
+//! restarts: nothing is kept in memory. Every timer re-checks its condition when it fires (an acknowledged P1 is
+//! not escalated).
 //!
 //! The worker ([`run_forever`]) ticks every `incidents.timer_tick_ms`, reading the time from `state.clock`, so tests
 //! drive it with a manual clock.
