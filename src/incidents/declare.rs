@@ -5,10 +5,10 @@
 //!
 //! Declarations go through one [`Intake`] writer per process, which stores everything that arrived together in
 //! one transaction of three statements fed the whole batch as JSON (group commit): a burst of 200 `/incident
-//! start`s costs a handful of database round trips instead of a thousand. On SQLite the writer has a thread of its own, so the
-//! burst's own HTTP requests do not hold up its round trips. Of the war-room steps only the first, the channel,
-//! is stored — already claimed by this process, so the war room starts without another query; the steps that
-//! wait for it are stored when it settles. War rooms are held until every declaration received before them
+//! start`s costs a handful of database round trips instead of a thousand. On SQLite the writer has a thread of
+//! its own, so the burst's own HTTP requests do not hold up its round trips. Of the war-room steps only the
+//! first, the channel, is stored — already claimed by this process, so the war room starts without another
+//! query; the steps that wait for it are stored when it settles. War rooms are held until every declaration received before them
 //! has been answered — its [`Declared`] dropped by the handler that built the acknowledgement — and the burst
 //! is over ([`Intake::quiet`]), then started together: acknowledgements go first.
 
