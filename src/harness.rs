@@ -179,16 +179,9 @@ impl Harness {
         .await
     }
 
-    /// The id of incident `number` in the harness workspace.
+    /// The id of incident `number` in the harness workspace (see [`incident_id_in`]).
     pub async fn incident_id(&self, number: i64) -> anyhow::Result<String> {
-        let id: String =
-            sqlx::query_scalar("SELECT id FROM incidents WHERE team_id = $1 AND number = $2")
-                .bind(TEAM_ID)
-                .bind(number)
-                .fetch_one(&self.state.db.pool)
-                .await
-                .with_context(|| format!("no incident {number}"))?;
-        Ok(id)
+        incident_id_in(&self.state.db, number).await
     }
 
     /// The `payload=<json>` form body of a click on button `action_id` of incident `incident_id`'s card by `user`,
@@ -266,6 +259,27 @@ impl Harness {
                 anyhow::bail!("setup not finished after {limit:?}: {steps:?}");
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The id of incident `number` in the harness workspace of `db`. A declaration is acknowledged once logged and
+/// becomes an incident row a few milliseconds later (`incidents::declare`), so this waits for it, 5 s at most.
+pub async fn incident_id_in(db: &Db, number: i64) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM incidents WHERE team_id = $1 AND number = $2")
+                .bind(TEAM_ID)
+                .bind(number)
+                .fetch_optional(&db.pool)
+                .await?;
+        match id {
+            Some(id) => return Ok(id),
+            None if tokio::time::Instant::now() >= deadline => {
+                anyhow::bail!("no incident {number}")
+            }
+            None => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     }
 }

@@ -237,35 +237,14 @@ pub fn subcommand_label(text: &str) -> &'static str {
     }
 }
 
-/// One `/incident` command was handled: `result` is `ok`, `usage` (bad input, answered with usage),
-/// `bad_request` or `error`.
-pub fn command(text: &str, result: &str) {
+/// One `/incident` command was handled: `subcommand` from [`subcommand_label`]; `result` is `ok`, `usage` (bad
+/// input, answered with usage), `bad_request`, `unauthorized` or `error`.
+pub fn command(subcommand: &'static str, result: &str) {
     add(
         SLASH_COMMANDS,
-        &[("subcommand", subcommand_label(text)), ("result", result)],
+        &[("subcommand", subcommand), ("result", result)],
         1,
     );
-}
-
-/// Counts a handled slash command from its form-encoded payload and the handler's result: `usage` when the
-/// text did not parse (the user got the usage reply), else `ok`, `bad_request` or `error`.
-pub fn count_command(
-    form: &[u8],
-    result: &Result<axum::response::Response, crate::errors::ApiError>,
-) {
-    let text = serde_urlencoded::from_bytes::<Vec<(String, String)>>(form)
-        .ok()
-        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "text"))
-        .map(|(_, v)| v)
-        .unwrap_or_default();
-    let outcome = match result {
-        Ok(_) if crate::domain::command::parse(&text).is_err() => "usage",
-        Ok(_) => "ok",
-        Err(crate::errors::ApiError::BadRequest { .. }) => "bad_request",
-        Err(crate::errors::ApiError::Unauthorized(_)) => "unauthorized",
-        Err(crate::errors::ApiError::Internal(_)) => "error",
-    };
-    command(&text, outcome);
 }
 
 /// A request to `/slack/*` was refused (bad signature).
@@ -584,8 +563,8 @@ mod tests {
 
     #[test]
     fn counters_render_with_labels_help_and_type() {
-        command("start Payments down sev:P1", "ok");
-        command("START x", "ok");
+        command(subcommand_label("start Payments down sev:P1"), "ok");
+        command(subcommand_label("START x"), "ok");
         let text = render();
         assert!(text.contains("# TYPE incident_bot_slash_commands_total counter"));
         let v = series(

@@ -78,6 +78,7 @@ impl AppState {
             db.clone(),
             setup.owner().to_string(),
             settings.setup.lease_ms as i64,
+            clock.clone(),
         )
         .context("cannot start the declaration writer")?;
         Ok(AppState {
@@ -217,6 +218,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let state = Arc::new(AppState::new(settings, secrets, db, catalog, clock)?);
+        state.intake.start_war_rooms_for(&state);
         Ok(Application { listener, state })
     }
 
@@ -286,6 +288,8 @@ async fn finish_in_flight(state: &AppState, socket: Option<AbortOnDrop>) {
     if let Some(mut socket) = socket {
         let _ = tokio::time::timeout_at(deadline, &mut socket.0).await;
     }
+    // Declarations acknowledged a moment ago become incidents now, and their war rooms start.
+    let _ = tokio::time::timeout_at(deadline, state.intake.flush()).await;
     let busy = state.setup.active_count();
     if busy > 0 {
         tracing::info!(

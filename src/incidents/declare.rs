@@ -1,32 +1,39 @@
-//! Declaring an incident: one transaction stores the incident (its row is also the declaration's record: who,
-//! when, what) with its per-workspace number and its first war-room step, so a declaration is either wholly
-//! stored or not at all — and it is stored before Slack gets its answer, so nothing acknowledged is lost. The
-//! steps then run in the background ([`super::setup`]).
+//! Declaring an incident, in two steps so that Slack gets its answer within milliseconds even under a burst:
 //!
+//! 1. **Acknowledged once logged.** A declaration is acknowledged once it is in the *declaration log*: one
+//!    narrow row per batch of declarations stored together (group commit), written in the same transaction as
+//!    the per-workspace numbers they take. Nothing acknowledged is lost: the log is durable, and every row in it
+//!    becomes incidents.
+//! 2. **Then made an incident.** Once the burst has been answered ([`Intake::quiet`]), each log row becomes its
+//!    incident rows and their first war-room step (the channel, claimed by this process) in one transaction that
+//!    also deletes the row, and the war rooms start ([`super::setup::Runner::start_declared`]). A row left by a
+//!    process that died between the two steps is taken over by any replica's sweeper ([`recover`]); deleting the
+//!    row in the transaction that inserts its incidents makes each declaration exactly one incident.
+//!
+//! Writing the log costs the database a fraction of what the incident rows with their nine indexes cost: that is
+//! what the acknowledgement waits for, and why the incident rows wait for the acknowledgements instead.
 //! Declarations go through one [`Intake`] writer per process, which stores everything that arrived together in
-//! one transaction of three statements fed the whole batch as JSON (group commit): a burst of 200 `/incident
-//! start`s costs a handful of database round trips instead of a thousand. On SQLite the writer has a thread of
-//! its own, so the burst's own HTTP requests do not hold up its round trips. Of the war-room steps only the
-//! first, the channel, is stored — already claimed by this process, so the war room starts without another
-//! query; the steps that wait for it are stored when it settles. War rooms are held until every declaration received before them
-//! has been answered — its [`Declared`] dropped by the handler that built the acknowledgement — and the burst
-//! is over ([`Intake::quiet`]), then started together: acknowledgements go first.
+//! one transaction; on SQLite the writer has a thread of its own, so the burst's own HTTP requests do not hold up
+//! its round trips to SQLite's connection thread.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::setup::Runner;
 use super::Incident;
-use crate::db::{ms, Backend, Db};
+use crate::clock::Clock;
+use crate::db::{from_ms, ms, Backend, Db};
 use crate::domain::phase::Timeline;
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::startup::AppState;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
 /// What a user asked for, already parsed.
 #[derive(Debug, Clone)]
@@ -43,23 +50,61 @@ pub struct DeclareRequest {
     pub started_at: Option<DateTime<Utc>>,
 }
 
-/// How long the intake must have received nothing before new war rooms start (see [`Intake::quiet`]).
+/// How long the intake must have received nothing before declarations become incidents and their war rooms
+/// start (see [`Intake::quiet`]).
 pub const QUIET: Duration = Duration::from_millis(2);
 
-/// The longest a new war room is held back while declarations keep arriving.
+/// The longest declarations wait to become incidents while more keep arriving.
 pub const MAX_HOLD: Duration = Duration::from_millis(25);
 
-/// Most declarations stored in one transaction (each batch is bound as one JSON text per statement, about
-/// 300 bytes per declaration).
-const MAX_BATCH: usize = 200;
+/// Most declarations in one log row, and so in one transaction that makes them incidents: a transaction
+/// making 64 incidents holds SQLite's one writer for about a millisecond and a half, which is the longest a
+/// declaration arriving meanwhile waits for it.
+const MAX_BATCH: usize = 64;
+
+/// A log row older than this (or than the step lease, if shorter) belongs to a process that died before making
+/// it incidents, and any replica's sweeper takes it over ([`recover`]). A live process makes its rows incidents
+/// within [`MAX_HOLD`] and a few milliseconds.
+const ABANDONED_AFTER_MS: i64 = 5_000;
+
+/// How long the writer waits before trying again to make a log row incidents after a database error.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
 
 type Reply = oneshot::Sender<Result<Incident, String>>;
 
+/// What the writer is asked to do.
+enum Job {
+    /// Log a declaration received at the given time, then answer.
+    Declare(DeclareRequest, DateTime<Utc>, Reply),
+    /// Make every logged declaration an incident now (at shutdown), then answer.
+    Flush(oneshot::Sender<()>),
+}
+
 /// The per-process declaration writer (see the module doc).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Intake {
-    tx: mpsc::UnboundedSender<(DeclareRequest, DateTime<Utc>, Reply)>,
-    gate: Arc<Gate>,
+    tx: mpsc::UnboundedSender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake").finish_non_exhaustive()
+    }
+}
+
+/// What the handlers and the writer share.
+struct Shared {
+    gate: Gate,
+    /// Where war rooms are started once their incidents are stored (set by [`Intake::start_war_rooms_for`]).
+    starter: OnceLock<Starter>,
+}
+
+/// The bot whose war rooms the writer starts, and the runtime they run on (the SQLite writer's thread has a
+/// runtime of its own). Weak: the bot owns its intake.
+struct Starter {
+    state: Weak<AppState>,
+    runtime: tokio::runtime::Handle,
 }
 
 /// Counts declarations received and answered, for [`Intake::quiet`].
@@ -69,8 +114,8 @@ struct Gate {
     received: AtomicU64,
     /// Declarations answered so far: acknowledged to Slack (their [`Declared`] dropped) or refused.
     answered: AtomicU64,
-    /// The answered count, published only when it catches up with `received`: waking every waiting war room
-    /// on each answer would cost a burst of N declarations N² wake-ups.
+    /// The answered count, published only when it catches up with `received`: waking every waiter on each
+    /// answer would cost a burst of N declarations N² wake-ups.
     caught_up: watch::Sender<u64>,
     /// When the latest declaration was received.
     last: Mutex<tokio::time::Instant>,
@@ -87,25 +132,54 @@ impl Gate {
             });
         }
     }
+
+    /// See [`Intake::quiet`].
+    async fn quiet(&self) {
+        let deadline = tokio::time::Instant::now() + MAX_HOLD;
+        let mut caught_up = self.caught_up.subscribe();
+        loop {
+            let target = self.received.load(Ordering::SeqCst);
+            if self.answered.load(Ordering::SeqCst) < target {
+                let wait = caught_up.wait_for(|a| *a >= target);
+                // An error cannot happen while `self` holds the sender.
+                if tokio::time::timeout_at(deadline, wait).await.is_err() {
+                    return;
+                }
+            }
+            let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            if now >= deadline || now.duration_since(last) >= QUIET {
+                return;
+            }
+            tokio::time::sleep_until((last + QUIET).min(deadline)).await;
+        }
+    }
 }
 
 /// Counts one declaration as answered when dropped: held by [`Declared`] until the handler has built Slack's
 /// answer, or dropped by [`Intake::submit`] on an error.
 #[derive(Debug)]
-struct Answer(Arc<Gate>);
+struct Answer(Arc<Shared>);
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        self.0.answer();
+        self.0.gate.answer();
     }
 }
 
-/// An incident just stored. Its war room is held until every declaration received before it is answered
-/// ([`Intake::quiet`]), so keep this value until the acknowledgement is built and drop it then.
+/// A declaration just logged, with its number. It becomes an incident row — and its war room starts — once
+/// every declaration received before it has been answered ([`Intake::quiet`]), so keep this value until the
+/// acknowledgement is built and drop it then.
 #[derive(Debug)]
 pub struct Declared {
     pub incident: Incident,
     _answer: Answer,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("gate", &self.gate).finish()
+    }
 }
 
 impl std::ops::Deref for Declared {
@@ -116,110 +190,73 @@ impl std::ops::Deref for Declared {
 }
 
 impl Intake {
-    /// Starts the writer. Steps are claimed for `owner` until `lease_ms` from their declaration. Fails only if
-    /// the operating system gives SQLite's writer no thread.
-    pub fn start(db: Db, owner: String, lease_ms: i64) -> std::io::Result<Intake> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(DeclareRequest, DateTime<Utc>, Reply)>();
-        let backend = db.backend;
-        let writer = async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let (items, replies): (Vec<(DeclareRequest, DateTime<Utc>)>, Vec<Reply>) = batch
-                    .into_iter()
-                    .map(|(req, now, reply)| ((req, now), reply))
-                    .unzip();
-                let t0 = std::time::Instant::now();
-                let stored = store_batch(&db, &items, &owner, lease_ms).await;
-                tracing::debug!(
-                    n = items.len(),
-                    ms = t0.elapsed().as_secs_f64() * 1e3,
-                    "declarations stored"
-                );
-                match stored {
-                    Ok(incidents) => {
-                        for (reply, inc) in replies.into_iter().zip(incidents) {
-                            let _ = reply.send(Ok(inc));
-                        }
-                    }
-                    // One bad declaration must not fail the others: store them one by one.
-                    Err(e) if items.len() > 1 => {
-                        tracing::warn!(error = %e, n = items.len(), "batched declaration failed; storing one by one");
-                        for (item, reply) in items.into_iter().zip(replies) {
-                            let one = store_batch(&db, &[item], &owner, lease_ms).await;
-                            let _ =
-                                reply.send(one.map(|mut v| v.remove(0)).map_err(|e| e.to_string()));
-                        }
-                    }
-                    Err(e) => {
-                        for reply in replies {
-                            let _ = reply.send(Err(e.to_string()));
-                        }
-                    }
-                }
-            }
-        };
-        match backend {
-            Backend::Sqlite => on_own_thread(writer)?,
-            Backend::Postgres => drop(tokio::spawn(writer)),
-        }
-        Ok(Intake {
-            tx,
-            gate: Arc::new(Gate {
+    /// Starts the writer. War-room steps are claimed for `owner` for `lease_ms` from when the incidents are
+    /// stored (by `clock`). Fails only if the operating system gives SQLite's writer no thread.
+    pub fn start(
+        db: Db,
+        owner: String,
+        lease_ms: i64,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Intake> {
+        let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        let shared = Arc::new(Shared {
+            gate: Gate {
                 received: AtomicU64::new(0),
                 answered: AtomicU64::new(0),
                 caught_up: watch::channel(0).0,
                 last: Mutex::new(tokio::time::Instant::now()),
-            }),
-        })
+            },
+            starter: OnceLock::new(),
+        });
+        let backend = db.backend;
+        let writer = Writer {
+            db,
+            owner,
+            lease_ms,
+            clock,
+            shared: shared.clone(),
+            logged: VecDeque::new(),
+            retry_at: None,
+        };
+        match backend {
+            Backend::Sqlite => on_own_thread(writer.run(rx))?,
+            Backend::Postgres => drop(tokio::spawn(writer.run(rx))),
+        }
+        Ok(Intake { tx, shared })
+    }
+
+    /// From now on, the war rooms of declarations made incidents are started on `state` (on the runtime this
+    /// is called from). Until then — in a unit test of the intake alone — incidents are stored but no war room
+    /// starts.
+    pub fn start_war_rooms_for(&self, state: &Arc<AppState>) {
+        let _ = self.shared.starter.set(Starter {
+            state: Arc::downgrade(state),
+            runtime: tokio::runtime::Handle::current(),
+        });
     }
 
     /// Waits until the intake is quiet: every declaration received so far answered, and none received for
-    /// [`QUIET`] — or at most [`MAX_HOLD`] in all. A new war room waits for this before its first Slack call, so
-    /// that setting up war rooms (connections, JSON, TLS: real CPU) never holds back the acknowledgement of
-    /// commands still coming in: under a burst, every acknowledgement goes first. A lone declaration waits
-    /// about [`QUIET`].
-    ///
-    /// One task waits here for all the war rooms held ([`Runner::kick_claimed`]); the timer worker and the
-    /// step sweeper wait here too before each round.
+    /// [`QUIET`] — or at most [`MAX_HOLD`] in all. The writer waits for this before it makes logged declarations
+    /// incidents and starts their war rooms, and so do the timer worker and the step sweeper before each round:
+    /// setting up war rooms (connections, JSON, TLS: real CPU) and background queries never hold back the
+    /// acknowledgement of commands still coming in. A lone declaration waits about [`QUIET`].
     pub async fn quiet(&self) {
-        let deadline = tokio::time::Instant::now() + MAX_HOLD;
-        let mut caught_up = self.gate.caught_up.subscribe();
-        loop {
-            let target = self.gate.received.load(Ordering::SeqCst);
-            if self.gate.answered.load(Ordering::SeqCst) < target {
-                let wait = caught_up.wait_for(|a| *a >= target);
-                // An error cannot happen while `self` holds the sender.
-                if tokio::time::timeout_at(deadline, wait).await.is_err() {
-                    return;
-                }
-            }
-            let last = *self.gate.last.lock().unwrap_or_else(|e| e.into_inner());
-            let now = tokio::time::Instant::now();
-            if now >= deadline || now.duration_since(last) >= QUIET {
-                return;
-            }
-            tokio::time::sleep_until((last + QUIET).min(deadline)).await;
-        }
+        self.shared.gate.quiet().await
     }
 
-    /// Stores one declaration (with whatever else arrives meanwhile); returns it once committed.
+    /// Logs one declaration (with whatever else arrives meanwhile); returns it, numbered, once committed.
     pub async fn submit(
         &self,
         req: DeclareRequest,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Declared> {
-        *self.gate.last.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
-        self.gate.received.fetch_add(1, Ordering::SeqCst);
-        let answer = Answer(self.gate.clone());
+        let gate = &self.shared.gate;
+        *gate.last.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+        gate.received.fetch_add(1, Ordering::SeqCst);
+        let answer = Answer(self.shared.clone());
         let (reply, stored) = oneshot::channel();
         self.tx
-            .send((req, now, reply))
+            .send(Job::Declare(req, now, reply))
             .map_err(|_| anyhow::anyhow!("the declaration writer has stopped"))?;
         let incident = stored
             .await
@@ -230,13 +267,22 @@ impl Intake {
             _answer: answer,
         })
     }
+
+    /// Makes every declaration logged by this process an incident and starts its war room, without waiting
+    /// for a quiet intake (at shutdown). Returns once done, or once the writer has stopped.
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Job::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
+    }
 }
 
-/// Runs the SQLite writer on a thread of its own with a single-threaded runtime. Each batch is several round
-/// trips to SQLite's connection thread, and on the shared runtime every reply waited in the queue behind the
-/// HTTP requests of the very burst being stored: moving the writer here cut the median acknowledgement in
-/// bursts of 200 from 15.5 to 11.5 ms (`incident-bot bench warroom`). PostgreSQL keeps the writer on the shared runtime: its
-/// pooled sockets belong to the runtime that opened them. The thread ends when every [`Intake`] is dropped.
+/// Runs the SQLite writer on a thread of its own with a single-threaded runtime. Each batch is a round trip to
+/// SQLite's connection thread, and on the shared runtime every reply waited in the queue behind the HTTP
+/// requests of the very burst being stored: moving the writer here cut the median acknowledgement in bursts of
+/// 200 from 15.5 to 11.5 ms (`incident-bot bench warroom`). PostgreSQL keeps the writer on the shared runtime:
+/// its pooled sockets belong to the runtime that opened them. The thread ends when every [`Intake`] is dropped.
 fn on_own_thread(
     writer: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -249,30 +295,308 @@ fn on_own_thread(
     Ok(())
 }
 
-/// Declares: stores the incident (before the caller answers Slack) and starts its war room, which waits until
-/// the returned [`Declared`] — and every other declaration received meanwhile — has been answered.
+/// Declares: logs the declaration (before the caller answers Slack). It becomes an incident, and its war room
+/// starts, once the returned [`Declared`] — and every other declaration received meanwhile — has been answered.
 #[tracing::instrument(skip_all, fields(team = %req.team_id, user = %req.user_id))]
 pub async fn declare(state: &Arc<AppState>, req: DeclareRequest) -> anyhow::Result<Declared> {
-    let declared = state.intake.submit(req, state.clock.now()).await?;
-    Runner::kick_claimed(state, declared.incident.clone());
-    Ok(declared)
+    state.intake.submit(req, state.clock.now()).await
 }
 
-/// Stores declarations in one transaction; returns the incidents in the same order.
-///
-/// Three statements, each of one fixed text whatever the batch (so prepared once and kept), fed the batch as
-/// a JSON array: bump each workspace's counter by its number of declarations (`RETURNING` the new last
-/// number), insert the incidents — each number read from its counter, joined in the statement itself, minus its
-/// offset from the workspace's last declaration in the batch — and insert their channel steps. Statements
-/// built for each batch size (`VALUES (…), (…)` with a counter subquery per row) cost SQLite more to prepare
-/// than to run. On SQLite the transaction and its three statements are one call to the connection thread;
-/// PostgreSQL takes one statement per call.
-async fn store_batch(
+/// A log row: declarations acknowledged together, numbered, not yet incidents.
+#[derive(Debug)]
+struct Logged {
+    seq: i64,
+    incidents: Vec<Incident>,
+}
+
+/// The writer: logs declarations as they come (first), and makes its log rows incidents when the intake is
+/// quiet (then).
+struct Writer {
+    db: Db,
+    owner: String,
+    lease_ms: i64,
+    clock: Arc<dyn Clock>,
+    shared: Arc<Shared>,
+    /// This process's log rows not yet made incidents, oldest first.
+    logged: VecDeque<Logged>,
+    /// After a database error: when to try making the oldest row incidents again.
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        loop {
+            let job = if self.logged.is_empty() {
+                rx.recv().await
+            } else {
+                // Declarations first: only a quiet intake lets a log row become incidents. Only the wait is
+                // raced; making the incidents, once begun, is never cut short.
+                tokio::select! {
+                    biased;
+                    job = rx.recv() => job,
+                    () = self.due() => {
+                        self.materialize_oldest().await;
+                        continue;
+                    }
+                }
+            };
+            let Some(job) = job else { break };
+            let mut batch = Vec::new();
+            let mut flushes = Vec::new();
+            let mut next = Some(job);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Declare(req, at, reply) => batch.push((req, at, reply)),
+                    Job::Flush(done) => flushes.push(done),
+                }
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.store(batch).await;
+            }
+            if !flushes.is_empty() {
+                self.flush().await;
+                for done in flushes {
+                    let _ = done.send(());
+                }
+            }
+        }
+        // Every intake dropped: whatever was acknowledged still becomes incidents (their war rooms resume on the
+        // next start, once their channel step's lease has run out).
+        self.flush().await;
+    }
+
+    /// Resolves when the oldest log row may become incidents: the intake is quiet, and no retry is pending.
+    async fn due(&self) {
+        if let Some(at) = self.retry_at {
+            tokio::time::sleep_until(at).await;
+        }
+        self.shared.gate.quiet().await;
+    }
+
+    /// Logs a batch of declarations and answers each.
+    async fn store(&mut self, batch: Vec<(DeclareRequest, DateTime<Utc>, Reply)>) {
+        let (items, replies): (Vec<(DeclareRequest, DateTime<Utc>)>, Vec<Reply>) = batch
+            .into_iter()
+            .map(|(req, at, reply)| ((req, at), reply))
+            .unzip();
+        let t0 = std::time::Instant::now();
+        let logged = log_batch(&self.db, &items, &self.owner, ms(self.clock.now())).await;
+        tracing::debug!(
+            n = items.len(),
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "declarations logged"
+        );
+        match logged {
+            Ok(logged) => {
+                for (reply, inc) in replies.into_iter().zip(&logged.incidents) {
+                    let _ = reply.send(Ok(inc.clone()));
+                }
+                self.logged.push_back(logged);
+            }
+            // One bad declaration must not fail the others: log them one by one.
+            Err(e) if items.len() > 1 => {
+                tracing::warn!(error = %e, n = items.len(), "batched declaration failed; logging one by one");
+                for (item, reply) in items.into_iter().zip(replies) {
+                    let now = ms(self.clock.now());
+                    match log_batch(&self.db, &[item], &self.owner, now).await {
+                        Ok(logged) => {
+                            let _ = reply.send(Ok(logged.incidents[0].clone()));
+                            self.logged.push_back(logged);
+                        }
+                        Err(e) => drop(reply.send(Err(e.to_string()))),
+                    }
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Makes the oldest log row incidents and starts their war rooms; after an error, tries again later.
+    async fn materialize_oldest(&mut self) {
+        let Some(oldest) = self.logged.front() else {
+            return;
+        };
+        let now = self.clock.now();
+        match materialize(&self.db, oldest, &self.owner, self.lease_ms, now).await {
+            Ok(made) => {
+                self.retry_at = None;
+                let oldest = self.logged.pop_front().expect("looked at above");
+                if made {
+                    self.start_war_rooms(oldest.incidents);
+                } else {
+                    // A sweeper took the row over (this process looked dead to it): its war rooms are its.
+                    tracing::info!(
+                        seq = oldest.seq,
+                        "declarations were made incidents by another process"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, seq = oldest.seq, "could not store declared incidents; retrying");
+                self.retry_at = Some(tokio::time::Instant::now() + RETRY_AFTER);
+            }
+        }
+    }
+
+    /// Makes every log row of this process incidents now; stops at the first error (the rows are taken over by
+    /// a sweeper later).
+    async fn flush(&mut self) {
+        while !self.logged.is_empty() {
+            let before = self.logged.len();
+            self.materialize_oldest().await;
+            if self.logged.len() == before {
+                return;
+            }
+        }
+    }
+
+    fn start_war_rooms(&self, incidents: Vec<Incident>) {
+        let Some(starter) = self.shared.starter.get() else {
+            return;
+        };
+        let Some(state) = starter.state.upgrade() else {
+            return;
+        };
+        let _runtime = starter.runtime.enter();
+        for inc in incidents {
+            Runner::start_declared(&state, inc);
+        }
+    }
+}
+
+/// Takes over log rows left by processes that died before making them incidents (older than
+/// [`ABANDONED_AFTER_MS`], or than the lease if shorter), makes them incidents and starts their war rooms here.
+/// Returns how many declarations were taken over. Called by the step sweeper.
+pub async fn recover(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
+    let now = state.clock.now();
+    let lease_ms = state.settings.setup.lease_ms as i64;
+    let abandoned = ms(now) - lease_ms.min(ABANDONED_AFTER_MS);
+    let rows = sqlx::query(
+        "SELECT seq, last_numbers, declarations FROM declaration_log WHERE received_at < $1 ORDER BY seq LIMIT 20",
+    )
+    .bind(abandoned)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut taken = 0;
+    for row in rows {
+        let logged = match parse_log_row(&row) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "a declaration log row cannot be read; left as it is");
+                continue;
+            }
+        };
+        let owner = state.setup.owner();
+        if materialize(&state.db, &logged, owner, lease_ms, state.clock.now()).await? {
+            tracing::warn!(
+                seq = logged.seq,
+                incidents = logged.incidents.len(),
+                "took over declarations a stopped process had acknowledged"
+            );
+            taken += logged.incidents.len();
+            for inc in logged.incidents {
+                Runner::start_declared(state, inc);
+            }
+        }
+    }
+    Ok(taken)
+}
+
+/// A declaration as the log and the incident insert carry it: a JSON array, so that SQL reads each field by
+/// position. The third field is the incident number, except in the log, where it is how far the number is below
+/// the workspace's last number after the batch (the numbers are not known until the batch's counters are
+/// bumped, in the same call).
+#[derive(Debug, Serialize, Deserialize)]
+struct Row(
+    String,         // 0 id
+    String,         // 1 team_id
+    i64,            // 2 number (in the log: below the workspace's last number)
+    String,         // 3 title
+    String,         // 4 severity
+    Option<String>, // 5 service
+    String,         // 6 detection
+    String,         // 7 declared_by
+    Option<String>, // 8 origin_channel
+    Option<String>, // 9 response_url
+    i64,            // 10 started_at (ms)
+    i64,            // 11 declared_at (ms)
+);
+
+impl Row {
+    fn of(inc: &Incident, number: i64) -> Row {
+        Row(
+            inc.id.clone(),
+            inc.team_id.clone(),
+            number,
+            inc.title.clone(),
+            inc.severity.as_str().to_string(),
+            inc.service.clone(),
+            inc.detection.as_str().to_string(),
+            inc.declared_by.clone(),
+            inc.origin_channel.clone(),
+            inc.response_url.clone(),
+            ms(inc.timeline.started_at),
+            ms(inc.timeline.declared_at),
+        )
+    }
+
+    fn incident(self, number: i64) -> Incident {
+        Incident {
+            id: self.0,
+            team_id: self.1,
+            number,
+            title: self.3,
+            severity: Severity::parse(&self.4).unwrap_or_default(),
+            service: self.5,
+            detection: DetectionMethod::parse(&self.6).unwrap_or_default(),
+            declared_by: self.7,
+            origin_channel: self.8,
+            response_url: self.9,
+            channel_id: None,
+            channel_name: None,
+            card_ts: None,
+            timeline: Timeline::new(from_ms(self.10), from_ms(self.11)),
+            version: 0,
+        }
+    }
+}
+
+/// The incidents of a log row read back (by [`recover`]).
+fn parse_log_row(row: &AnyRow) -> Result<Logged, anyhow::Error> {
+    let seq: i64 = row.try_get("seq")?;
+    let last: HashMap<String, i64> =
+        serde_json::from_str(&row.try_get::<String, _>("last_numbers")?)?;
+    let rows: Vec<Row> = serde_json::from_str(&row.try_get::<String, _>("declarations")?)?;
+    let incidents = rows
+        .into_iter()
+        .map(|r| {
+            let last = *last
+                .get(&r.1)
+                .ok_or_else(|| anyhow::anyhow!("no number for workspace {}", r.1))?;
+            let number = last - r.2;
+            Ok(r.incident(number))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Logged { seq, incidents })
+}
+
+/// Logs declarations in one transaction: bumps each workspace's counter by its number of declarations and
+/// stores one log row with the new last numbers; returns the row with the incidents numbered, in the same
+/// order. On SQLite the transaction is one call to the connection thread; PostgreSQL takes one statement per
+/// call.
+async fn log_batch(
     db: &Db,
     items: &[(DeclareRequest, DateTime<Utc>)],
     owner: &str,
-    lease_ms: i64,
-) -> Result<Vec<Incident>, sqlx::Error> {
+    now_ms: i64,
+) -> Result<Logged, sqlx::Error> {
     // Each workspace in the batch once, in arrival order, with its number of declarations.
     let mut teams: Vec<(&str, i64)> = Vec::new();
     for (req, _) in items {
@@ -316,47 +640,37 @@ async fn store_batch(
         .collect();
 
     let counters = serde_json::to_string(&teams).map_err(json_error)?;
-    // One array per incident, its columns in the order the statements below read them.
-    let rows: Vec<serde_json::Value> = incidents
+    let rows: Vec<Row> = incidents
         .iter()
         .zip(&below_last)
-        .map(|(inc, below)| {
-            serde_json::json!([
-                inc.id,
-                inc.team_id,
-                below,
-                inc.title,
-                inc.severity.as_str(),
-                inc.service,
-                inc.detection.as_str(),
-                inc.declared_by,
-                inc.origin_channel,
-                inc.response_url,
-                ms(inc.timeline.started_at),
-                ms(inc.timeline.declared_at),
-            ])
-        })
+        .map(|(inc, below)| Row::of(inc, *below))
         .collect();
     let rows = serde_json::to_string(&rows).map_err(json_error)?;
 
-    let last_numbers: Vec<AnyRow> = match db.backend {
+    let (seq, last): (i64, HashMap<String, i64>) = match db.backend {
         Backend::Sqlite => {
-            // The transaction travels with its statements: one trip to SQLite's connection thread per batch,
-            // where `begin()` and `commit()` would make three. A failed statement stops the call inside the
-            // transaction, which is then rolled back (a failure before `BEGIN` makes that a harmless error).
+            // The transaction travels with its statements: one trip to SQLite's connection thread per batch.
             let mut conn = db.pool.acquire().await?;
-            let stored = sqlx::query(SQLITE_STORE)
+            let logged = sqlx::query(SQLITE_LOG)
                 .bind(counters)
-                .bind(rows.clone())
                 .bind(owner.to_string())
-                .bind(lease_ms)
+                .bind(now_ms)
                 .bind(rows)
-                .fetch_all(&mut *conn)
+                .fetch_all(&mut *conn) // not fetch_one: it would stop the call at the row, before COMMIT
                 .await;
-            if stored.is_err() {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            }
-            stored?
+            let row = match logged {
+                Ok(mut rows) if rows.len() == 1 => rows.remove(0),
+                Ok(_) => return Err(sqlx::Error::RowNotFound),
+                Err(e) => {
+                    rollback(&mut conn).await;
+                    return Err(e);
+                }
+            };
+            let last: String = row.try_get("last_numbers")?;
+            (
+                row.try_get("seq")?,
+                serde_json::from_str(&last).map_err(json_error)?,
+            )
         }
         Backend::Postgres => {
             let mut tx = db.begin_write().await?;
@@ -364,79 +678,159 @@ async fn store_batch(
                 .bind(counters)
                 .fetch_all(&mut *tx)
                 .await?;
+            let mut last = HashMap::new();
+            for row in &numbers {
+                last.insert(row.try_get("team_id")?, row.try_get("last_number")?);
+            }
+            let seq: i64 = sqlx::query_scalar(
+                "INSERT INTO declaration_log (owner, received_at, last_numbers, declarations)
+                 VALUES ($1, $2, $3, $4) RETURNING seq",
+            )
+            .bind(owner.to_string())
+            .bind(now_ms)
+            .bind(serde_json::to_string(&last).map_err(json_error)?)
+            .bind(rows)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            (seq, last)
+        }
+    };
+    for (inc, below) in incidents.iter_mut().zip(below_last) {
+        inc.number = last.get(&inc.team_id).ok_or(sqlx::Error::RowNotFound)? - below;
+    }
+    Ok(Logged { seq, incidents })
+}
+
+/// Makes a log row incidents — its incident rows and their channel steps, claimed by `owner` until `lease_ms`
+/// after `now` — and deletes the row, in one transaction. False if the row is gone: another process made it
+/// incidents first (each declaration becomes exactly one incident).
+async fn materialize(
+    db: &Db,
+    logged: &Logged,
+    owner: &str,
+    lease_ms: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let rows: Vec<Row> = logged
+        .incidents
+        .iter()
+        .map(|inc| Row::of(inc, inc.number))
+        .collect();
+    let rows = serde_json::to_string(&rows).map_err(json_error)?;
+    match db.backend {
+        Backend::Sqlite => {
+            let mut conn = db.pool.acquire().await?;
+            let made = sqlx::query(SQLITE_MATERIALIZE)
+                .bind(logged.seq)
+                .bind(rows)
+                .bind(owner.to_string())
+                .bind(ms(now))
+                .bind(lease_ms)
+                .fetch_all(&mut *conn) // not fetch_optional: it would stop the call at the row, before COMMIT
+                .await;
+            match made {
+                Ok(rows) => Ok(!rows.is_empty()),
+                Err(e) => {
+                    rollback(&mut conn).await;
+                    Err(e)
+                }
+            }
+        }
+        Backend::Postgres => {
+            let mut tx = db.begin_write().await?;
+            // The row lock serializes processes taking the same row: the later one finds it gone.
+            let taken = sqlx::query("DELETE FROM declaration_log WHERE seq = $1 RETURNING seq")
+                .bind(logged.seq)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if taken.is_none() {
+                return Ok(false);
+            }
             sqlx::query(POSTGRES_INCIDENTS)
                 .bind(rows.clone())
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(POSTGRES_STEPS)
                 .bind(owner.to_string())
+                .bind(ms(now))
                 .bind(lease_ms)
                 .bind(rows)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            numbers
+            Ok(true)
         }
-    };
+    }
+}
 
-    let mut last: std::collections::HashMap<String, i64> = Default::default();
-    for row in &last_numbers {
-        last.insert(row.try_get("team_id")?, row.try_get("last_number")?);
-    }
-    for (inc, below) in incidents.iter_mut().zip(below_last) {
-        inc.number = last.get(&inc.team_id).ok_or(sqlx::Error::RowNotFound)? - below;
-    }
-    Ok(incidents)
+/// After a failed multi-statement call on SQLite: a statement that failed stopped the call inside its
+/// transaction, so roll it back (a failure before `BEGIN` makes this a harmless error).
+async fn rollback(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) {
+    let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
 }
 
 fn json_error(e: serde_json::Error) -> sqlx::Error {
     sqlx::Error::Encode(Box::new(e))
 }
 
-/// [`store_batch`] on SQLite, one call from `BEGIN` to `COMMIT`: the `?` are the counters (`[[team, count],
-/// …]`), the incident rows, the lease owner, the lease length and the incident rows again. `WHERE true` tells
-/// SQLite's parser that `ON CONFLICT` belongs to the `INSERT`, not to a join. Only the channel step is stored,
-/// already claimed by this process: every other step depends on it and is stored when it settles (see
-/// `setup::release_dependents`).
-const SQLITE_STORE: &str = "\
+/// [`log_batch`] on SQLite, one call from `BEGIN` to `COMMIT`: `?1` the counters (`[[team, count], …]`), `?2`
+/// the owner, `?3` when (ms), `?4` the declarations (a JSON array of [`Row`]s, stored as it is, never parsed
+/// here). `WHERE true` tells SQLite's parser that `ON CONFLICT` belongs to the `INSERT`, not to a join.
+const SQLITE_LOG: &str = "\
 BEGIN IMMEDIATE;
 INSERT INTO workspace_counters (team_id, last_number)
-SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true
-ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + excluded.last_number
-RETURNING team_id, last_number;
-INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by, origin_channel,
-                       response_url, started_at, declared_at)
-SELECT r.value ->> 0, r.value ->> 1, c.last_number - (r.value ->> 2), r.value ->> 3, r.value ->> 4,
-       r.value ->> 5, r.value ->> 6, r.value ->> 7, r.value ->> 8, r.value ->> 9, r.value ->> 10, r.value ->> 11
-FROM json_each(?) r JOIN workspace_counters c ON c.team_id = r.value ->> 1;
-INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner, lease_until, updated_at)
-SELECT value ->> 0, 'channel', 'running', 1, value ->> 11, ?, (value ->> 11) + ?, value ->> 11 FROM json_each(?);
+SELECT value ->> 0, value ->> 1 FROM json_each(?1) WHERE true
+ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + excluded.last_number;
+INSERT INTO declaration_log (owner, received_at, last_numbers, declarations)
+SELECT ?2, ?3, json_group_object(team_id, last_number), ?4
+FROM workspace_counters WHERE team_id IN (SELECT value ->> 0 FROM json_each(?1))
+RETURNING seq, last_numbers;
 COMMIT";
 
-/// [`store_batch`] on PostgreSQL: the counters.
+/// [`materialize`] on SQLite, one call from `BEGIN` to `COMMIT`: `?1` the log row, `?2` its incidents (a JSON
+/// array of [`Row`]s), `?3` the lease owner, `?4` now (ms), `?5` the lease. Each insert happens only while the
+/// row is still there; SQLite's one writer makes the check and the delete atomic. Returns the row's `seq` if
+/// this call made it incidents, nothing if it was gone. Only the channel step is stored: every other step
+/// depends on it and is stored when it settles (see `setup::release_dependents`).
+const SQLITE_MATERIALIZE: &str = "\
+BEGIN IMMEDIATE;
+INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by, origin_channel,
+                       response_url, started_at, declared_at)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7,
+       value ->> 8, value ->> 9, value ->> 10, value ->> 11
+FROM json_each(?2) WHERE EXISTS (SELECT 1 FROM declaration_log WHERE seq = ?1);
+INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner, lease_until, updated_at)
+SELECT value ->> 0, 'channel', 'running', 1, ?4, ?3, ?4 + ?5, ?4
+FROM json_each(?2) WHERE EXISTS (SELECT 1 FROM declaration_log WHERE seq = ?1);
+DELETE FROM declaration_log WHERE seq = ?1 RETURNING seq;
+COMMIT";
+
+/// [`log_batch`] on PostgreSQL: the counters.
 const POSTGRES_COUNTERS: &str = "\
 INSERT INTO workspace_counters (team_id, last_number)
 SELECT c ->> 0, (c ->> 1)::bigint FROM json_array_elements($1::json) c
 ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + excluded.last_number
 RETURNING team_id, last_number";
 
-/// [`store_batch`] on PostgreSQL: the incidents.
+/// [`materialize`] on PostgreSQL: the incidents.
 const POSTGRES_INCIDENTS: &str = "\
 INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by, origin_channel,
                        response_url, started_at, declared_at)
-SELECT r ->> 0, r ->> 1, c.last_number - (r ->> 2)::bigint, r ->> 3, r ->> 4, r ->> 5, r ->> 6, r ->> 7,
-       r ->> 8, r ->> 9, (r ->> 10)::bigint, (r ->> 11)::bigint
-FROM json_array_elements($1::json) r JOIN workspace_counters c ON c.team_id = r ->> 1";
+SELECT r ->> 0, r ->> 1, (r ->> 2)::bigint, r ->> 3, r ->> 4, r ->> 5, r ->> 6, r ->> 7, r ->> 8, r ->> 9,
+       (r ->> 10)::bigint, (r ->> 11)::bigint
+FROM json_array_elements($1::json) r";
 
-/// [`store_batch`] on PostgreSQL: the channel steps (see [`SQLITE_STORE`]).
+/// [`materialize`] on PostgreSQL: the channel steps (see [`SQLITE_MATERIALIZE`]).
 const POSTGRES_STEPS: &str = "\
 INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner, lease_until, updated_at)
-SELECT r ->> 0, 'channel', 'running', 1, (r ->> 11)::bigint, $1, (r ->> 11)::bigint + $2, (r ->> 11)::bigint
-FROM json_array_elements($3::json) r";
+SELECT r ->> 0, 'channel', 'running', 1, $2, $1, $2 + $3, $2
+FROM json_array_elements($4::json) r";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
     use crate::incidents::steps::Step;
 
     async fn memory_db() -> Db {
@@ -445,11 +839,15 @@ mod tests {
         db
     }
 
-    async fn intake() -> Intake {
-        Intake::start(memory_db().await, "test-owner".into(), 60_000).unwrap()
+    async fn intake_on(db: Db) -> Intake {
+        Intake::start(db, "test-owner".into(), 60_000, Arc::new(SystemClock)).unwrap()
     }
 
-    /// Declares `title` through `intake` and returns it stored, not yet answered.
+    async fn intake() -> Intake {
+        intake_on(memory_db().await).await
+    }
+
+    /// Declares `title` through `intake` and returns it logged, not yet answered.
     async fn submitted(intake: &Intake, title: &str) -> Declared {
         intake.submit(request(title), Utc::now()).await.unwrap()
     }
@@ -468,18 +866,28 @@ mod tests {
         }
     }
 
+    fn in_team(team: &str, title: &str) -> (DeclareRequest, DateTime<Utc>) {
+        let mut r = request(title);
+        r.team_id = team.into();
+        (r, Utc::now())
+    }
+
+    async fn count(db: &Db, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
+    }
+
     /// Whether `quiet()` returns within `within` of (real) time.
     async fn quiet_within(intake: &Intake, within: Duration) -> bool {
         tokio::time::timeout(within, intake.quiet()).await.is_ok()
     }
 
     #[tokio::test]
-    async fn a_new_war_room_waits_until_every_declaration_received_has_been_answered() {
+    async fn the_intake_is_quiet_only_once_every_declaration_received_has_been_answered() {
         let intake = intake().await;
         let first = submitted(&intake, "Checkout down").await;
         let second = submitted(&intake, "Search slow").await;
         assert_eq!((first.number, second.number), (1, 2));
-        // Stored, but the handlers have not answered Slack yet: the war rooms are held back.
+        // Logged, but the handlers have not answered Slack yet: not quiet.
         assert!(!quiet_within(&intake, QUIET * 4).await);
         drop(first);
         assert!(!quiet_within(&intake, QUIET * 4).await);
@@ -488,7 +896,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_war_room_is_held_back_no_longer_than_max_hold_even_if_an_answer_never_comes() {
+    async fn the_intake_is_waited_for_no_longer_than_max_hold_even_if_an_answer_never_comes() {
         let intake = intake().await;
         let _never_answered = submitted(&intake, "Checkout down").await;
         let t0 = std::time::Instant::now();
@@ -518,44 +926,129 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_that_fails_half_way_is_rolled_back_and_the_next_one_is_stored() {
+    async fn an_answered_declaration_becomes_an_incident_with_its_channel_step_claimed_by_this_process(
+    ) {
         let db = memory_db().await;
-        // The incidents insert fails after the counter was bumped in the same transaction.
+        let intake = intake_on(db.clone()).await;
+        let declared = submitted(&intake, "Checkout down").await;
+        let id = declared.id.clone();
+        drop(declared);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while count(&db, "SELECT COUNT(*) FROM incidents").await == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never made an incident"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let row = sqlx::query("SELECT number, title FROM incidents WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(row.try_get::<i64, _>("number").unwrap(), 1);
+        assert_eq!(row.try_get::<String, _>("title").unwrap(), "Checkout down");
+        let owner: String = sqlx::query_scalar(
+            "SELECT lease_owner FROM setup_steps WHERE incident_id = $1 AND step = 'channel' AND state = 'running'",
+        )
+        .bind(&id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(owner, "test-owner");
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM declaration_log").await, 0);
+    }
+
+    #[tokio::test]
+    async fn flushing_makes_incidents_of_declarations_still_held() {
+        let db = memory_db().await;
+        let intake = intake_on(db.clone()).await;
+        let _held = submitted(&intake, "Checkout down").await;
+        intake.flush().await;
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM incidents").await, 1);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM declaration_log").await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_logged_declaration_is_an_incident_only_once_made_one_and_made_one_exactly_once() {
+        let db = memory_db().await;
+        let logged = log_batch(&db, &[in_team("T1", "a")], "me", 1_000)
+            .await
+            .unwrap();
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM incidents").await, 0);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM declaration_log").await, 1);
+        assert!(materialize(&db, &logged, "me", 1_000, Utc::now())
+            .await
+            .unwrap());
+        // A second process taking the same row over finds it gone and stores nothing.
+        assert!(!materialize(&db, &logged, "other", 1_000, Utc::now())
+            .await
+            .unwrap());
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM incidents").await, 1);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM setup_steps").await, 1);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM declaration_log").await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_half_way_is_rolled_back_and_the_next_one_is_logged() {
+        let db = memory_db().await;
+        // The log insert fails after the counter was bumped in the same transaction.
         sqlx::query(
-            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON incidents WHEN NEW.title = 'boom'
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON declaration_log WHEN NEW.declarations LIKE '%boom%'
              BEGIN SELECT RAISE(ABORT, 'refused'); END",
         )
         .execute(&db.pool)
         .await
         .unwrap();
-        let failed = store_batch(&db, &[(request("boom"), Utc::now())], "me", 1000).await;
+        let failed = log_batch(&db, &[in_team("T1", "boom")], "me", 1_000).await;
         assert!(failed.is_err());
-        let stored = store_batch(&db, &[(request("Checkout down"), Utc::now())], "me", 1000)
+        let logged = log_batch(&db, &[in_team("T1", "Checkout down")], "me", 1_000)
             .await
             .expect("the connection is not left inside the failed transaction");
         assert_eq!(
-            stored[0].number, 1,
+            logged.incidents[0].number, 1,
             "the failed batch's number was rolled back"
         );
-        let incidents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incidents")
-            .fetch_one(&db.pool)
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM declaration_log").await, 1);
+    }
+
+    #[tokio::test]
+    async fn making_incidents_that_fails_half_way_is_rolled_back_and_can_be_tried_again() {
+        let db = memory_db().await;
+        let logged = log_batch(&db, &[in_team("T1", "a"), in_team("T1", "b")], "me", 1_000)
             .await
             .unwrap();
-        assert_eq!(incidents, 1);
+        // The channel steps insert fails after the incidents were inserted in the same transaction.
+        sqlx::query(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON setup_steps
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        assert!(materialize(&db, &logged, "me", 1_000, Utc::now())
+            .await
+            .is_err());
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM incidents").await, 0);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM declaration_log").await, 1);
+        sqlx::query("DROP TRIGGER refuse")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert!(materialize(&db, &logged, "me", 1_000, Utc::now())
+            .await
+            .unwrap());
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM incidents").await, 2);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM setup_steps").await, 2);
     }
 
     #[tokio::test]
     async fn a_batch_numbers_each_workspace_in_arrival_order_after_its_earlier_incidents() {
         let db = memory_db().await;
-        let in_team = |team: &str, title: &str| {
-            let mut r = request(title);
-            r.team_id = team.into();
-            (r, Utc::now())
-        };
-        let first = store_batch(&db, &[in_team("T1", "a")], "me", 1000)
+        let first = log_batch(&db, &[in_team("T1", "a")], "me", 1_000)
             .await
             .unwrap();
-        assert_eq!(first[0].number, 1);
+        assert_eq!(first.incidents[0].number, 1);
         let batch = [
             in_team("T2", "b"),
             in_team("T1", "c"),
@@ -563,23 +1056,41 @@ mod tests {
             in_team("T1", "e"),
             in_team("T3", "f"),
         ];
-        let stored = store_batch(&db, &batch, "me", 1000).await.unwrap();
-        let numbers: Vec<(&str, &str, i64)> = stored
+        let logged = log_batch(&db, &batch, "me", 1_000).await.unwrap();
+        let numbers: Vec<(&str, &str, i64)> = logged
+            .incidents
             .iter()
             .map(|i| (i.team_id.as_str(), i.title.as_str(), i.number))
             .collect();
-        assert_eq!(
-            numbers,
-            [
-                ("T2", "b", 1),
-                ("T1", "c", 2),
-                ("T2", "d", 2),
-                ("T1", "e", 3),
-                ("T3", "f", 1)
-            ]
-        );
-        // What was returned is what was stored.
-        for inc in &stored {
+        let expected = [
+            ("T2", "b", 1),
+            ("T1", "c", 2),
+            ("T2", "d", 2),
+            ("T1", "e", 3),
+            ("T3", "f", 1),
+        ];
+        assert_eq!(numbers, expected);
+        // The log row, read back as a sweeper would, gives the same incidents.
+        let row = sqlx::query(
+            "SELECT seq, last_numbers, declarations FROM declaration_log WHERE seq = $1",
+        )
+        .bind(logged.seq)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        let read = parse_log_row(&row).unwrap();
+        let read_numbers: Vec<(&str, &str, i64)> = read
+            .incidents
+            .iter()
+            .map(|i| (i.team_id.as_str(), i.title.as_str(), i.number))
+            .collect();
+        assert_eq!(read_numbers, expected);
+        assert_eq!(read.incidents[1].id, logged.incidents[1].id);
+        // What is stored is what was returned.
+        assert!(materialize(&db, &read, "me", 1_000, Utc::now())
+            .await
+            .unwrap());
+        for inc in &logged.incidents {
             let number: i64 = sqlx::query_scalar("SELECT number FROM incidents WHERE id = $1")
                 .bind(&inc.id)
                 .fetch_one(&db.pool)
@@ -587,20 +1098,17 @@ mod tests {
                 .unwrap();
             assert_eq!(number, inc.number, "{}", inc.title);
         }
-        let steps: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM setup_steps WHERE step = 'channel' AND state = 'running' AND lease_owner = 'me'",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        assert_eq!(steps, 6);
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM setup_steps WHERE step = 'channel' AND state = 'running' AND lease_owner = 'me'").await,
+            5
+        );
     }
 
     #[tokio::test]
     async fn a_refused_declaration_counts_as_answered() {
         let db = Db::connect("sqlite::memory:").await.unwrap();
         // No migrations: the insert fails, and the declarer gets an error instead of an acknowledgement.
-        let intake = Intake::start(db, "test-owner".into(), 60_000).unwrap();
+        let intake = intake_on(db).await;
         assert!(intake
             .submit(request("Checkout down"), Utc::now())
             .await
@@ -609,7 +1117,7 @@ mod tests {
     }
 
     #[test]
-    fn the_channel_step_stored_at_declaration_is_the_only_step_that_waits_for_nothing() {
+    fn the_channel_step_stored_with_the_incident_is_the_only_step_that_waits_for_nothing() {
         let free: Vec<Step> = Step::ALL
             .into_iter()
             .filter(|s| s.dependencies().is_empty())

@@ -26,17 +26,8 @@ use crate::startup::AppState;
 pub struct Runner {
     /// Lease owner id of this process.
     owner: String,
-    /// Incidents this process is driving right now (held ones included).
+    /// Incidents this process is driving right now.
     active: Mutex<HashSet<String>>,
-    /// War rooms declared here, held until the intake is quiet (see [`Runner::kick_claimed`]).
-    held: Mutex<Held>,
-}
-
-/// War rooms waiting for a quiet intake, and whether a task is waiting to start them.
-#[derive(Debug, Default)]
-struct Held {
-    incidents: Vec<Incident>,
-    starter: bool,
 }
 
 impl Default for Runner {
@@ -44,7 +35,6 @@ impl Default for Runner {
         Runner {
             owner: uuid::Uuid::new_v4().to_string(),
             active: Mutex::default(),
-            held: Mutex::default(),
         }
     }
 }
@@ -55,41 +45,11 @@ impl Runner {
         Runner::spawn_driver(state, incident_id, None);
     }
 
-    /// Starts the war room of an incident just declared by this process, whose channel step was stored
-    /// already claimed by it: no query before the first Slack call. Commands coming in are answered first: the
-    /// war room is held until the intake is quiet ([`crate::incidents::declare::Intake::quiet`]), and one task
-    /// waits for that on behalf of every war room held, then starts them all. A task per war room, each
-    /// waiting on its own, cost a burst of 200 declarations 200 spawns and hundreds of wake-ups on the very
-    /// cores answering it.
-    pub fn kick_claimed(state: &Arc<AppState>, inc: Incident) {
-        if !Runner::mark_active(state, &inc.id) {
-            return;
-        }
-        let start_waiting = {
-            let mut held = state.setup.held.lock().unwrap_or_else(|e| e.into_inner());
-            held.incidents.push(inc);
-            !std::mem::replace(&mut held.starter, true)
-        };
-        if start_waiting {
-            let state = state.clone();
-            tokio::spawn(async move {
-                loop {
-                    state.intake.quiet().await;
-                    let ready = {
-                        let mut held = state.setup.held.lock().unwrap_or_else(|e| e.into_inner());
-                        if held.incidents.is_empty() {
-                            held.starter = false;
-                            return;
-                        }
-                        std::mem::take(&mut held.incidents)
-                    };
-                    for inc in ready {
-                        let id = inc.id.clone();
-                        Runner::spawn_marked(&state, &id, Some(inc));
-                    }
-                }
-            });
-        }
+    /// Starts the war room of an incident this process has just stored with its channel step claimed (see
+    /// [`crate::incidents::declare`]): no query before the first Slack call.
+    pub fn start_declared(state: &Arc<AppState>, inc: Incident) {
+        let id = inc.id.clone();
+        Runner::spawn_driver(state, &id, Some(inc));
     }
 
     /// The lease owner id of this process.
@@ -148,8 +108,10 @@ impl Runner {
         true
     }
 
-    /// Resumes every incident that has due or abandoned steps. Returns how many were kicked.
+    /// Resumes every incident that has due or abandoned steps, after taking over declarations a stopped
+    /// process acknowledged but did not store as incidents. Returns how many incidents were kicked.
     pub async fn sweep(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
+        crate::incidents::declare::recover(state).await?;
         let now = ms(state.clock.now());
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT incident_id FROM setup_steps
@@ -187,8 +149,7 @@ async fn drive(
 ) -> Result<(), sqlx::Error> {
     let mut running: JoinSet<()> = JoinSet::new();
     if let Some(inc) = fresh {
-        // Declared here a moment ago (and held until the intake was quiet): its channel step is already ours
-        // (attempt 1).
+        // Stored here a moment ago: its channel step is already ours (attempt 1).
         let state = state.clone();
         let id = incident_id.to_string();
         running.spawn(

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{spawn_app, TestApp, SETUP_LIMIT};
+use crate::helpers::{declared_number, spawn_app, TestApp, SETUP_LIMIT};
 use incident_bot::slack::standin::{blocks_to_text, Channel, Fault, INCIDENTS_CHANNEL_ID};
 
 async fn declare(
@@ -11,11 +11,7 @@ async fn declare(
 ) -> (String, Vec<incident_bot::incidents::setup::StepReport>) {
     let (status, reply) = app.slash(text).await.unwrap();
     assert_eq!(status, 200, "{reply}");
-    let number: i64 = sqlx::query_scalar("SELECT MAX(number) FROM incidents")
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
-    let id = app.incident_id(number).await.unwrap();
+    let id = app.incident_id(declared_number(&reply)).await.unwrap();
     let steps = app.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
     (id, steps)
 }
@@ -417,6 +413,8 @@ async fn incident_numbers_are_sequential_per_workspace_under_concurrent_declares
     {
         assert_eq!(status, 200);
     }
+    // Acknowledged once logged: the incident rows follow once the burst has been answered.
+    app.incident_id(10).await.unwrap();
     let numbers: Vec<i64> = sqlx::query_scalar("SELECT number FROM incidents ORDER BY number")
         .fetch_all(&app.state.db.pool)
         .await

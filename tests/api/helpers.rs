@@ -107,3 +107,14 @@ pub async fn spawn_app_with_clock(clock: Arc<dyn Clock>) -> TestApp {
 }
 
 pub const SETUP_LIMIT: Duration = Duration::from_secs(20);
+
+/// The incident number in the acknowledgement of `/incident start` ("Declaring *INC-42* · …").
+#[allow(dead_code)]
+pub fn declared_number(reply: &serde_json::Value) -> i64 {
+    let text = reply["text"].as_str().unwrap_or_default();
+    text.split("*INC-")
+        .nth(1)
+        .and_then(|rest| rest.split('*').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no incident number in {reply}"))
+}

@@ -9,7 +9,7 @@ use incident_bot::clock::{Clock, ManualClock};
 use incident_bot::slack::standin::{blocks_to_text, Channel, Message, INCIDENTS_CHANNEL_ID};
 use serde_json::Value;
 
-use crate::helpers::{fresh_database_url, spawn_app, TestApp, SETUP_LIMIT};
+use crate::helpers::{declared_number, fresh_database_url, spawn_app, TestApp, SETUP_LIMIT};
 use incident_bot::harness::{settings_for, Harness};
 use incident_bot::pager::standin::PagerStandin;
 use incident_bot::slack::standin::SlackStandin;
@@ -59,12 +59,7 @@ fn plain(s: &str) -> String {
 async fn declare(app: &TestApp, text: &str) -> String {
     let (status, reply) = app.slash(text).await.unwrap();
     assert_eq!(status, 200, "{reply}");
-    let number: i64 =
-        sqlx::query_scalar("SELECT MAX(number) FROM incidents WHERE id NOT LIKE 'old-%'")
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap();
-    let id = app.incident_id(number).await.unwrap();
+    let id = app.incident_id(declared_number(&reply)).await.unwrap();
     let steps = app.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
     assert!(steps.iter().all(|s| s.state == "done"), "{steps:?}");
     id

@@ -1,5 +1,6 @@
 //! A bot process killed in the middle of setting up a war room, and started again, finishes the unfinished
-//! steps without doing any step twice. Runs the real binary and kills it with SIGKILL.
+//! steps without doing any step twice (the real binary, killed with SIGKILL); and a declaration that a process
+//! acknowledged but died before storing as an incident still becomes one incident with its whole war room.
 
 use std::time::Duration;
 
@@ -145,4 +146,90 @@ async fn a_server_killed_mid_setup_finishes_on_restart_without_running_any_step_
     assert_eq!(announcements, 1, "announced once");
     assert_eq!(pager.pagerduty_alerts().len(), 1, "paged once");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What a process leaves behind when it dies after acknowledging a declaration and before storing its incident
+/// (`src/incidents/declare.rs`): the workspace counter bumped and one row in the declaration log. The row is
+/// written out by hand here, so this test also pins the log's format: rows written before an upgrade must still
+/// be read after it.
+#[tokio::test]
+async fn a_declaration_acknowledged_by_a_process_that_died_before_storing_its_incident_gets_one_war_room(
+) {
+    let app = crate::helpers::spawn_app().await;
+    let db = &app.state.db;
+    let acknowledged = chrono::Utc::now().timestamp_millis() - 10_000;
+    sqlx::query("INSERT INTO workspace_counters (team_id, last_number) VALUES ($1, 1)")
+        .bind(incident_bot::harness::TEAM_ID)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // id, workspace, how far below the workspace's last number, title, severity, service, detection, declarer,
+    // channel typed in, response_url, started_at, declared_at.
+    let declarations = serde_json::json!([[
+        "0b6f0c55-6d55-4d0e-9f57-1d2b34c5d001",
+        incident_bot::harness::TEAM_ID,
+        0,
+        "Checkout down",
+        "P1",
+        "payments",
+        "customer",
+        "U0DECLARER",
+        incident_bot::slack::standin::GENERAL_CHANNEL_ID,
+        null,
+        acknowledged - 60_000,
+        acknowledged
+    ]]);
+    sqlx::query(
+        "INSERT INTO declaration_log (owner, received_at, last_numbers, declarations) VALUES ('a-dead-process', $1, $2, $3)",
+    )
+    .bind(acknowledged)
+    .bind(serde_json::json!({ incident_bot::harness::TEAM_ID: 1 }).to_string())
+    .bind(declarations.to_string())
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    let id = app.incident_id(1).await.expect("taken over by the sweeper");
+    assert_eq!(id, "0b6f0c55-6d55-4d0e-9f57-1d2b34c5d001");
+    let steps = app
+        .wait_for_setup(&id, crate::helpers::SETUP_LIMIT)
+        .await
+        .unwrap();
+    assert!(steps.iter().all(|s| s.state == "done"), "{steps:?}");
+    let inc = incident_bot::incidents::load(db, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            inc.title.as_str(),
+            inc.severity.as_str(),
+            inc.service.as_deref()
+        ),
+        ("Checkout down", "P1", Some("payments"))
+    );
+    assert_eq!(inc.detection.as_str(), "customer");
+    assert_eq!(
+        (inc.timeline.declared_at - inc.timeline.started_at).num_minutes(),
+        1
+    );
+    assert_eq!(inc.channel_name.as_deref(), Some("inc-1-checkout-down"));
+    assert_eq!(app.slack.count("conversations.create"), 1, "one channel");
+    assert_eq!(app.pager.pagerduty_alerts().len(), 1, "paged once");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM declaration_log")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+
+    // Numbering goes on after the taken-over declaration.
+    let (status, reply) = app.slash("start Search slow").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(crate::helpers::declared_number(&reply), 2);
+    let incidents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incidents")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(incidents <= 2);
+    app.incident_id(2).await.unwrap();
 }

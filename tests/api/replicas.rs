@@ -359,8 +359,7 @@ async fn three_replicas_with_one_killed_mid_setup_behave_as_one_bot() {
         reply["text"].as_str().unwrap_or_default().contains("INC-7"),
         "{reply}"
     );
-    let killed_id: String = sqlx::query_scalar("SELECT id FROM incidents WHERE number = 7")
-        .fetch_one(&c.db.pool)
+    let killed_id = incident_bot::harness::incident_id_in(&c.db, 7)
         .await
         .expect("incident 7 stored");
     let deadline = tokio::time::Instant::now() + LIMIT;

@@ -89,9 +89,7 @@ impl SocketBot {
     }
 
     async fn incident_id(&self, number: i64) -> String {
-        sqlx::query_scalar("SELECT id FROM incidents WHERE number = $1")
-            .bind(number)
-            .fetch_one(&self.state.db.pool)
+        incident_bot::harness::incident_id_in(&self.state.db, number)
             .await
             .expect("incident stored")
     }

@@ -46,17 +46,46 @@ pub async fn handle(
 /// form-encoded payload. Counted in the metrics.
 #[tracing::instrument(name = "slash_command", skip_all, fields(incident_id = tracing::field::Empty))]
 pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let result = run(state, body.clone()).await;
-    crate::observability::count_command(&body, &result);
+    let mut seen = Seen::default();
+    let result = run(state, body, &mut seen).await;
+    let outcome = match &result {
+        Ok(_) if seen.usage => "usage",
+        Ok(_) => "ok",
+        Err(ApiError::BadRequest { .. }) => "bad_request",
+        Err(ApiError::Unauthorized(_)) => "unauthorized",
+        Err(ApiError::Internal(_)) => "error",
+    };
+    crate::observability::command(seen.subcommand, outcome);
     result
 }
 
-async fn run(state: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+/// What [`run`] learnt of a command for its metric, so that the form and the text are parsed once.
+struct Seen {
+    /// [`crate::observability::subcommand_label`] of the text (`none` until the form is read).
+    subcommand: &'static str,
+    /// The text did not parse: the user got the usage reply.
+    usage: bool,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            subcommand: "none",
+            usage: false,
+        }
+    }
+}
+
+async fn run(state: Arc<AppState>, body: Bytes, seen: &mut Seen) -> Result<Response, ApiError> {
     let cmd: SlashCommand = serde_urlencoded::from_bytes(&body).map_err(bad_body)?;
     tracing::info!(user = %cmd.user_id, channel = %cmd.channel_id, "/incident {}", cmd.text.chars().take(200).collect::<String>());
+    seen.subcommand = crate::observability::subcommand_label(&cmd.text);
     let parsed = match command::parse(&cmd.text) {
         Ok(c) => c,
-        Err(e) => return Ok(ephemeral(format!("{e}\n\n{USAGE}"))),
+        Err(e) => {
+            seen.usage = true;
+            return Ok(ephemeral(format!("{e}\n\n{USAGE}")));
+        }
     };
     match parsed {
         Command::Help => Ok(ephemeral(USAGE)),
