@@ -30,14 +30,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(deploys::router())
         .merge(webhooks::router())
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::map_response(close_after_413))
+        // tower's `MapResponse` maps the answer in place; axum's `middleware::map_response` would clone the
+        // route and box a future for every request.
+        .layer(tower::util::MapResponseLayer::new(close_after_413))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
 /// A body refused with 413 is left unread, so the server closes the connection after answering. Saying so
 /// (`Connection: close`) keeps a client from sending its next request down that connection and seeing it reset.
-async fn close_after_413(mut resp: axum::response::Response) -> axum::response::Response {
+fn close_after_413(mut resp: axum::response::Response) -> axum::response::Response {
     if resp.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         resp.headers_mut().insert(
             axum::http::header::CONNECTION,

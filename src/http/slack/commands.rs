@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{bad_body, ephemeral, verified};
+use super::{bad_body, ephemeral, Signed};
 use crate::domain::command::{self, Command, StartArgs, USAGE};
 use crate::errors::ApiError;
 use crate::incidents::declare::{self, DeclareRequest};
@@ -35,10 +35,8 @@ pub struct SlashCommand {
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed(body): Signed,
 ) -> Result<Response, ApiError> {
-    verified(&state, &headers, &body)?;
     handle_form(state, body).await
 }
 
@@ -87,6 +85,8 @@ async fn run(state: Arc<AppState>, body: Bytes, seen: &mut Seen) -> Result<Respo
             return Ok(ephemeral(format!("{e}\n\n{USAGE}")));
         }
     };
+    // The futures of the commands other than `start` are boxed: axum allocates and moves this handler's future
+    // whole for every request, and theirs would make it several times larger for every `start` of a burst.
     match parsed {
         Command::Help => Ok(ephemeral(USAGE)),
         Command::Start(args) => start(&state, &cmd, args).await,
@@ -94,12 +94,15 @@ async fn run(state: Arc<AppState>, body: Bytes, seen: &mut Seen) -> Result<Respo
             open_modal(&state, &cmd);
             Ok(StatusCode::OK.into_response())
         }
-        Command::List => list(&state, &cmd).await,
+        Command::List => Box::pin(list(&state, &cmd)).await,
         Command::Status | Command::Milestone(_) | Command::Reopen | Command::Set { .. } => {
-            crate::incidents::phases::on_slash(&state, &cmd, parsed).await
+            Box::pin(crate::incidents::phases::on_slash(&state, &cmd, parsed)).await
         }
         Command::Deploys { service, window } => Ok(ephemeral(
-            crate::deploys::answer::for_command(&state, &service, window).await?,
+            Box::pin(crate::deploys::answer::for_command(
+                &state, &service, window,
+            ))
+            .await?,
         )),
         Command::Digest => Ok(ephemeral(crate::digest::post::on_demand(
             &state,

@@ -5,22 +5,20 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{bad_body, verified};
+use super::{bad_body, Signed};
 use crate::db::ms;
 use crate::errors::ApiError;
 use crate::startup::AppState;
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed(body): Signed,
 ) -> Result<Response, ApiError> {
-    verified(&state, &headers, &body)?;
     handle_body(state, body).await
 }
 

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{bad_body, verified};
+use super::{bad_body, Signed};
 use crate::domain::command;
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::errors::ApiError;
@@ -24,10 +24,8 @@ struct Form {
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed(body): Signed,
 ) -> Result<Response, ApiError> {
-    verified(&state, &headers, &body)?;
     handle_form(state, body).await
 }
 

@@ -1,6 +1,7 @@
 //! Slack's three entry points. Every request is verified against the signing secret before its body is
-//! parsed ([`verified`]); a bad one gets 401 and leaves no trace. Handlers answer within Slack's 3 seconds:
-//! anything that calls Slack or a pager runs after the answer, in the background.
+//! parsed: the handlers take their body as [`Signed`], whose extraction checks the signature ([`verified`]); a
+//! bad one gets 401 and leaves no trace. Handlers answer within Slack's 3 seconds: anything that calls Slack or a
+//! pager runs after the answer, in the background.
 
 pub mod commands;
 pub mod events;
@@ -9,11 +10,12 @@ pub mod interactions;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::errors::ApiError;
 use crate::slack::verify;
@@ -24,6 +26,25 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/slack/commands", post(commands::handle))
         .route("/slack/interactions", post(interactions::handle))
         .route("/slack/events", post(events::handle))
+}
+
+/// The body of a request signed by Slack: extracting it reads the body (413 over `http.body_limit_bytes`) and
+/// checks its v0 signature ([`verified`]), so a handler that takes one never sees an unverified body. The
+/// headers are taken out of the request rather than copied.
+pub struct Signed(pub Bytes);
+
+impl FromRequest<Arc<AppState>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let headers = std::mem::take(&mut parts.headers);
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        verified(state, &headers, &body).map_err(IntoResponse::into_response)?;
+        Ok(Signed(body))
+    }
 }
 
 /// Checks the v0 signature of a Slack request; 401 when it does not hold.
@@ -51,8 +72,17 @@ pub fn verified(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(
 }
 
 /// A reply only the requester sees.
-pub fn ephemeral(text: impl Into<String>) -> Response {
-    Json(json!({ "response_type": "ephemeral", "text": text.into() })).into_response()
+pub fn ephemeral(text: impl AsRef<str>) -> Response {
+    #[derive(Serialize)]
+    struct Ephemeral<'a> {
+        response_type: &'static str,
+        text: &'a str,
+    }
+    Json(Ephemeral {
+        response_type: "ephemeral",
+        text: text.as_ref(),
+    })
+    .into_response()
 }
 
 /// Turns a serde_urlencoded / serde_json error into a 400 that names the field.
