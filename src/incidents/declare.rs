@@ -133,9 +133,8 @@ impl Gate {
         }
     }
 
-    /// See [`Intake::quiet`].
-    async fn quiet(&self) {
-        let deadline = tokio::time::Instant::now() + MAX_HOLD;
+    /// See [`Intake::quiet`]; waits until `deadline` at most.
+    async fn quiet_until(&self, deadline: tokio::time::Instant) {
         let mut caught_up = self.caught_up.subscribe();
         loop {
             let target = self.received.load(Ordering::SeqCst);
@@ -241,7 +240,8 @@ impl Intake {
     /// setting up war rooms (connections, JSON, TLS: real CPU) and background queries never hold back the
     /// acknowledgement of commands still coming in. A lone declaration waits about [`QUIET`].
     pub async fn quiet(&self) {
-        self.shared.gate.quiet().await
+        let deadline = tokio::time::Instant::now() + MAX_HOLD;
+        self.shared.gate.quiet_until(deadline).await
     }
 
     /// Logs one declaration (with whatever else arrives meanwhile); returns it, numbered, once committed.
@@ -307,6 +307,9 @@ pub async fn declare(state: &Arc<AppState>, req: DeclareRequest) -> anyhow::Resu
 struct Logged {
     seq: i64,
     incidents: Vec<Incident>,
+    /// When this process logged it (the writer makes it incidents [`MAX_HOLD`] after this at the latest, however
+    /// busy the intake); `None` for a row read back by a sweeper.
+    at: Option<tokio::time::Instant>,
 }
 
 /// The writer: logs declarations as they come (first), and makes its log rows incidents when the intake is
@@ -368,12 +371,16 @@ impl Writer {
         self.flush().await;
     }
 
-    /// Resolves when the oldest log row may become incidents: the intake is quiet, and no retry is pending.
+    /// Resolves when the oldest log row may become incidents: the intake is quiet, or the row has waited
+    /// [`MAX_HOLD`] — counted from when it was logged, so a steady stream of declarations cannot hold it back
+    /// longer — and no retry is pending.
     async fn due(&self) {
         if let Some(at) = self.retry_at {
             tokio::time::sleep_until(at).await;
         }
-        self.shared.gate.quiet().await;
+        let logged_at = self.logged.front().and_then(|l| l.at);
+        let deadline = logged_at.unwrap_or_else(tokio::time::Instant::now) + MAX_HOLD;
+        self.shared.gate.quiet_until(deadline).await;
     }
 
     /// Logs a batch of declarations and answers each.
@@ -584,7 +591,11 @@ fn parse_log_row(row: &AnyRow) -> Result<Logged, anyhow::Error> {
             Ok(r.incident(number))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Logged { seq, incidents })
+    Ok(Logged {
+        seq,
+        incidents,
+        at: None,
+    })
 }
 
 /// Logs declarations in one transaction: bumps each workspace's counter by its number of declarations and
@@ -699,7 +710,11 @@ async fn log_batch(
     for (inc, below) in incidents.iter_mut().zip(below_last) {
         inc.number = last.get(&inc.team_id).ok_or(sqlx::Error::RowNotFound)? - below;
     }
-    Ok(Logged { seq, incidents })
+    Ok(Logged {
+        seq,
+        incidents,
+        at: Some(tokio::time::Instant::now()),
+    })
 }
 
 /// Makes a log row incidents — its incident rows and their channel steps, claimed by `owner` until `lease_ms`
@@ -957,6 +972,43 @@ mod tests {
         .unwrap();
         assert_eq!(owner, "test-owner");
         assert_eq!(count(&db, "SELECT COUNT(*) FROM declaration_log").await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_steady_stream_of_declarations_holds_back_the_first_ones_incident_no_longer_than_max_hold(
+    ) {
+        let db = memory_db().await;
+        let intake = intake_on(db.clone()).await;
+        let first = submitted(&intake, "First").await.id.clone();
+        // A declaration every 5 ms for a second, none of them answered: the intake is never quiet, and only
+        // MAX_HOLD (25 ms) since the first was logged lets it become an incident.
+        let stream = {
+            let intake = intake.clone();
+            tokio::spawn(async move {
+                let mut unanswered = Vec::new();
+                for i in 0..200 {
+                    unanswered.push(submitted(&intake, &format!("Outage {i}")).await);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                unanswered
+            })
+        };
+        loop {
+            let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incidents WHERE id = $1")
+                .bind(&first)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            if stored == 1 {
+                break;
+            }
+            assert!(
+                !stream.is_finished(),
+                "the first declaration waited for the stream to end"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stream.abort();
     }
 
     #[tokio::test]

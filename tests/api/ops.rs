@@ -554,6 +554,89 @@ async fn sigterm_mid_setup_stops_taking_requests_and_finishes_the_war_room_befor
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test]
+async fn sigterm_as_declarations_are_acknowledged_still_stores_and_sets_up_every_one_before_exiting(
+) {
+    let slack = SlackStandin::start().await.expect("slack");
+    let pager = PagerStandin::start().await.expect("pager");
+    let db_url = crate::helpers::fresh_database_url().await;
+    let (dir, catalog_path) = catalog_dir(&pager);
+    let mut bot = BotProcess::start(
+        &db_url,
+        &catalog_path,
+        &slack,
+        &pager,
+        &[
+            ("SLACK_BOT_TOKEN", "xoxb-ops-shutdown"),
+            ("SLACK_SIGNING_SECRET", "ops-shutdown-signing-secret"),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    // Ten declarations at once; SIGTERM as soon as the first is acknowledged, while the others are being
+    // answered and before their incidents are stored (they wait until the burst has been answered).
+    let mut sent: futures::stream::FuturesUnordered<_> = (0..10)
+        .map(|i| {
+            let base_url = bot.base_url.clone();
+            let response_url = slack.response_url();
+            async move {
+                signed_slash(
+                    &base_url,
+                    "ops-shutdown-signing-secret",
+                    &format!("start Outage {i}"),
+                    &response_url,
+                )
+                .await
+            }
+        })
+        .collect();
+    let first = futures::StreamExt::next(&mut sent)
+        .await
+        .expect("an answer");
+    assert_eq!(first.status().as_u16(), 200);
+    bot.sigterm();
+    let mut acknowledged = 1;
+    while let Some(resp) = futures::StreamExt::next(&mut sent).await {
+        assert_eq!(
+            resp.status().as_u16(),
+            200,
+            "a request in flight is answered"
+        );
+        acknowledged += 1;
+    }
+    assert_eq!(acknowledged, 10);
+    let status = bot.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "clean exit: {status:?}\n{}", bot.stderr());
+
+    // Every acknowledged declaration is an incident whose war room was set up by this process before it exited.
+    let db = incident_bot::db::Db::connect(&db_url).await.expect("db");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM declaration_log")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "no declaration left in the log");
+    for number in 1..=10 {
+        let id = incident_bot::harness::incident_id_in(&db, number)
+            .await
+            .expect("stored");
+        let steps = incident_bot::incidents::setup::step_report(&db, &id)
+            .await
+            .expect("steps");
+        assert!(
+            steps.iter().all(|s| s.state == "done"),
+            "INC-{number}: every step done before exit: {steps:?}\n{}",
+            bot.stderr()
+        );
+    }
+    let rooms = slack
+        .channels()
+        .into_iter()
+        .filter(|c| c.name.starts_with("inc-"))
+        .count();
+    assert_eq!(rooms, 10);
+    assert!(bot.stderr().contains("stopped cleanly"), "{}", bot.stderr());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Logs
 // ---------------------------------------------------------------------------------------------------------
