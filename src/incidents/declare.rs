@@ -100,6 +100,12 @@ struct Shared {
     starter: OnceLock<Starter>,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("gate", &self.gate).finish()
+    }
+}
+
 /// The bot whose war rooms the writer starts, and the runtime they run on (the SQLite writer's thread has a
 /// runtime of its own). Weak: the bot owns its intake.
 struct Starter {
@@ -173,12 +179,6 @@ impl Drop for Answer {
 pub struct Declared {
     pub incident: Incident,
     _answer: Answer,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("gate", &self.gate).finish()
-    }
 }
 
 impl std::ops::Deref for Declared {
