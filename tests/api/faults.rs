@@ -469,6 +469,12 @@ async fn a_database_restart_mid_run_loses_nothing_the_bot_acknowledged() {
         } else {
             refused.push((*i, *status));
             assert!(stored <= 1, "declaration {i} stored at most once");
+            // Slack does not retry a slash command: the user is told, in words, to try again.
+            assert_eq!(
+                (*status, text.as_str()),
+                (200, incident_bot::http::slack::commands::FAILED),
+                "declaration {i} refused with a reply the user can act on"
+            );
         }
     }
     assert_eq!(
@@ -526,7 +532,7 @@ async fn a_database_restart_mid_run_loses_nothing_the_bot_acknowledged() {
     eprintln!(
         "faults/database ({:?}): {total} declarations + {total} events during two outages (slowest answer \
          {slowest:.1?}): {accepted} declarations \
-         acknowledged and stored, {} refused {:?} (not stored, or stored at most once); {refused_events} events \
+         acknowledged and stored, {} refused {:?} (told to try again; not stored, or stored at most once); {refused_events} events \
          refused then retried and taken once; {} incidents set up with one war room each",
         db.backend,
         refused.len(),

@@ -40,8 +40,13 @@ pub async fn handle(
     handle_form(state, body).await
 }
 
+/// What the user sees when the bot could not do what they typed (its database did not answer, say): Slack does
+/// not retry a slash command, so say so plainly instead of letting Slack show its generic failure.
+pub const FAILED: &str = "⚠️ incident-bot could not reach its database, so this may not have been recorded. \
+Try again in a moment; `/incident list` shows the incidents it has. If this is urgent, page the on-call directly.";
+
 /// A slash command already known to come from Slack (a signed request or a Socket Mode envelope), as Slack's
-/// form-encoded payload. Counted in the metrics.
+/// form-encoded payload. Counted in the metrics. An internal failure is logged and answered with [`FAILED`].
 #[tracing::instrument(name = "slash_command", skip_all, fields(incident_id = tracing::field::Empty))]
 pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let mut seen = Seen::default();
@@ -54,7 +59,13 @@ pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, 
         Err(ApiError::Internal(_)) => "error",
     };
     crate::observability::command(seen.subcommand, outcome);
-    result
+    match result {
+        Err(ApiError::Internal(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "slash command failed");
+            Ok(ephemeral(FAILED))
+        }
+        other => other,
+    }
 }
 
 /// What [`run`] learnt of a command for its metric, so that the form and the text are parsed once.
