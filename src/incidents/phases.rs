@@ -505,7 +505,7 @@ pub async fn on_block_actions(state: &Arc<AppState>, p: &Value) -> Result<Respon
 
 /// Tells one user something, ephemerally, in the background: via the action's `response_url`, else
 /// `chat.postEphemeral`.
-fn tell(
+pub(crate) fn tell(
     state: &Arc<AppState>,
     response_url: Option<String>,
     channel: Option<String>,
@@ -790,25 +790,30 @@ impl TzCache {
 
 /// The user's Slack time zone; the configured default when Slack does not say (not remembered, so asked again).
 pub async fn user_tz(state: &AppState, user: &str) -> chrono_tz::Tz {
+    slack_tz(state, user)
+        .await
+        .unwrap_or_else(|| state.default_tz())
+}
+
+/// The user's Slack time zone (`users.info`, remembered for 12 h), or `None` when Slack does not say.
+pub async fn slack_tz(state: &AppState, user: &str) -> Option<chrono_tz::Tz> {
     let now = state.clock.now();
     if let Some(tz) = state.user_tz.get(user, now) {
-        return tz;
+        return Some(tz);
     }
     match state
         .slack
         .call("users.info", json!({ "user": user }))
         .await
     {
-        Ok(v) => match v["user"]["tz"].as_str().and_then(|s| s.parse().ok()) {
-            Some(tz) => {
-                state.user_tz.put(user, tz, now);
-                tz
-            }
-            None => state.default_tz(),
-        },
+        Ok(v) => {
+            let tz = v["user"]["tz"].as_str().and_then(|s| s.parse().ok())?;
+            state.user_tz.put(user, tz, now);
+            Some(tz)
+        }
         Err(e) => {
             tracing::warn!(user, error = %e, "users.info failed; using the default time zone");
-            state.default_tz()
+            None
         }
     }
 }

@@ -485,3 +485,139 @@ async fn a_service_declared_by_its_alias_does_not_list_its_own_deploys_as_a_depe
     assert!(card.contains("v3-own"), "{card}");
     assert!(!card.contains("(dependency)"), "{card}");
 }
+
+/// `started:HH:MM` 30 minutes ago on the declarer's own clock, New York; the bot's default zone is UTC.
+fn half_an_hour_ago_in_new_york() -> (String, chrono::DateTime<chrono::Utc>) {
+    let now = chrono::Utc::now();
+    let then = now - chrono::Duration::minutes(30);
+    let local = then.with_timezone(&chrono_tz::America::New_York);
+    (local.format("%H:%M").to_string(), then)
+}
+
+/// Texts posted to response URLs.
+fn responses(app: &TestApp) -> Vec<String> {
+    app.slack
+        .responses()
+        .iter()
+        .filter_map(|(_, v)| v["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_clock_time_in_started_is_read_in_the_declarers_slack_time_zone() {
+    let app = spawn_app().await;
+    app.slack.set_user_tz("U0DECLARER", "America/New_York");
+    let (clock, then) = half_an_hour_ago_in_new_york();
+    let (status, reply) = app
+        .slash(&format!(
+            "start Checkout errors service:payments started:{clock}"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let ack = reply["text"].as_str().unwrap();
+    assert!(
+        ack.contains(&format!(
+            "Impact started {clock}: checking your Slack time zone"
+        )),
+        "answered at once, before asking Slack: {ack}"
+    );
+    let id = app.incident_id(declared_number(&reply)).await.unwrap();
+    app.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
+    // Corrected from 14:05 UTC to 14:05 in New York once Slack said the zone, after the acknowledgement.
+    let deadline = tokio::time::Instant::now() + SETUP_LIMIT;
+    let told = loop {
+        if let Some(t) = responses(&app)
+            .into_iter()
+            .find(|t| t.contains("America/New_York"))
+        {
+            break t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            responses(&app)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        told.starts_with(&format!("Impact started {clock} America/New_York = ")),
+        "{told}"
+    );
+    app.wait_for_effects(&id, SETUP_LIMIT).await.unwrap();
+    let inc = incident_bot::incidents::load(&app.state.db, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let off = (inc.timeline.started_at - then).num_seconds().abs();
+    assert!(off <= 60, "started {} vs {then}", inc.timeline.started_at);
+    // The correction is on the record like any other: a timeline line in the channel, the card updated.
+    let room = only_incident_channel(&app);
+    assert!(
+        room.messages
+            .iter()
+            .any(|m| m.text.starts_with("✏️ <@U0DECLARER> corrected *started*")),
+        "{:?}",
+        room.messages.iter().map(|m| &m.text).collect::<Vec<_>>()
+    );
+    assert_eq!(app.slack.count("users.info"), 1);
+
+    // Known now (remembered for 12 h): the next declaration reads its clock time at once.
+    let (clock, then) = half_an_hour_ago_in_new_york();
+    let (_, reply) = app
+        .slash(&format!("start Search slow started:{clock}"))
+        .await
+        .unwrap();
+    let ack = reply["text"].as_str().unwrap();
+    assert!(
+        ack.contains(&format!("Impact started {clock} America/New_York = ")),
+        "{ack}"
+    );
+    let id = app.incident_id(declared_number(&reply)).await.unwrap();
+    let inc = incident_bot::incidents::load(&app.state.db, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!((inc.timeline.started_at - then).num_seconds().abs() <= 60);
+    assert_eq!(app.slack.count("users.info"), 1, "asked once");
+}
+
+#[tokio::test]
+async fn a_clock_time_in_started_stays_in_the_default_zone_when_slack_cannot_say_and_the_declarer_is_told(
+) {
+    let app = spawn_app().await;
+    app.slack
+        .fail_next("users.info", Fault::Error("user_not_found".into()));
+    let (status, reply) = app
+        .slash("start Checkout errors started:00:00")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let id = app.incident_id(declared_number(&reply)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + SETUP_LIMIT;
+    let told = loop {
+        if let Some(t) = responses(&app)
+            .into_iter()
+            .find(|t| t.contains("Slack did not say your time zone"))
+        {
+            break t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            responses(&app)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(told.contains("00:00 UTC = "), "{told}");
+    assert!(told.contains("/incident set started"), "{told}");
+    let inc = incident_bot::incidents::load(&app.state.db, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        inc.timeline.started_at.format("%H:%M").to_string(),
+        "00:00",
+        "read in UTC, the default"
+    );
+}

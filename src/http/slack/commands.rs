@@ -128,9 +128,9 @@ async fn start(
     cmd: &SlashCommand,
     args: StartArgs,
 ) -> Result<Response, ApiError> {
-    let now = state.clock.now();
-    let tz = state.default_tz();
-    let started_at = args.started.as_ref().map(|t| t.resolve(now, tz));
+    let started = args
+        .started
+        .map(|spec| declare::ImpactStart::read(state, &cmd.user_id, spec, state.clock.now()));
     let service = args.service.clone();
     let inc = declare::declare(
         state,
@@ -143,7 +143,7 @@ async fn start(
             severity: args.severity,
             service: args.service,
             detection: args.via,
-            started_at,
+            started_at: started.as_ref().map(|s| s.at),
         },
     )
     .await?;
@@ -155,6 +155,19 @@ async fn start(
         inc.title,
         inc.severity.as_str()
     );
+    if let Some(started) = started {
+        if let Some(line) = started.line() {
+            text.push('\n');
+            text.push_str(&line);
+        }
+        started.confirm(
+            state,
+            inc.id.clone(),
+            cmd.user_id.clone(),
+            cmd.response_url.clone(),
+            Some(cmd.channel_id.clone()),
+        );
+    }
     if let Some(name) = service.filter(|s| state.catalog.get(s).is_none()) {
         text.push_str(&format!(
             "\n⚠️ {}",

@@ -70,10 +70,10 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
         errors.insert("title".into(), json!("Say in a few words what is broken."));
     }
     let now = state.clock.now();
-    let started_at = match text("started") {
+    let started = match text("started") {
         None => None,
         Some(s) => match command::parse_time_spec(s) {
-            Some(t) => Some(t.resolve(now, state.default_tz())),
+            Some(t) => Some(t),
             None => {
                 errors.insert(
                     "started".into(),
@@ -97,6 +97,7 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
         .as_str()
         .filter(|s| !s.is_empty())
         .map(str::to_string);
+    let started = started.map(|spec| declare::ImpactStart::read(state, user_id, spec, now));
     let inc = declare::declare(
         state,
         DeclareRequest {
@@ -112,10 +113,19 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
             detection: selected("via")
                 .and_then(DetectionMethod::parse)
                 .unwrap_or_default(),
-            started_at,
+            started_at: started.as_ref().map(|s| s.at),
         },
     )
     .await?;
     tracing::Span::current().record("incident_id", inc.id.as_str());
+    if let Some(started) = started {
+        started.confirm(
+            state,
+            inc.id.clone(),
+            user_id.to_string(),
+            None,
+            inc.origin_channel.clone(),
+        );
+    }
     Ok(StatusCode::OK.into_response())
 }
