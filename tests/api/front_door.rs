@@ -170,6 +170,13 @@ async fn an_oversized_body_gets_413_before_anything_else() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 413);
+    // The body is left unread, so the connection cannot carry another request: the answer says so.
+    assert_eq!(
+        resp.headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
 }
 
 #[tokio::test]
