@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{declared_number, spawn_app, TestApp, SETUP_LIMIT};
+use crate::helpers::{declared_number, response_containing, spawn_app, TestApp, SETUP_LIMIT};
 use incident_bot::slack::standin::{blocks_to_text, Channel, Fault, INCIDENTS_CHANNEL_ID};
 
 async fn declare(
@@ -494,15 +494,6 @@ fn half_an_hour_ago_in_new_york() -> (String, chrono::DateTime<chrono::Utc>) {
     (local.format("%H:%M").to_string(), then)
 }
 
-/// Texts posted to response URLs.
-fn responses(app: &TestApp) -> Vec<String> {
-    app.slack
-        .responses()
-        .iter()
-        .filter_map(|(_, v)| v["text"].as_str().map(str::to_string))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_clock_time_in_started_is_read_in_the_declarers_slack_time_zone() {
     let app = spawn_app().await;
@@ -525,21 +516,7 @@ async fn a_clock_time_in_started_is_read_in_the_declarers_slack_time_zone() {
     let id = app.incident_id(declared_number(&reply)).await.unwrap();
     app.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
     // Corrected from 14:05 UTC to 14:05 in New York once Slack said the zone, after the acknowledgement.
-    let deadline = tokio::time::Instant::now() + SETUP_LIMIT;
-    let told = loop {
-        if let Some(t) = responses(&app)
-            .into_iter()
-            .find(|t| t.contains("America/New_York"))
-        {
-            break t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            responses(&app)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let told = response_containing(&app, "America/New_York", SETUP_LIMIT).await;
     assert!(
         told.starts_with(&format!("Impact started {clock} America/New_York = ")),
         "{told}"
@@ -594,21 +571,7 @@ async fn a_clock_time_in_started_stays_in_the_default_zone_when_slack_cannot_say
         .unwrap();
     assert_eq!(status, 200);
     let id = app.incident_id(declared_number(&reply)).await.unwrap();
-    let deadline = tokio::time::Instant::now() + SETUP_LIMIT;
-    let told = loop {
-        if let Some(t) = responses(&app)
-            .into_iter()
-            .find(|t| t.contains("Slack did not say your time zone"))
-        {
-            break t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            responses(&app)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let told = response_containing(&app, "Slack did not say your time zone", SETUP_LIMIT).await;
     assert!(told.contains("00:00 UTC = "), "{told}");
     assert!(told.contains("/incident set started"), "{told}");
     let inc = incident_bot::incidents::load(&app.state.db, &id)

@@ -118,3 +118,30 @@ pub fn declared_number(reply: &serde_json::Value) -> i64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no incident number in {reply}"))
 }
+
+/// Texts posted to response URLs (ephemeral replies to clicks and slow commands, follow-ups to commands).
+#[allow(dead_code)]
+pub fn responses(app: &TestApp) -> Vec<String> {
+    app.slack
+        .responses()
+        .iter()
+        .filter_map(|(_, v)| v["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Waits (up to `limit`) for a text posted to a response URL that contains `needle`, and returns it.
+#[allow(dead_code)]
+pub async fn response_containing(app: &TestApp, needle: &str, limit: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(t) = responses(app).into_iter().find(|t| t.contains(needle)) {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reply containing {needle:?}: {:?}",
+            responses(app)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -460,6 +460,26 @@ async fn readyz_fails_while_the_database_is_unreachable_and_recovers_after() {
 // Graceful shutdown
 // ---------------------------------------------------------------------------------------------------------
 
+/// The real binary for the shutdown tests, signing secret `ops-shutdown-signing-secret`, logging at info.
+fn shutdown_bot(
+    db_url: &str,
+    catalog_path: &std::path::Path,
+    slack: &SlackStandin,
+    pager: &PagerStandin,
+) -> BotProcess {
+    BotProcess::start(
+        db_url,
+        catalog_path,
+        slack,
+        pager,
+        &[
+            ("SLACK_BOT_TOKEN", "xoxb-ops-shutdown"),
+            ("SLACK_SIGNING_SECRET", "ops-shutdown-signing-secret"),
+            ("RUST_LOG", "info"),
+        ],
+    )
+}
+
 #[tokio::test]
 async fn sigterm_mid_setup_stops_taking_requests_and_finishes_the_war_room_before_exiting() {
     let slack = SlackStandin::start().await.expect("slack");
@@ -472,17 +492,7 @@ async fn sigterm_mid_setup_stops_taking_requests_and_finishes_the_war_room_befor
         "chat.postMessage",
         Fault::Delay(Duration::from_millis(1500)),
     );
-    let mut bot = BotProcess::start(
-        &db_url,
-        &catalog_path,
-        &slack,
-        &pager,
-        &[
-            ("SLACK_BOT_TOKEN", "xoxb-ops-shutdown"),
-            ("SLACK_SIGNING_SECRET", "ops-shutdown-signing-secret"),
-            ("RUST_LOG", "info"),
-        ],
-    );
+    let mut bot = shutdown_bot(&db_url, &catalog_path, &slack, &pager);
     let resp = signed_slash(
         &bot.base_url,
         "ops-shutdown-signing-secret",
@@ -561,17 +571,7 @@ async fn sigterm_as_declarations_are_acknowledged_still_stores_and_sets_up_every
     let pager = PagerStandin::start().await.expect("pager");
     let db_url = crate::helpers::fresh_database_url().await;
     let (dir, catalog_path) = catalog_dir(&pager);
-    let mut bot = BotProcess::start(
-        &db_url,
-        &catalog_path,
-        &slack,
-        &pager,
-        &[
-            ("SLACK_BOT_TOKEN", "xoxb-ops-shutdown"),
-            ("SLACK_SIGNING_SECRET", "ops-shutdown-signing-secret"),
-            ("RUST_LOG", "info"),
-        ],
-    );
+    let mut bot = shutdown_bot(&db_url, &catalog_path, &slack, &pager);
     // Ten declarations at once; SIGTERM as soon as the first is acknowledged, while the others are being
     // answered and before their incidents are stored (they wait until the burst has been answered).
     let mut sent: futures::stream::FuturesUnordered<_> = (0..10)

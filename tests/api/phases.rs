@@ -9,7 +9,9 @@ use incident_bot::clock::{Clock, ManualClock};
 use incident_bot::slack::standin::{blocks_to_text, Channel, Message, INCIDENTS_CHANNEL_ID};
 use serde_json::Value;
 
-use crate::helpers::{declared_number, fresh_database_url, spawn_app, TestApp, SETUP_LIMIT};
+use crate::helpers::{
+    declared_number, fresh_database_url, responses, spawn_app, TestApp, SETUP_LIMIT,
+};
 use incident_bot::harness::{settings_for, Harness};
 use incident_bot::pager::standin::PagerStandin;
 use incident_bot::slack::standin::SlackStandin;
@@ -124,15 +126,6 @@ fn summaries(ch: &Channel) -> Vec<String> {
 
 fn broadcast(app: &TestApp) -> Channel {
     app.slack.channel_by_name(INCIDENTS_CHANNEL_ID).unwrap()
-}
-
-/// Texts posted to response URLs (ephemeral replies to clicks and slow commands).
-fn responses(app: &TestApp) -> Vec<String> {
-    app.slack
-        .responses()
-        .iter()
-        .filter_map(|(_, v)| v["text"].as_str().map(str::to_string))
-        .collect()
 }
 
 async fn click(app: &TestApp, user: &str, action: &str, id: &str) {
