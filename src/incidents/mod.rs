@@ -1,10 +1,11 @@
-//! Incidents: the stored record ([`Incident`]), declaring one ([`declare`]) and setting up its war room
-//! ([`setup`] runs the steps, [`steps`] says what each step does).
+//! Incidents: the stored record ([`Incident`]), declaring one ([`declare`], with the start of impact it names:
+//! [`started`]) and setting up its war room ([`setup`] runs the steps, [`steps`] says what each step does).
 
 pub mod declare;
 pub mod outbox;
 pub mod phases;
 pub mod setup;
+pub mod started;
 pub mod steps;
 pub mod summary;
 pub mod timers;

@@ -16,6 +16,7 @@ use super::{bad_body, ephemeral, Signed};
 use crate::domain::command::{self, Command, StartArgs, USAGE};
 use crate::errors::ApiError;
 use crate::incidents::declare::{self, DeclareRequest};
+use crate::incidents::started::ImpactStart;
 use crate::slack::blocks;
 use crate::startup::AppState;
 
@@ -130,7 +131,7 @@ async fn start(
 ) -> Result<Response, ApiError> {
     let started = args
         .started
-        .map(|spec| declare::ImpactStart::read(state, &cmd.user_id, spec, state.clock.now()));
+        .map(|spec| ImpactStart::read(state, &cmd.user_id, spec, state.clock.now()));
     let service = args.service.clone();
     let inc = declare::declare(
         state,

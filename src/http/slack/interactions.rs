@@ -15,6 +15,7 @@ use crate::domain::command;
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::errors::ApiError;
 use crate::incidents::declare::{self, DeclareRequest};
+use crate::incidents::started::ImpactStart;
 use crate::startup::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -97,7 +98,7 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
         .as_str()
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let started = started.map(|spec| declare::ImpactStart::read(state, user_id, spec, now));
+    let started = started.map(|spec| ImpactStart::read(state, user_id, spec, now));
     let inc = declare::declare(
         state,
         DeclareRequest {

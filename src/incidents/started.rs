@@ -1,0 +1,164 @@
+//! When impact began, for a declaration that says so (`/incident start … started:14:05`, `started:-20m`, or the
+//! declare form's field): reading the time in the declarer's own Slack time zone without calling Slack before
+//! the acknowledgement ([`ImpactStart`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::command::TimeSpec;
+use crate::startup::AppState;
+
+/// When impact began, as declared.
+///
+/// A clock time (`14:05`, `2026-11-25 14:05`) means the declarer's own time zone. Slack does not send it with a
+/// command, and no Slack call runs before the acknowledgement: when the bot already knows the zone (remembered
+/// for 12 h after any `users.info`), the time is read in it at once; otherwise it is read in
+/// `incidents.default_timezone` for the moment, and [`ImpactStart::confirm`] asks Slack after the
+/// acknowledgement and corrects the start if the declarer's zone differs.
+#[derive(Debug, Clone)]
+pub struct ImpactStart {
+    /// The instant stored with the declaration.
+    pub at: DateTime<Utc>,
+    spec: TimeSpec,
+    /// The zone a clock time was read in: the declarer's (known), or the default pending confirmation.
+    zone: Zone,
+    /// When the declaration was typed: clock times are the latest such time before it.
+    now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Zone {
+    /// Not a clock time: no zone needed.
+    None,
+    /// The declarer's Slack time zone, already known.
+    Known(chrono_tz::Tz),
+    /// The default zone, until Slack says the declarer's.
+    Default(chrono_tz::Tz),
+}
+
+impl ImpactStart {
+    /// Reads `spec`, typed by `user` at `now` (see the type's doc). Never calls Slack.
+    pub fn read(state: &AppState, user: &str, spec: TimeSpec, now: DateTime<Utc>) -> ImpactStart {
+        let zone = match spec {
+            TimeSpec::Clock(_) | TimeSpec::Local(_) => match state.user_tz.get(user, now) {
+                Some(tz) => Zone::Known(tz),
+                None => Zone::Default(state.default_tz()),
+            },
+            _ => Zone::None,
+        };
+        let tz = match zone {
+            Zone::Known(tz) | Zone::Default(tz) => tz,
+            Zone::None => state.default_tz(),
+        };
+        ImpactStart {
+            at: spec.resolve(now, tz).min(now),
+            spec,
+            zone,
+            now,
+        }
+    }
+
+    /// A line for the acknowledgement saying how a clock time was read; `None` for other forms.
+    pub fn line(&self) -> Option<String> {
+        match self.zone {
+            Zone::None => None,
+            Zone::Known(tz) => Some(format!("Impact started {}.", self.read_as(tz, self.at))),
+            Zone::Default(_) => Some(format!(
+                "Impact started {}: checking your Slack time zone…",
+                self.spec
+            )),
+        }
+    }
+
+    fn read_as(&self, tz: chrono_tz::Tz, at: DateTime<Utc>) -> String {
+        format!(
+            "{} {} = {}",
+            self.spec,
+            tz.name(),
+            at.format("%Y-%m-%d %H:%M UTC")
+        )
+    }
+
+    /// After the acknowledgement, when the clock time was read in the default zone: asks Slack for `user`'s
+    /// zone; if the time means another instant there, corrects the incident's start (as a `/incident set started`
+    /// by `user` would: card, timeline line, every figure); then tells `user` how the time was read (through
+    /// `response_url`, else ephemerally in `channel`). Waits for the incident row, stored a few milliseconds
+    /// after the acknowledgement.
+    pub fn confirm(
+        self,
+        state: &Arc<AppState>,
+        incident_id: String,
+        user: String,
+        response_url: Option<String>,
+        channel: Option<String>,
+    ) {
+        let Zone::Default(default) = self.zone else {
+            return;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let Some(tz) = super::phases::slack_tz(&state, &user).await else {
+                let text = format!(
+                    "Impact started {}: Slack did not say your time zone, so {} was used. If that is wrong: \
+                     `/incident set started <time>` in the incident channel.",
+                    self.read_as(default, self.at),
+                    default.name()
+                );
+                super::phases::tell(&state, response_url, channel, user, text);
+                return;
+            };
+            let at = self.spec.resolve(self.now, tz).min(self.now);
+            let mut text = format!("Impact started {}.", self.read_as(tz, at));
+            if at != self.at {
+                match correct_start(&state, &incident_id, &user, at).await {
+                    Ok(Some(refused)) => {
+                        text = format!(
+                            "Impact start left at {}: {refused}. Correct it with `/incident set started <time>`.",
+                            self.read_as(default, self.at)
+                        )
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not correct the start of impact to the declarer's time zone");
+                        text = format!(
+                            "Impact start left at {}: it could not be corrected to your time zone. Correct it with \
+                             `/incident set started <time>`.",
+                            self.read_as(default, self.at)
+                        );
+                    }
+                }
+            }
+            super::phases::tell(&state, response_url, channel, user, text);
+        });
+    }
+}
+
+/// Corrects the start of impact of an incident declared a moment ago, once its row is stored (5 s at most).
+/// Returns why it was refused, if it was.
+async fn correct_start(
+    state: &Arc<AppState>,
+    incident_id: &str,
+    user: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Option<String>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while super::load(&state.db, incident_id).await?.is_none() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the incident was not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let change = super::phases::Change::Correct {
+        target: crate::domain::phase::CorrectionTarget::Started,
+        at,
+    };
+    Ok(
+        match super::phases::apply(state, incident_id, change, Some(user)).await? {
+            super::phases::Outcome::Applied { .. } => None,
+            super::phases::Outcome::Refused { reason } => Some(reason),
+        },
+    )
+}
