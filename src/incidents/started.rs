@@ -41,16 +41,13 @@ enum Zone {
 impl ImpactStart {
     /// Reads `spec`, typed by `user` at `now` (see the type's doc). Never calls Slack.
     pub fn read(state: &AppState, user: &str, spec: TimeSpec, now: DateTime<Utc>) -> ImpactStart {
-        let zone = match spec {
+        let (zone, tz) = match spec {
             TimeSpec::Clock(_) | TimeSpec::Local(_) => match state.user_tz.get(user, now) {
-                Some(tz) => Zone::Known(tz),
-                None => Zone::Default(state.default_tz()),
+                Some(tz) => (Zone::Known(tz), tz),
+                None => (Zone::Default(state.default_tz()), state.default_tz()),
             },
-            _ => Zone::None,
-        };
-        let tz = match zone {
-            Zone::Known(tz) | Zone::Default(tz) => tz,
-            Zone::None => state.default_tz(),
+            // A moment ago or a time with its own zone: the zone does not matter.
+            _ => (Zone::None, state.default_tz()),
         };
         ImpactStart {
             at: spec.resolve(now, tz).min(now),
