@@ -519,41 +519,44 @@ pub async fn recover(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
 /// A declaration as the log and the incident insert carry it: a JSON array, so that SQL reads each field by
 /// position. The third field is the incident number, except in the log, where it is how far the number is below
 /// the workspace's last number after the batch (the numbers are not known until the batch's counters are
-/// bumped, in the same call).
+/// bumped, in the same call). Written from borrowed text (`Row<&str>`, no copies), read back owned
+/// (`Row<String>`).
 #[derive(Debug, Serialize, Deserialize)]
-struct Row(
-    String,         // 0 id
-    String,         // 1 team_id
-    i64,            // 2 number (in the log: below the workspace's last number)
-    String,         // 3 title
-    String,         // 4 severity
-    Option<String>, // 5 service
-    String,         // 6 detection
-    String,         // 7 declared_by
-    Option<String>, // 8 origin_channel
-    Option<String>, // 9 response_url
-    i64,            // 10 started_at (ms)
-    i64,            // 11 declared_at (ms)
+struct Row<S>(
+    S,         // 0 id
+    S,         // 1 team_id
+    i64,       // 2 number (in the log: below the workspace's last number)
+    S,         // 3 title
+    S,         // 4 severity
+    Option<S>, // 5 service
+    S,         // 6 detection
+    S,         // 7 declared_by
+    Option<S>, // 8 origin_channel
+    Option<S>, // 9 response_url
+    i64,       // 10 started_at (ms)
+    i64,       // 11 declared_at (ms)
 );
 
-impl Row {
-    fn of(inc: &Incident, number: i64) -> Row {
+impl<'a> Row<&'a str> {
+    fn of(inc: &'a Incident, number: i64) -> Self {
         Row(
-            inc.id.clone(),
-            inc.team_id.clone(),
+            &inc.id,
+            &inc.team_id,
             number,
-            inc.title.clone(),
-            inc.severity.as_str().to_string(),
-            inc.service.clone(),
-            inc.detection.as_str().to_string(),
-            inc.declared_by.clone(),
-            inc.origin_channel.clone(),
-            inc.response_url.clone(),
+            &inc.title,
+            inc.severity.as_str(),
+            inc.service.as_deref(),
+            inc.detection.as_str(),
+            &inc.declared_by,
+            inc.origin_channel.as_deref(),
+            inc.response_url.as_deref(),
             ms(inc.timeline.started_at),
             ms(inc.timeline.declared_at),
         )
     }
+}
 
+impl Row<String> {
     fn incident(self, number: i64) -> Incident {
         Incident {
             id: self.0,
@@ -580,7 +583,7 @@ fn parse_log_row(row: &AnyRow) -> Result<Logged, anyhow::Error> {
     let seq: i64 = row.try_get("seq")?;
     let last: HashMap<String, i64> =
         serde_json::from_str(&row.try_get::<String, _>("last_numbers")?)?;
-    let rows: Vec<Row> = serde_json::from_str(&row.try_get::<String, _>("declarations")?)?;
+    let rows: Vec<Row<String>> = serde_json::from_str(&row.try_get::<String, _>("declarations")?)?;
     let incidents = rows
         .into_iter()
         .map(|r| {
@@ -651,7 +654,7 @@ async fn log_batch(
         .collect();
 
     let counters = serde_json::to_string(&teams).map_err(json_error)?;
-    let rows: Vec<Row> = incidents
+    let rows: Vec<Row<&str>> = incidents
         .iter()
         .zip(&below_last)
         .map(|(inc, below)| Row::of(inc, *below))
@@ -727,7 +730,7 @@ async fn materialize(
     lease_ms: i64,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let rows: Vec<Row> = logged
+    let rows: Vec<Row<&str>> = logged
         .incidents
         .iter()
         .map(|inc| Row::of(inc, inc.number))
