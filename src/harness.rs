@@ -185,7 +185,7 @@ impl Harness {
     }
 
     /// The `payload=<json>` form body of a click on button `action_id` of incident `incident_id`'s card by `user`,
-    /// shaped like Slack's `block_actions` (see `shared/reference/fixtures/slack_block_actions.json`).
+    /// shaped like Slack's `block_actions` (see `tests/fixtures/slack_block_actions.json`).
     pub async fn click_body(
         &self,
         user: &str,
@@ -285,7 +285,7 @@ pub async fn incident_id_in(db: &Db, number: i64) -> anyhow::Result<String> {
 }
 
 /// The `payload=<json>` form body of a click on button `action_id` (e.g. `phase_ack`) of `inc`'s card by `user`,
-/// shaped like Slack's `block_actions` (see `shared/reference/fixtures/slack_block_actions.json`).
+/// shaped like Slack's `block_actions` (see `tests/fixtures/slack_block_actions.json`).
 pub fn block_actions_body(
     inc: &crate::incidents::Incident,
     user: &str,

@@ -258,10 +258,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const GITHUB: &str =
-        include_str!("../../../shared/reference/fixtures/github_deployment_status.json");
-    const GITHUB_PING: &str = include_str!("../../../shared/reference/fixtures/github_ping.json");
-    const GITLAB: &str = include_str!("../../../shared/reference/fixtures/gitlab_deployment.json");
+    const GITHUB: &str = include_str!("../../tests/fixtures/github_deployment_status.json");
+    const GITHUB_PING: &str = include_str!("../../tests/fixtures/github_ping.json");
+    const GITLAB: &str = include_str!("../../tests/fixtures/gitlab_deployment.json");
 
     fn catalog() -> Catalog {
         Catalog::parse(include_str!("../../config/catalog.yaml")).expect("shipped catalog")

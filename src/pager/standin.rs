@@ -4,7 +4,7 @@
 //! What lives here: [`PagerStandin`] (the server), the alerts it keeps — [`PagerDutyAlert`] (collapsed by
 //! `dedup_key`), [`OpsgenieAlert`] (collapsed by `alias`), [`WebhookDelivery`] (collapsed by
 //! `Idempotency-Key`) — and [`PagerRequest`], one per request received. Answers follow the wire fixtures in
-//! `shared/reference/fixtures/` (PagerDuty: 202 `{"status":"success","message":"Event processed",
+//! `tests/fixtures/` (PagerDuty: 202 `{"status":"success","message":"Event processed",
 //! "dedup_key":…}`, 400 `{"status","message","errors"}`; Opsgenie: 202 `{"result","took","requestId"}`).
 //! Faults are injected per endpoint (`"pagerduty"`, `"opsgenie"`, `"webhook"`) with the Slack stand-in's
 //! [`Fault`]; the connection plumbing (dropped connections, shutdown) is shared with it too.

@@ -1,7 +1,7 @@
 //! A fake PagerDuty REST API v2 for `incident-bot import pagerduty`, served by the pager stand-in
 //! ([`super::standin::PagerStandin::pagerduty_rest`]).
 //!
-//! Endpoints, with the response shapes of `shared/reference/fixtures/pagerduty_rest_*.json`:
+//! Endpoints, with the response shapes of `tests/fixtures/pagerduty_rest_*.json`:
 //! - `GET /incidents` — `since`/`until` (RFC 3339, on `created_at`), `statuses[]`, `limit` (default 25, at
 //!   most 100), `offset`, `total=true`; answers `{incidents, limit, offset, more, total}` (`total` is null
 //!   unless asked for), oldest first.

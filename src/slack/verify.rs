@@ -90,8 +90,7 @@ mod tests {
 
     const SECRET: &[u8] = b"8f742231b10e8888abcd99yyyzzz85a5";
     const TS: i64 = 1531420618;
-    const BODY: &str =
-        include_str!("../../../shared/reference/fixtures/slack_slash_command_signed_body.txt");
+    const BODY: &str = include_str!("../../tests/fixtures/slack_slash_command_signed_body.txt");
     const SIG: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
 
     #[test]

@@ -16,11 +16,9 @@ const GITHUB_SECRET: &str = "harness-github-secret";
 const GITLAB_TOKEN: &str = "harness-gitlab-token";
 const ARGOCD_TOKEN: &str = "harness-argocd-token";
 
-const GITHUB_DEPLOYMENT_STATUS: &str =
-    include_str!("../../../shared/reference/fixtures/github_deployment_status.json");
-const GITHUB_PING: &str = include_str!("../../../shared/reference/fixtures/github_ping.json");
-const GITLAB_DEPLOYMENT: &str =
-    include_str!("../../../shared/reference/fixtures/gitlab_deployment.json");
+const GITHUB_DEPLOYMENT_STATUS: &str = include_str!("../fixtures/github_deployment_status.json");
+const GITHUB_PING: &str = include_str!("../fixtures/github_ping.json");
+const GITLAB_DEPLOYMENT: &str = include_str!("../fixtures/gitlab_deployment.json");
 
 async fn post_deploys(app: &TestApp, token: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = app

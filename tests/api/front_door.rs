@@ -139,8 +139,7 @@ async fn help_lists_every_command() {
 #[tokio::test]
 async fn url_verification_echoes_the_challenge() {
     let app = spawn_app().await;
-    let body =
-        include_str!("../../../shared/reference/fixtures/slack_url_verification.json").to_string();
+    let body = include_str!("../fixtures/slack_url_verification.json").to_string();
     let resp = app
         .post_signed("/slack/events", "application/json", body.clone())
         .await

@@ -50,7 +50,7 @@ pub struct TestApp {
 }
 
 /// Every test checks, when its app goes away, that each Web API call the bot made used a real Slack method and
-/// real argument names (`../shared/reference/slack_web_openapi_v2.json`, plus the newer methods SPEC lists).
+/// real argument names (`tests/fixtures/slack_web_openapi_v2.json`, plus the newer methods SPEC lists).
 impl Drop for TestApp {
     fn drop(&mut self) {
         if std::thread::panicking() {

@@ -16,4 +16,5 @@ mod ops;
 mod phases;
 mod recovery;
 mod replicas;
+mod self_contained;
 mod socket_mode;

@@ -12,8 +12,7 @@ use crate::openapi::SlackSpec;
 use incident_bot::clock::ManualClock;
 use incident_bot::slack::standin::{Message, BOT_USER_ID, GENERAL_CHANNEL_ID};
 
-const APP_MENTION: &str =
-    include_str!("../../../shared/reference/fixtures/slack_app_mention_event.json");
+const APP_MENTION: &str = include_str!("../fixtures/slack_app_mention_event.json");
 const TOKEN: &str = "harness-deploy-token";
 
 /// Slack's example `app_mention` delivery, asked in #general by `user` with `text` after the bot's mention.

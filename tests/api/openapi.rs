@@ -1,6 +1,6 @@
 //! Web API conformance: checks that every call the bot made to the Slack stand-in uses a real Slack method
 //! and real parameter names, against Slack's published Web API spec
-//! (`shared/reference/slack_web_openapi_v2.json`, Swagger 2.0, Oct 2020) plus a hand-written table of the
+//! (`tests/fixtures/slack_web_openapi_v2.json`, Swagger 2.0, Oct 2020) plus a hand-written table of the
 //! methods published after it.
 
 // Not every test uses every helper of this module.
@@ -14,7 +14,7 @@ use serde_json::Value;
 /// Where Slack's Web API spec lives, relative to this crate.
 pub const SPEC_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/reference/slack_web_openapi_v2.json"
+    "/tests/fixtures/slack_web_openapi_v2.json"
 );
 
 /// Methods newer than the Oct 2020 spec, with the argument names their documentation lists
