@@ -16,15 +16,16 @@ use crate::domain::phase::{Stamp, Timeline};
 use crate::domain::severity::{DetectionMethod, Severity};
 
 /// One incident packed into one line of text, fields separated by U+001F: a code (severity 1–3, plus 4 × the
-/// detection method — 1 alert, 2 customer, 3 engineer, 0 unknown = imported — plus 16 × the four `*_implicit`
-/// flags as bits), service, started, acknowledged, identified, fixed, resolved (epoch ms or empty), and the id
+/// detection method — 1 alert, 2 customer, 3 engineer, 4 not yet said, 0 imported — plus 32 × the four
+/// `*_implicit` flags as bits), service, started, acknowledged, identified, fixed, resolved (epoch ms or empty), and the id
 /// when still open.
 macro_rules! packed_row {
     () => {
         "cast(CASE severity WHEN 'P1' THEN 1 WHEN 'P3' THEN 3 ELSE 2 END \
               + 4 * CASE WHEN source <> 'slack' THEN 0 WHEN detection = 'customer' THEN 2 \
-                         WHEN detection = 'engineer' THEN 3 ELSE 1 END \
-              + 16 * (acknowledged_implicit + 2 * identified_implicit + 4 * fixed_implicit + 8 * resolved_implicit) \
+                         WHEN detection = 'engineer' THEN 3 \
+                         WHEN detection = 'alert' THEN 1 ELSE 4 END \
+              + 32 * (acknowledged_implicit + 2 * identified_implicit + 4 * fixed_implicit + 8 * resolved_implicit) \
               AS TEXT) || '\u{1f}' || \
          coalesce(replace(replace(service, '\u{1f}', ' '), '\u{1e}', ' '), '') || '\u{1f}' || \
          cast(started_at AS TEXT) || '\u{1f}' || \
@@ -241,13 +242,14 @@ fn parse_line(line: &str, services: &mut ServiceInfo) -> Option<IncidentRow> {
         3 => Severity::P3,
         _ => Severity::P2,
     };
-    let (origin, detection) = match (code >> 2) & 3 {
+    let (origin, detection) = match (code >> 2) & 7 {
         0 => (Origin::Baseline, None),
+        1 => (Origin::Slack, Some(DetectionMethod::Alert)),
         2 => (Origin::Slack, Some(DetectionMethod::Customer)),
         3 => (Origin::Slack, Some(DetectionMethod::Engineer)),
-        _ => (Origin::Slack, Some(DetectionMethod::Alert)),
+        _ => (Origin::Slack, Some(DetectionMethod::Unknown)),
     };
-    let bits = code >> 4;
+    let bits = code >> 5;
     let (service, team) = match f[1].trim() {
         "" => (None, None),
         s => {
@@ -363,8 +365,8 @@ mod tests {
     fn a_packed_line_reads_back_into_a_row() {
         let catalog = Catalog::empty();
         let mut services = ServiceInfo::new(&catalog);
-        // P1 (1) + customer (4 × 2) + fixed implicit (16 × 4) = 73.
-        let line = "73\u{1f}payments\u{1f}1000\u{1f}61000\u{1f}\u{1f}121000\u{1f}181000\u{1f}";
+        // P1 (1) + customer (4 × 2) + fixed implicit (32 × 4) = 137.
+        let line = "137\u{1f}payments\u{1f}1000\u{1f}61000\u{1f}\u{1f}121000\u{1f}181000\u{1f}";
         let row = parse_line(line, &mut services).expect("a row");
         assert_eq!(row.severity, Severity::P1);
         assert_eq!(row.detection, Some(DetectionMethod::Customer));
@@ -382,6 +384,14 @@ mod tests {
             (Origin::Baseline, None, None)
         );
         assert_eq!(row.id, "pagerduty-P1");
+        // P3 (3) + not yet said (4 × 4) + every phase implicit (32 × 15) = 499.
+        let unknown = "499\u{1f}\u{1f}5\u{1f}6\u{1f}6\u{1f}6\u{1f}6\u{1f}";
+        let row = parse_line(unknown, &mut services).expect("a row");
+        assert_eq!(
+            (row.severity, row.origin, row.detection),
+            (Severity::P3, Origin::Slack, Some(DetectionMethod::Unknown))
+        );
+        assert!(row.timeline.resolved.as_ref().expect("resolved").implicit);
     }
 
     #[test]

@@ -242,13 +242,18 @@ pub fn sections(d: &Digest, tz: Tz, style: Style) -> Vec<Vec<String>> {
 
     let (cd, pd) = (&cur.detection, &prev.detection);
     let mut detection = vec![format!(
-        "{} alert {} · customer {} · engineer {}{}",
+        "{} alert {} · customer {} · engineer {}{}{}",
         style.bold("Detected by:"),
         count_change(cd.alert, pd.alert),
         count_change(cd.customer, pd.customer),
         count_change(cd.engineer, pd.engineer),
-        if cd.unknown > 0 {
-            format!(" · unknown (imported) {}", cd.unknown)
+        if cd.unknown > 0 || pd.unknown > 0 {
+            format!(" · not yet said {}", count_change(cd.unknown, pd.unknown))
+        } else {
+            String::new()
+        },
+        if cd.imported > 0 {
+            format!(" · unknown (imported) {}", cd.imported)
         } else {
             String::new()
         }

@@ -279,6 +279,7 @@ impl Csv {
             ("customer", d.customer),
             ("engineer", d.engineer),
             ("unknown", d.unknown),
+            ("imported", d.imported),
         ] {
             self.row(period, "detected_by", g, n.to_string(), "incidents");
         }

@@ -319,8 +319,10 @@ pub struct DetectionFigures {
     pub alert: usize,
     pub customer: usize,
     pub engineer: usize,
-    /// Imported incidents: method unknown.
+    /// Declared in Slack and nobody has said yet how it was noticed.
     pub unknown: usize,
+    /// Imported incidents: the import does not know the method.
+    pub imported: usize,
     /// P1s with a known detection method, and how many of them customers reported.
     pub p1: usize,
     pub p1_customer: usize,
@@ -332,9 +334,11 @@ pub struct DetectionFigures {
 impl DetectionFigures {
     fn of(rows: &[&IncidentRow]) -> DetectionFigures {
         let count = |m: DetectionMethod| rows.iter().filter(|r| r.detection == Some(m)).count();
+        let known = |r: &&&IncidentRow| r.detection.is_some_and(|m| m != DetectionMethod::Unknown);
         let p1: Vec<_> = rows
             .iter()
-            .filter(|r| r.severity == Severity::P1 && r.detection.is_some())
+            .filter(|r| r.severity == Severity::P1)
+            .filter(known)
             .collect();
         let p1_customer = p1
             .iter()
@@ -345,7 +349,8 @@ impl DetectionFigures {
             alert: count(DetectionMethod::Alert),
             customer: count(DetectionMethod::Customer),
             engineer: count(DetectionMethod::Engineer),
-            unknown: rows.iter().filter(|r| r.detection.is_none()).count(),
+            unknown: count(DetectionMethod::Unknown),
+            imported: rows.iter().filter(|r| r.detection.is_none()).count(),
             p1: p1.len(),
             p1_customer,
             p1_customer_share: share,
@@ -736,6 +741,25 @@ mod tests {
     }
 
     #[test]
+    fn incidents_nobody_said_how_were_detected_count_as_unknown_not_as_alerts() {
+        let mut rows: Vec<IncidentRow> = (0..4)
+            .map(|i| slack(i, Severity::P1, at(0, 10 + i, 0), [1, 1, 1, 1]))
+            .collect();
+        rows[0].detection = Some(DetectionMethod::Customer);
+        rows[1].detection = Some(DetectionMethod::Unknown);
+        rows[2].detection = Some(DetectionMethod::Unknown);
+        let f = Figures::of(&rows, week(), chrono_tz::UTC, now());
+        let d = &f.detection;
+        assert_eq!((d.alert, d.customer, d.unknown, d.imported), (1, 1, 2, 0));
+        assert_eq!(d.known(), 2);
+        assert_eq!(
+            d.p1, 2,
+            "the customer share is of P1s whose method is known"
+        );
+        assert_eq!(d.p1_customer_share, Some(0.5));
+    }
+
+    #[test]
     fn more_than_a_fifth_of_p1s_from_customers_raises_the_warning() {
         let mut rows: Vec<IncidentRow> = (0..5)
             .map(|i| slack(i, Severity::P1, at(0, 10 + i, 0), [1, 1, 1, 1]))
@@ -839,7 +863,8 @@ mod tests {
         assert_eq!(f.phases.incidents, 1);
         assert_eq!(f.phases.unknown, 2);
         assert_eq!(f.phases.get(PhaseKind::Detection).average_share, Some(0.25));
-        assert_eq!(f.detection.unknown, 2);
+        assert_eq!(f.detection.imported, 2);
+        assert_eq!(f.detection.unknown, 0);
         assert_eq!(f.detection.p1, 1, "only P1s with a known method");
         // Chart segments: detection (10 + 5 + 0) / 3, unknown (0 + 75 + 30) / 3.
         let means = &f.phase_means[0];

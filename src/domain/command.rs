@@ -529,7 +529,7 @@ mod tests {
         assert_eq!(a.title, "DB is down");
         assert_eq!(a.severity, Severity::P2);
         assert_eq!(a.service, None);
-        assert_eq!(a.via, DetectionMethod::Alert);
+        assert_eq!(a.via, DetectionMethod::Unknown, "until someone says");
         assert_eq!(a.started, None);
     }
 

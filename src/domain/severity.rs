@@ -64,14 +64,16 @@ impl fmt::Display for Severity {
     }
 }
 
-/// Who or what noticed the incident first. `alert` when the declarer does not say.
+/// Who or what noticed the incident first. `unknown` until someone says: the card asks (SPEC section 11).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum DetectionMethod {
-    /// Monitoring fired.
+    /// Nobody has said yet.
     #[default]
+    Unknown,
+    /// Monitoring fired.
     Alert,
     /// A customer reported it.
     Customer,
@@ -80,24 +82,31 @@ pub enum DetectionMethod {
 }
 
 impl DetectionMethod {
-    /// Every detection method.
-    pub const ALL: [DetectionMethod; 3] = [
+    /// The methods a person can name (`via:`, the form, the card's buttons).
+    pub const KNOWN: [DetectionMethod; 3] = [
         DetectionMethod::Alert,
         DetectionMethod::Customer,
         DetectionMethod::Engineer,
     ];
 
-    /// Parses `alert`, `customer` or `engineer` (any case, surrounding whitespace ignored).
+    /// Parses `alert`, `customer` or `engineer` (any case, surrounding whitespace ignored); `unknown` is not a
+    /// choice anybody makes, so it is not parsed here (see [`DetectionMethod::from_stored`]).
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim();
-        Self::ALL
+        Self::KNOWN
             .into_iter()
             .find(|m| m.as_str().eq_ignore_ascii_case(s))
     }
 
-    /// `"alert"`, `"customer"` or `"engineer"`.
+    /// Reads the stored column: one of the known methods, else `unknown`.
+    pub fn from_stored(s: &str) -> Self {
+        Self::parse(s).unwrap_or_default()
+    }
+
+    /// `"unknown"`, `"alert"`, `"customer"` or `"engineer"`.
     pub fn as_str(self) -> &'static str {
         match self {
+            DetectionMethod::Unknown => "unknown",
             DetectionMethod::Alert => "alert",
             DetectionMethod::Customer => "customer",
             DetectionMethod::Engineer => "engineer",
@@ -130,9 +139,9 @@ mod tests {
     }
 
     #[test]
-    fn default_severity_is_p2_and_default_detection_is_alert() {
+    fn default_severity_is_p2_and_default_detection_is_unknown() {
         assert_eq!(Severity::default(), Severity::P2);
-        assert_eq!(DetectionMethod::default(), DetectionMethod::Alert);
+        assert_eq!(DetectionMethod::default(), DetectionMethod::Unknown);
     }
 
     #[test]
@@ -154,8 +163,9 @@ mod tests {
 
     #[test]
     fn detection_method_round_trips_through_text_and_serde() {
-        for m in DetectionMethod::ALL {
+        for m in DetectionMethod::KNOWN {
             assert_eq!(DetectionMethod::parse(m.as_str()), Some(m));
+            assert_eq!(DetectionMethod::from_stored(m.as_str()), m);
             let json = serde_json::to_string(&m).unwrap();
             assert_eq!(json, format!("\"{}\"", m.as_str()));
         }
@@ -164,5 +174,14 @@ mod tests {
             Some(DetectionMethod::Customer)
         );
         assert_eq!(DetectionMethod::parse("pager"), None);
+        assert_eq!(DetectionMethod::parse("unknown"), None, "not a choice");
+        assert_eq!(
+            DetectionMethod::from_stored("unknown"),
+            DetectionMethod::Unknown
+        );
+        assert_eq!(
+            serde_json::to_string(&DetectionMethod::Unknown).unwrap(),
+            "\"unknown\""
+        );
     }
 }

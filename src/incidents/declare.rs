@@ -565,7 +565,7 @@ impl Row<String> {
             title: self.3,
             severity: Severity::parse(&self.4).unwrap_or_default(),
             service: self.5,
-            detection: DetectionMethod::parse(&self.6).unwrap_or_default(),
+            detection: DetectionMethod::from_stored(&self.6),
             declared_by: self.7,
             origin_channel: self.8,
             response_url: self.9,

@@ -2,6 +2,7 @@
 //! [`started`]) and setting up its war room ([`setup`] runs the steps, [`steps`] says what each step does).
 
 pub mod declare;
+pub mod detection;
 pub mod outbox;
 pub mod phases;
 pub mod setup;
@@ -91,7 +92,7 @@ impl Incident {
             title: row.try_get("title")?,
             severity: Severity::parse(&severity).unwrap_or_default(),
             service: row.try_get("service")?,
-            detection: DetectionMethod::parse(&detection).unwrap_or_default(),
+            detection: DetectionMethod::from_stored(&detection),
             declared_by: row.try_get("declared_by")?,
             origin_channel: row.try_get("origin_channel")?,
             response_url: row.try_get("response_url")?,

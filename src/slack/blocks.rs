@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 use crate::deploys::Deploy;
 use crate::domain::mttr::{self, format_duration};
 use crate::domain::phase::{Milestone, Status};
-use crate::domain::severity::Severity;
-use crate::incidents::Incident;
+use crate::domain::severity::{DetectionMethod, Severity};
+use crate::incidents::{detection, Incident};
 use crate::startup::AppState;
 
 /// `block_id` of the card's first block: lets a retry find a card that was posted but not recorded.
@@ -130,10 +130,13 @@ impl<'a> CardView<'a> {
                     { "type": "mrkdwn", "text": format!("*Service*\n{}", inc.service.as_deref().unwrap_or("—")) },
                     { "type": "mrkdwn", "text": format!("*Declared by*\n<@{}>", inc.declared_by) },
                     { "type": "mrkdwn", "text": format!("*Impact started*\n{}", slack_time(inc.timeline.started_at)) },
-                    { "type": "mrkdwn", "text": format!("*Detected via*\n{}", inc.detection.as_str()) },
+                    { "type": "mrkdwn", "text": format!("*Detected via*\n{}", detected_via(inc.detection)) },
                 ]
             }),
         ];
+        if inc.detection == DetectionMethod::Unknown && status != Status::Closed {
+            blocks.extend(detection_question(&inc.id));
+        }
         let runbook = match &self.runbook {
             Some(u) => format!("📖 <{u}|Runbook>"),
             None => "📖 no runbook in the catalog".to_string(),
@@ -257,6 +260,36 @@ impl<'a> CardView<'a> {
     }
 }
 
+/// The card's field: the method, or that nobody has said yet.
+fn detected_via(m: DetectionMethod) -> &'static str {
+    match m {
+        DetectionMethod::Unknown => "unknown — not said yet",
+        known => known.as_str(),
+    }
+}
+
+/// "How was this detected? [Alert] [Customer] [Engineer]": asked on the card until somebody answers.
+fn detection_question(incident_id: &str) -> [Value; 2] {
+    let buttons: Vec<Value> = DetectionMethod::KNOWN
+        .into_iter()
+        .map(|m| {
+            let label = match m {
+                DetectionMethod::Alert => "Alert",
+                DetectionMethod::Customer => "Customer",
+                _ => "Engineer",
+            };
+            json!({
+                "type": "button", "action_id": detection::action_id(m), "value": incident_id,
+                "text": { "type": "plain_text", "text": label }
+            })
+        })
+        .collect();
+    [
+        json!({ "type": "section", "text": { "type": "mrkdwn", "text": "*How was this detected?* An alert, a customer, or an engineer who noticed? Until someone says, it counts as _unknown_ in the digests." } }),
+        json!({ "type": "actions", "block_id": detection::ACTIONS_BLOCK, "elements": buttons }),
+    ]
+}
+
 /// One deploy as a card/answer line: `• payments v1.4.2 by alice, 25m before impact · <url|abc1234>`.
 pub fn deploy_line(
     d: &Deploy,
@@ -364,9 +397,9 @@ pub fn declare_modal(services: &[String], origin_channel: &str) -> Value {
                 "options": [opt("P1", "P1 — full outage"), opt("P2", "P2 — major degradation"), opt("P3", "P3 — minor degradation")] } },
             { "type": "input", "block_id": "service", "optional": true, "label": { "type": "plain_text", "text": "Service" },
               "element": { "type": "static_select", "action_id": "value", "options": service_options } },
-            { "type": "input", "block_id": "via", "label": { "type": "plain_text", "text": "Detected via" },
+            { "type": "input", "block_id": "via", "optional": true,
+              "label": { "type": "plain_text", "text": "Detected via (leave empty if not sure: the card will ask)" },
               "element": { "type": "static_select", "action_id": "value",
-                "initial_option": opt("alert", "alert"),
                 "options": [opt("alert", "alert"), opt("customer", "customer"), opt("engineer", "engineer")] } },
             { "type": "input", "block_id": "started", "optional": true,
               "label": { "type": "plain_text", "text": "Impact started (HH:MM or -20m; empty = now)" },

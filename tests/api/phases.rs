@@ -237,7 +237,7 @@ async fn each_button_records_its_phase_updates_the_card_in_place_and_posts_one_l
             s.contains("*Slowest phase:* Triage — 18m (42% of MTTR)"),
             "{s}"
         );
-        assert!(s.contains("*Detected via:* alert"), "{s}");
+        assert!(s.contains("*Detected via:* unknown"), "nobody said: {s}");
         assert!(s.contains("no — nothing shipped to payments"), "{s}");
     }
     assert!(bc[0].contains(&format!(
@@ -660,4 +660,71 @@ async fn a_lost_slack_answer_does_not_post_a_line_twice() {
     crate::openapi::SlackSpec::load()
         .unwrap()
         .assert_conforms(&app.slack.calls());
+}
+
+#[tokio::test]
+async fn a_declaration_without_via_asks_on_the_card_how_it_was_detected_and_the_first_answer_counts(
+) {
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let app = spawn_clocked(clock.clone()).await;
+    let id = declare(&app, "start Card payments failing service:payments").await;
+    assert_eq!(
+        incident(&app, &id).await.detection.as_str(),
+        "unknown",
+        "stored as unknown, not as alert"
+    );
+    let (before, _) = card(&app, &id).await;
+    for want in [
+        "unknown — not said yet",
+        "How was this detected?",
+        "[Alert]",
+        "[Customer]",
+        "[Engineer]",
+    ] {
+        assert!(before.contains(want), "{want}: {before}");
+    }
+
+    clock.advance(minutes(2));
+    click(&app, "U0PAYONC1", "detected_customer", &id).await;
+    assert_eq!(incident(&app, &id).await.detection.as_str(), "customer");
+    let (after, edited) = card(&app, &id).await;
+    assert!(after.contains("*Detected via* customer"), "{after}");
+    assert!(!after.contains("How was this detected?"), "{after}");
+    assert!(!after.contains("[Customer]"), "{after}");
+    assert!(edited >= 1, "the card is updated in place");
+    let key = format!("INC-{}", incident(&app, &id).await.number);
+    assert_eq!(
+        lines(&app, &id).await,
+        vec![format!(
+            "🧭 <@U0PAYONC1> says {key} was detected by a customer report (detection method `customer`)"
+        )]
+    );
+
+    // A second answer changes nothing and is told what was said.
+    click(&app, "U0PAYOWN1", "detected_engineer", &id).await;
+    let told = wait_for_response(&app, "Already answered").await;
+    assert!(told.contains("*customer*"), "{told}");
+    assert_eq!(incident(&app, &id).await.detection.as_str(), "customer");
+    assert_eq!(count_events(&app, &id, "detection").await, 1);
+    assert_eq!(lines(&app, &id).await.len(), 1);
+
+    click(&app, "U0PAYONC1", "phase_resolved", &id).await;
+    let own = summaries(&channel(&app, &id).await);
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert!(own[0].contains("*Detected via:* customer"), "{}", own[0]);
+}
+
+#[tokio::test]
+async fn a_declaration_that_says_how_it_was_detected_is_not_asked() {
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let app = spawn_clocked(clock.clone()).await;
+    let id = declare(&app, "start Checkout slow via:engineer service:payments").await;
+    assert_eq!(incident(&app, &id).await.detection.as_str(), "engineer");
+    let (c, _) = card(&app, &id).await;
+    assert!(c.contains("*Detected via* engineer"), "{c}");
+    assert!(!c.contains("How was this detected?"), "{c}");
+    // A stale click on a question that is no longer shown changes nothing.
+    click(&app, "U0PAYONC1", "detected_alert", &id).await;
+    assert_eq!(incident(&app, &id).await.detection.as_str(), "engineer");
+    assert_eq!(count_events(&app, &id, "detection").await, 0);
 }

@@ -15,6 +15,7 @@ use crate::domain::command;
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::errors::ApiError;
 use crate::incidents::declare::{self, DeclareRequest};
+use crate::incidents::detection;
 use crate::incidents::started::ImpactStart;
 use crate::startup::AppState;
 
@@ -44,9 +45,49 @@ pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, 
         "view_submission" if payload["view"]["callback_id"].as_str() == Some("incident_start") => {
             submit_declare(&state, &payload).await
         }
+        "block_actions" if detection_answer(&payload).is_some() => {
+            on_detection_answer(&state, &payload).await
+        }
         "block_actions" => crate::incidents::phases::on_block_actions(&state, &payload).await,
         _ => Ok(StatusCode::OK.into_response()),
     }
+}
+
+/// The method a click on the card's "How was this detected?" buttons answers.
+fn detection_answer(p: &Value) -> Option<DetectionMethod> {
+    p["actions"][0]["action_id"]
+        .as_str()
+        .and_then(detection::from_action_id)
+}
+
+/// A click on one of the card's detection buttons: records the first answer; a later click is told, ephemerally,
+/// what was already said.
+async fn on_detection_answer(state: &Arc<AppState>, p: &Value) -> Result<Response, ApiError> {
+    let method = detection_answer(p).unwrap_or_default();
+    let user = p["user"]["id"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad("payload.user.id", "missing"))?;
+    let incident_id = p["actions"][0]["value"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad("payload.actions[0].value", "missing"))?;
+    let team = p["team"]["id"]
+        .as_str()
+        .or(p["user"]["team_id"].as_str())
+        .unwrap_or_default();
+    let reason = match detection::record(state, team, incident_id, method, user).await? {
+        detection::Outcome::Recorded { .. } => return Ok(StatusCode::OK.into_response()),
+        detection::Outcome::AlreadySaid(said) => {
+            format!("Already answered: this incident was detected via *{said}*.")
+        }
+        detection::Outcome::NotFound => "That incident does not exist in this workspace.".into(),
+    };
+    let channel = p["channel"]["id"]
+        .as_str()
+        .or(p["container"]["channel_id"].as_str())
+        .map(str::to_string);
+    let response_url = p["response_url"].as_str().map(str::to_string);
+    crate::incidents::phases::tell(state, response_url, channel, user.to_string(), reason);
+    Ok(StatusCode::OK.into_response())
 }
 
 /// The declare modal was submitted: validate, store, start the war room, close the modal.
