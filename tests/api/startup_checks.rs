@@ -1,9 +1,11 @@
-//! What the commands check before they do anything: read-only commands (`report`) never create or migrate
-//! the database they are pointed at and say what is missing.
+//! What the commands check before they do anything: `serve` refuses a configuration `check-config` calls
+//! broken, naming each error; read-only commands (`report`) never create or migrate the database they are
+//! pointed at and say what is missing.
 //! Run on SQLite and, with `TEST_DATABASE_URL`, on PostgreSQL.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use sqlx::any::AnyPoolOptions;
 
@@ -183,4 +185,185 @@ async fn report_on_an_older_schema_names_the_missing_migration_and_changes_nothi
     let (code, out) = run(&["report", "--since", "30d"], &db_url);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("No incidents in the period"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// serve refuses a broken configuration
+// ---------------------------------------------------------------------------------------------------------
+
+/// An environment variable set (`Some`) or removed (`None`) for one run.
+type Var<'a> = (&'a str, Option<&'a str>);
+
+const SIGNING: &str = "startup-signing-\"quoted\\-secret-51e0";
+const BOT_TOKEN: &str = "xoxb-startup-9f3a7c";
+
+/// Runs `serve` with `args` and `env` (on top of a bot token, a signing secret and a SQLite file in a scratch
+/// directory); it must exit by itself within 20 s. Its exit code, stdout + stderr, and whether the database
+/// file was created.
+fn serve(args: &[&str], env: &[Var]) -> (i32, String, bool) {
+    let (dir, _) = scratch();
+    let db = dir.join("bot.db");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_incident-bot"));
+    cmd.arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(&dir)
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+        .env("SLACK_SIGNING_SECRET", SIGNING)
+        .env("SLACK_API_URL", "http://127.0.0.1:9/api")
+        .env("CATALOG_PATH", dir.join("catalog.yaml"))
+        .env_remove("SLACK_APP_TOKEN")
+        .env_remove("INCIDENT_BOT_CONFIG")
+        .env_remove("LOG_JSON")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = cmd.spawn().expect("the binary runs");
+    let started = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "serve started anyway:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created = db.exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    (out.status.code().unwrap_or(-1), text, created)
+}
+
+/// The refusal: non-zero, nothing served, no database made, and no secret echoed.
+fn assert_refused(code: i32, out: &str, created: bool) {
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("refusing to start"), "{out}");
+    assert!(!out.contains("listening"), "{out}");
+    assert!(
+        !created,
+        "the database was created before the configuration was checked"
+    );
+    for secret in [SIGNING, BOT_TOKEN, "startup-signing", "9f3a7c"] {
+        assert!(!out.contains(secret), "a secret is echoed: {out}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_configuration_check_config_calls_broken_naming_each_error() {
+    let (dir, config) = scratch();
+    std::fs::write(
+        &config,
+        "[slack]\nbroadcast_chanel = \"incidents\"\n\n[incidents]\ndefault_timezone = \"Mars/Olympus_Mons\"\n",
+    )
+    .expect("config");
+    let file = config.display().to_string();
+    let (code, out, created) = serve(&["--config", &file], &[]);
+    assert_refused(code, &out, created);
+    for expected in [
+        "2 configuration errors".to_string(),
+        format!("{file}:2: error: slack.broadcast_chanel: unknown key"),
+        "did you mean `broadcast_channel`".to_string(),
+        format!("{file}:5: error: incidents.default_timezone: \"Mars/Olympus_Mons\" is not an IANA time zone"),
+    ] {
+        assert!(out.contains(&expected), "missing {expected:?} in:\n{out}");
+    }
+    // The same configuration, fixed, starts (the refusal is about the errors, not about this harness).
+    std::fs::write(
+        &config,
+        "[incidents]\ndefault_timezone = \"Europe/Berlin\"\n",
+    )
+    .expect("config");
+    let (dir2, _) = scratch();
+    let mut bot = Command::new(env!("CARGO_BIN_EXE_incident-bot"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", &file])
+        .current_dir(&dir2)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir2.join("bot.db").display()),
+        )
+        .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+        .env("SLACK_SIGNING_SECRET", SIGNING)
+        .env("SLACK_API_URL", "http://127.0.0.1:9/api")
+        .env("CATALOG_PATH", dir2.join("catalog.yaml"))
+        .env_remove("SLACK_APP_TOKEN")
+        .env_remove("INCIDENT_BOT_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(bot.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("a line");
+    let _ = bot.kill();
+    let _ = bot.wait();
+    assert!(line.contains("listening on port"), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
+}
+
+#[test]
+fn serve_refuses_a_named_configuration_file_that_does_not_exist() {
+    let missing = "/nonexistent/incident-bot-startup.toml";
+    let (code, out, created) = serve(&["--config", missing], &[]);
+    assert_refused(code, &out, created);
+    assert!(
+        out.contains(&format!("{missing}: error: no such file")),
+        "{out}"
+    );
+    // Named through the environment, the same.
+    let (code, out, created) = serve(&[], &[("INCIDENT_BOT_CONFIG", Some(missing))]);
+    assert_refused(code, &out, created);
+    assert!(
+        out.contains(&format!("{missing}: error: no such file")),
+        "{out}"
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_without_its_slack_secrets_naming_the_variable() {
+    let cases: [(&[Var], &str); 3] = [
+        (
+            &[("SLACK_BOT_TOKEN", None)],
+            "environment: error: SLACK_BOT_TOKEN: not set",
+        ),
+        (
+            &[("SLACK_BOT_TOKEN", Some(""))],
+            "environment: error: SLACK_BOT_TOKEN: not set",
+        ),
+        (
+            &[("SLACK_SIGNING_SECRET", None)],
+            "environment: error: SLACK_SIGNING_SECRET: not set, and no SLACK_APP_TOKEN",
+        ),
+    ];
+    for (env, expected) in cases {
+        let (code, out, created) = serve(&[], env);
+        assert_refused(code, &out, created);
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // An app token of the wrong kind (a bot token pasted there) is refused without showing it.
+    let (code, out, created) = serve(&[], &[("SLACK_APP_TOKEN", Some("xoxb-pasted-as-app-4c1d"))]);
+    assert_refused(code, &out, created);
+    assert!(
+        out.contains("SLACK_APP_TOKEN: must be an app-level token"),
+        "{out}"
+    );
+    assert!(!out.contains("pasted-as-app"), "{out}");
 }
