@@ -1,6 +1,6 @@
 //! What the commands check before they do anything: `serve` refuses a configuration `check-config` calls
 //! broken, naming each error; read-only commands (`report`) never create or migrate the database they are
-//! pointed at and say what is missing.
+//! pointed at and say what is missing; `/readyz` is 503 while Slack rejects the bot token.
 //! Run on SQLite and, with `TEST_DATABASE_URL`, on PostgreSQL.
 
 use std::path::PathBuf;
@@ -366,4 +366,104 @@ fn serve_refuses_to_start_without_its_slack_secrets_naming_the_variable() {
         "{out}"
     );
     assert!(!out.contains("pasted-as-app"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// /readyz while Slack rejects the token
+// ---------------------------------------------------------------------------------------------------------
+
+async fn readyz(base_url: &str) -> (u16, String) {
+    incident_bot::startup::install_crypto_provider();
+    let resp = reqwest::get(format!("{base_url}/readyz"))
+        .await
+        .expect("GET /readyz");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+fn bot_token(app: &crate::helpers::TestApp) -> String {
+    app.state
+        .secrets
+        .slack_bot_token
+        .as_ref()
+        .expect("a bot token")
+        .expose()
+        .to_string()
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_slack_rejects_the_token_and_ready_once_auth_test_succeeds() {
+    let app = crate::helpers::spawn_app().await;
+    // The token was revoked and a new one issued: Slack answers every call with invalid_auth.
+    app.slack
+        .set_token_prefix("xoxb-a-token-this-bot-does-not-have-");
+    let (status, why) = readyz(&app.base_url).await;
+    assert_eq!(
+        (status, why.as_str()),
+        (503, "slack rejects the bot token: invalid_auth")
+    );
+    assert!(!why.contains(&bot_token(&app)));
+    // Probes, one after another and 50 at once, do not each ask Slack.
+    let asked = app.slack.count("auth.test");
+    for _ in 0..20 {
+        assert_eq!(readyz(&app.base_url).await.0, 503);
+    }
+    let burst = futures::future::join_all((0..50).map(|_| readyz(&app.base_url))).await;
+    assert!(burst.iter().all(|(s, _)| *s == 503));
+    assert!(
+        app.slack.count("auth.test") - asked <= 1,
+        "{} auth.test calls for 70 probes",
+        app.slack.count("auth.test") - asked
+    );
+    // The token is accepted again: ready at the next recheck, without a restart.
+    app.slack.set_token_prefix("xoxb-");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = readyz(&app.base_url).await;
+    while last.0 != 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        last = readyz(&app.base_url).await;
+    }
+    assert_eq!((last.0, last.1.as_str()), (200, "ready"));
+    let asked = app.slack.count("auth.test");
+    for _ in 0..20 {
+        assert_eq!(readyz(&app.base_url).await.0, 200);
+    }
+    assert_eq!(
+        app.slack.count("auth.test"),
+        asked,
+        "an accepted token is not asked again at once"
+    );
+}
+
+#[tokio::test]
+async fn readyz_names_a_deactivated_or_revoked_token() {
+    for code in ["account_inactive", "token_revoked"] {
+        let app = crate::helpers::spawn_app().await;
+        // Enough answers for the start's own auth.test and the probe.
+        for _ in 0..3 {
+            app.slack.fail_next(
+                "auth.test",
+                incident_bot::slack::standin::Fault::error(code),
+            );
+        }
+        let (status, why) = readyz(&app.base_url).await;
+        assert_eq!(
+            (status, why.as_str()),
+            (503, format!("slack rejects the bot token: {code}").as_str())
+        );
+        assert!(!why.contains(&bot_token(&app)));
+    }
+}
+
+#[tokio::test]
+async fn readyz_stays_ready_when_slack_is_unreachable_or_failing() {
+    // A Slack outage says nothing about this replica's token: no reason to take it out of rotation.
+    let app = crate::helpers::spawn_app().await;
+    for _ in 0..3 {
+        app.slack.fail_next(
+            "auth.test",
+            incident_bot::slack::standin::Fault::Status(503),
+        );
+    }
+    assert_eq!(readyz(&app.base_url).await, (200, "ready".to_string()));
 }
