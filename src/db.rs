@@ -16,6 +16,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
+use crate::errors::once;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -358,21 +360,6 @@ async fn probe(url: &str, place: &str) -> anyhow::Result<()> {
     }
 }
 
-/// An error and its causes, each said once: drivers' errors often repeat their source's message in their
-/// own, and `{:#}` would print it again.
-pub fn once(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let msg = err.to_string();
-        if !out.iter().any(|m| m.contains(msg.as_str())) {
-            out.push(msg);
-        }
-        next = err.source();
-    }
-    out.join(": ")
-}
-
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -499,29 +486,5 @@ mod tests {
             (Backend::Postgres, "db.internal:5432/incidents".to_string())
         );
         assert!(place("mysql://x").is_err());
-    }
-
-    #[derive(Debug)]
-    struct Wrapped(std::io::Error);
-
-    impl std::fmt::Display for Wrapped {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "error communicating with database: {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Wrapped {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn a_cause_already_in_its_parents_message_is_not_repeated() {
-        let e = Wrapped(std::io::Error::other("at line 948: syntax error"));
-        assert_eq!(
-            once(&e),
-            "error communicating with database: at line 948: syntax error"
-        );
     }
 }

@@ -281,7 +281,9 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once: many errors quote their source, which `{:#}` would print again.
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("error: {}", incident_bot::errors::once(e));
             ExitCode::FAILURE
         }
     }
