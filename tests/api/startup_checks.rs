@@ -467,3 +467,42 @@ async fn readyz_stays_ready_when_slack_is_unreachable_or_failing() {
     }
     assert_eq!(readyz(&app.base_url).await, (200, "ready".to_string()));
 }
+
+#[test]
+fn serve_refuses_each_kind_of_error_check_config_reports() {
+    let cases = [
+        ("[slack\nbroadcast_channel = 1\n", "error: TOML syntax"),
+        (
+            "[setup]\nmax_attempts = \"eight\"\n",
+            "error: setup.max_attempts: invalid type",
+        ),
+        ("listen = \"not an address\"\n", "error: listen:"),
+        (
+            "[slack]\nbroadcast_channel = \"Incident Room\"\n",
+            "is not a Slack channel name",
+        ),
+        (
+            "catalog_path = \"CATALOG\"\n",
+            "error: metadata.name: duplicate service name",
+        ),
+    ];
+    for (toml, expected) in cases {
+        let (dir, config) = scratch();
+        let catalog = dir.join("broken-catalog.yaml");
+        std::fs::write(
+            &catalog,
+            "---\nkind: Component\nmetadata:\n  name: payments\n---\nkind: Component\nmetadata:\n  name: payments\n",
+        )
+        .expect("catalog");
+        std::fs::write(
+            &config,
+            toml.replace("CATALOG", &catalog.display().to_string()),
+        )
+        .expect("config");
+        let file = config.display().to_string();
+        let (code, out, created) = serve(&["--config", &file], &[("CATALOG_PATH", None)]);
+        assert_refused(code, &out, created);
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
