@@ -8,7 +8,9 @@
 //!
 //! Logs: [`RedactingStderr`] is the `tracing` writer of the binary. Every secret value the bot knows (Slack
 //! tokens, signing secret, webhook secrets, pager routing keys, the database password) is registered with
-//! [`register_secrets`] and replaced by `***` in every line before it reaches stderr.
+//! [`register_secrets`] and replaced by `***` in every line before it reaches stderr — in every form a
+//! formatter can write it (as it is, JSON-escaped, `Debug`-escaped, both), so a secret holding `"` or `\` is
+//! masked in JSON logs too.
 
 use std::collections::BTreeMap;
 use std::io::Write;
