@@ -12,7 +12,10 @@
 //! - the catalog parses (errors carry file, line and key) and every pager route's variable is set (warning);
 //! - then the coverage table: services without runbook, dashboard, owner or pager.
 //!
-//! Errors make the command exit non-zero; warnings do not.
+//! Errors make the command exit non-zero; warnings do not. `serve` runs the same check first and refuses to
+//! start on any error ([`refuse_errors`]); a configuration file named explicitly (`--config`,
+//! `INCIDENT_BOT_CONFIG`) that does not exist is an error, and so is a missing `SLACK_BOT_TOKEN`, or neither
+//! `SLACK_SIGNING_SECRET` nor `SLACK_APP_TOKEN` (the bot could not call Slack, or Slack could not reach it).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -122,9 +125,10 @@ impl Report {
     }
 }
 
-/// Prints the report for `config_path` to stdout; an error when the configuration has errors.
-pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let report = check(config_path);
+/// Prints the report for `config_path` (`named`: given explicitly, so it must exist) to stdout; an error when
+/// the configuration has errors.
+pub fn run(config_path: &Path, named: bool) -> anyhow::Result<()> {
+    let report = check(config_path, named);
     print!("{}", report.render());
     if report.errors() > 0 {
         anyhow::bail!(
@@ -136,17 +140,43 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks the configuration file (under the process environment) and the catalog it names.
-pub fn check(config_path: &Path) -> Report {
+/// For `serve`: the same check as `check-config`; an error naming every error found (warnings are logged).
+pub fn refuse_errors(config_path: &Path, named: bool) -> anyhow::Result<()> {
+    let report = check(config_path, named);
+    let mut errors = Vec::new();
+    for f in &report.findings {
+        match f.level {
+            Level::Error => errors.push(format!("  {f}")),
+            Level::Warning => tracing::warn!("{f}"),
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "refusing to start: {} configuration error{} (`incident-bot check-config` shows them all):\n{}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            errors.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// Checks the configuration file (under the process environment) and the catalog it names. `named`: the file
+/// was given explicitly (flag or `INCIDENT_BOT_CONFIG`), so its absence is an error rather than the defaults.
+pub fn check(config_path: &Path, named: bool) -> Report {
     let mut report = Report::default();
     let text = match std::fs::read_to_string(config_path) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             report.findings.push(Finding {
-                level: Level::Warning,
+                level: if named { Level::Error } else { Level::Warning },
                 origin: Origin::File(config_path.to_path_buf(), None),
                 key: None,
-                message: "no such file: built-in defaults and the environment apply".into(),
+                message: if named {
+                    "no such file (named by --config or INCIDENT_BOT_CONFIG)".into()
+                } else {
+                    "no such file: built-in defaults and the environment apply".into()
+                },
             });
             None
         }
@@ -696,9 +726,9 @@ fn check_secrets(env: &dyn Fn(&str) -> Option<String>) -> Vec<Finding> {
     };
     match env("SLACK_BOT_TOKEN") {
         None => note(
-            Level::Warning,
+            Level::Error,
             "SLACK_BOT_TOKEN",
-            "not set: the bot cannot call Slack",
+            "not set: the bot cannot call Slack (`serve` refuses to start)",
         ),
         Some(t) if !t.starts_with("xoxb-") => note(
             Level::Warning,
@@ -719,9 +749,10 @@ fn check_secrets(env: &dyn Fn(&str) -> Option<String>) -> Vec<Finding> {
     }
     if env("SLACK_SIGNING_SECRET").is_none() && app.is_none() {
         note(
-            Level::Warning,
+            Level::Error,
             "SLACK_SIGNING_SECRET",
-            "not set, and no SLACK_APP_TOKEN: every Slack request would be refused",
+            "not set, and no SLACK_APP_TOKEN for Socket Mode: every Slack request would be refused \
+             (`serve` refuses to start)",
         );
     }
     out
@@ -883,6 +914,44 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].level, Level::Error);
         assert!(!found[0].to_string().contains("secret-value"));
+    }
+
+    #[test]
+    fn missing_slack_secrets_are_errors_naming_the_variable() {
+        let none = |_: &str| None;
+        let found = check_secrets(&none);
+        let keys: Vec<_> = found
+            .iter()
+            .map(|f| (f.level, f.key.as_deref().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (Level::Error, "SLACK_BOT_TOKEN"),
+                (Level::Error, "SLACK_SIGNING_SECRET")
+            ]
+        );
+        // Socket Mode alone is enough to receive Slack's requests.
+        let socket_only = |k: &str| match k {
+            "SLACK_BOT_TOKEN" => Some("xoxb-1".to_string()),
+            "SLACK_APP_TOKEN" => Some("xapp-1".to_string()),
+            _ => None,
+        };
+        assert!(check_secrets(&socket_only).is_empty());
+    }
+
+    #[test]
+    fn a_named_configuration_file_that_does_not_exist_is_an_error() {
+        let path = Path::new("/nonexistent/incident-bot-check.toml");
+        let first = |named| {
+            check(path, named)
+                .findings
+                .into_iter()
+                .find(|f| f.origin == Origin::File(path.to_path_buf(), None))
+                .map(|f| f.level)
+        };
+        assert_eq!(first(true), Some(Level::Error));
+        assert_eq!(first(false), Some(Level::Warning));
     }
 
     #[test]

@@ -378,10 +378,20 @@ impl Drop for BotProcess {
     }
 }
 
+/// An empty settings file (built-in defaults under the environment), shared by every bot process.
+pub fn empty_settings_file() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join("incident-bot-empty-settings.toml");
+    if !path.exists() {
+        let _ = std::fs::write(&path, "");
+    }
+    path
+}
+
 impl BotProcess {
     /// The `serve` command for binary `exe` against the stand-ins on `database_url`, with the catalog at
     /// `catalog_path` (write [`catalog_yaml_for`] there), quick retries and short leases, and the settings file
-    /// `config` (a path that does not exist means built-in defaults). Add `.env(…)` to override more.
+    /// `config` (a path that does not exist means built-in defaults: an empty settings file is named instead,
+    /// since `serve` refuses a named file that is missing). Add `.env(…)` to override more.
     pub fn command(
         exe: &std::path::Path,
         database_url: &str,
@@ -390,6 +400,13 @@ impl BotProcess {
         slack: &SlackStandin,
         pager: &PagerStandin,
     ) -> std::process::Command {
+        let empty;
+        let config = if config.exists() {
+            config
+        } else {
+            empty = empty_settings_file();
+            empty.as_path()
+        };
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("serve")
             .arg("--listen")

@@ -15,14 +15,10 @@ use incident_bot::startup::Application;
     about = "A Slack bot that cuts Mean Time to Restore"
 )]
 struct Cli {
-    /// Configuration file (every key can be overridden from the environment).
-    #[arg(
-        long,
-        global = true,
-        default_value = "config/incident-bot.toml",
-        env = "INCIDENT_BOT_CONFIG"
-    )]
-    config: PathBuf,
+    /// Configuration file (every key can be overridden from the environment) [default:
+    /// config/incident-bot.toml, which may be absent; a file named here must exist].
+    #[arg(long, global = true, env = "INCIDENT_BOT_CONFIG")]
+    config: Option<PathBuf>,
     /// Log as JSON lines (LOG_JSON=1, true, yes or on).
     #[arg(long, global = true, env = "LOG_JSON", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
@@ -151,6 +147,8 @@ enum BenchCmd {
     },
 }
 
+const DEFAULT_CONFIG: &str = "config/incident-bot.toml";
+
 fn init_tracing(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -170,6 +168,9 @@ fn init_tracing(json: bool, default: &str) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A file named explicitly must exist; the default one may be absent (defaults and environment apply).
+    let named = cli.config.is_some();
+    let config = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     let result = match cli.command {
         Cmd::Demo => {
             init_tracing(cli.log_json, "warn");
@@ -177,11 +178,11 @@ async fn main() -> ExitCode {
         }
         Cmd::Serve { listen } => {
             init_tracing(cli.log_json, "info,sqlx=warn,tower_http=info");
-            serve(&cli.config, listen).await
+            serve(&config, named, listen).await
         }
         Cmd::Migrate => {
             init_tracing(cli.log_json, "info");
-            migrate(&cli.config).await
+            migrate(&config).await
         }
         Cmd::Bench { which } => {
             init_tracing(cli.log_json, "error");
@@ -249,7 +250,7 @@ async fn main() -> ExitCode {
         } => {
             init_tracing(cli.log_json, "warn");
             report(
-                &cli.config,
+                &config,
                 incident_bot::digest::report::ReportArgs {
                     since,
                     until,
@@ -266,7 +267,7 @@ async fn main() -> ExitCode {
             source: ImportCmd::Pagerduty { since, until },
         } => {
             init_tracing(cli.log_json, "warn");
-            import_pagerduty(&cli.config, &since, until.as_deref()).await
+            import_pagerduty(&config, &since, until.as_deref()).await
         }
         Cmd::Deploy { action } => {
             init_tracing(cli.log_json, "warn");
@@ -274,13 +275,15 @@ async fn main() -> ExitCode {
         }
         Cmd::CheckConfig => {
             init_tracing(cli.log_json, "warn");
-            check_config(&cli.config)
+            incident_bot::check_config::run(&config, named)
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once: many errors quote their source, which `{:#}` would print again.
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("error: {}", incident_bot::errors::once(e));
             ExitCode::FAILURE
         }
     }
@@ -295,7 +298,14 @@ fn load_catalog(settings: &Settings) -> anyhow::Result<Catalog> {
     }
 }
 
-async fn serve(config: &std::path::Path, listen: Option<String>) -> anyhow::Result<()> {
+async fn serve(
+    config: &std::path::Path,
+    named: bool,
+    listen: Option<String>,
+) -> anyhow::Result<()> {
+    // The one check `check-config` runs: any error there (a misspelt key, an unknown time zone, a missing named
+    // file or Slack token, …) and the bot does not start.
+    incident_bot::check_config::refuse_errors(config, named)?;
     let mut settings = Settings::load(config)?;
     if let Some(l) = listen {
         settings.listen = l;
@@ -303,9 +313,6 @@ async fn serve(config: &std::path::Path, listen: Option<String>) -> anyhow::Resu
     let catalog = load_catalog(&settings)?;
     let secrets = Secrets::from_env(catalog.secret_vars().iter().map(String::as_str));
     incident_bot::observability::register_secrets(&secrets, &settings.database_url);
-    if secrets.slack_signing_secret.is_none() && secrets.slack_app_token.is_none() {
-        tracing::warn!("SLACK_SIGNING_SECRET is not set: every Slack request will be refused");
-    }
     let app = Application::build(settings, secrets, catalog).await?;
     // One line on stdout that scripts (and the restart test) can wait for.
     println!("incident-bot listening on port {}", app.port());
@@ -350,8 +357,4 @@ async fn migrate(config: &std::path::Path) -> anyhow::Result<()> {
     db.migrate().await?;
     println!("migrations applied ({:?})", db.backend);
     Ok(())
-}
-
-fn check_config(config: &std::path::Path) -> anyhow::Result<()> {
-    incident_bot::check_config::run(config)
 }

@@ -8,7 +8,9 @@
 //!
 //! Logs: [`RedactingStderr`] is the `tracing` writer of the binary. Every secret value the bot knows (Slack
 //! tokens, signing secret, webhook secrets, pager routing keys, the database password) is registered with
-//! [`register_secrets`] and replaced by `***` in every line before it reaches stderr.
+//! [`register_secrets`] and replaced by `***` in every line before it reaches stderr — in every form a
+//! formatter can write it (as it is, JSON-escaped, `Debug`-escaped, both), so a secret holding `"` or `\` is
+//! masked in JSON logs too.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -433,17 +435,41 @@ static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 /// Values shorter than this are not scrubbed (they would mangle ordinary words); real tokens are longer.
 const MIN_SECRET_LEN: usize = 6;
 
-/// Registers one secret value to be scrubbed from every log line.
+/// Registers one secret value to be scrubbed from every log line, in every form a log line can hold it:
+/// as it is, and as the formatters escape it — JSON strings (`"` → `\"`, `\` → `\\`, control characters),
+/// Rust's `Debug` (fields logged with `?`), and both (a `Debug` field inside a JSON line).
 pub fn register_secret(value: &str) {
     if value.len() < MIN_SECRET_LEN {
         return;
     }
     let mut all = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    if !all.iter().any(|v| v == value) {
-        all.push(value.to_string());
-        // Longest first, so a secret containing another is replaced whole.
-        all.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for form in escaped_forms(value) {
+        if !all.contains(&form) {
+            all.push(form);
+        }
     }
+    // Longest first, so a secret containing another is replaced whole.
+    all.sort_by_key(|v| std::cmp::Reverse(v.len()));
+}
+
+/// `value` as it is and as each log formatter may escape it.
+fn escaped_forms(value: &str) -> Vec<String> {
+    let json = |s: &str| {
+        let quoted = serde_json::to_string(s).unwrap_or_default();
+        quoted[1..quoted.len() - 1].to_string()
+    };
+    let debug = |s: &str| {
+        let quoted = format!("{s:?}");
+        quoted[1..quoted.len() - 1].to_string()
+    };
+    let mut forms = vec![
+        value.to_string(),
+        json(value),
+        debug(value),
+        json(&debug(value)),
+    ];
+    forms.dedup();
+    forms
 }
 
 /// Registers every secret the bot holds, and the password of a database URL.
@@ -464,8 +490,17 @@ pub fn register_secrets(secrets: &Secrets, database_url: &str) {
     for s in secrets.named.values() {
         register_secret(s.expose());
     }
-    if let Some(password) = url_password(database_url) {
+    register_url_password(database_url);
+}
+
+/// Registers the password of a database URL, as written (percent-encoded) and decoded (as a driver would use
+/// and might echo it).
+fn register_url_password(url: &str) {
+    if let Some(password) = url_password(url) {
         register_secret(password);
+        if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
+            register_secret(&decoded);
+        }
     }
 }
 
@@ -487,9 +522,7 @@ pub fn register_env_secrets() {
         }
     }
     if let Ok(url) = std::env::var("DATABASE_URL") {
-        if let Some(p) = url_password(&url) {
-            register_secret(p);
-        }
+        register_url_password(&url);
     }
 }
 
@@ -518,13 +551,20 @@ pub fn scrub(line: &str) -> String {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RedactingStderr;
 
-/// One log event, buffered until the formatter is done with it.
-#[derive(Debug, Default)]
-pub struct RedactedLine(Vec<u8>);
+/// Any log writer (a `MakeWriter`) with each event scrubbed of secrets before it is written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Redacting<M>(pub M);
 
-impl Write for RedactedLine {
+/// One log event, buffered until the formatter is done with it, then scrubbed and written to `out`.
+#[derive(Debug)]
+pub struct RedactedLine<W: Write> {
+    buf: Vec<u8>,
+    out: W,
+}
+
+impl<W: Write> Write for RedactedLine<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        self.buf.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -532,21 +572,36 @@ impl Write for RedactedLine {
     }
 }
 
-impl Drop for RedactedLine {
+impl<W: Write> Drop for RedactedLine<W> {
     fn drop(&mut self) {
-        if self.0.is_empty() {
+        if self.buf.is_empty() {
             return;
         }
-        let text = String::from_utf8_lossy(&self.0);
+        let text = String::from_utf8_lossy(&self.buf);
         let clean = scrub(&text);
-        let _ = std::io::stderr().lock().write_all(clean.as_bytes());
+        let _ = self.out.write_all(clean.as_bytes());
     }
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
-    type Writer = RedactedLine;
+    type Writer = RedactedLine<std::io::StderrLock<'static>>;
     fn make_writer(&'a self) -> Self::Writer {
-        RedactedLine::default()
+        RedactedLine {
+            buf: Vec::new(),
+            out: std::io::stderr().lock(),
+        }
+    }
+}
+
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a>
+    for Redacting<M>
+{
+    type Writer = RedactedLine<M::Writer>;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactedLine {
+            buf: Vec::new(),
+            out: self.0.make_writer(),
+        }
     }
 }
 
@@ -647,5 +702,86 @@ mod tests {
         );
         assert_eq!(url_password("postgres://bot@db/incidents"), None);
         assert_eq!(url_password("sqlite://incident-bot.db"), None);
+    }
+
+    /// Log lines captured in memory, through the same redaction as the binary's stderr.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Every string in a JSON value, keys and values.
+    fn strings(v: &serde_json::Value) -> Vec<String> {
+        match v {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(a) => a.iter().flat_map(strings).collect(),
+            serde_json::Value::Object(o) => o
+                .iter()
+                .flat_map(|(k, v)| std::iter::once(k.clone()).chain(strings(v)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn secrets_with_quotes_and_backslashes_never_reach_json_logs_in_any_form() {
+        let secrets = [
+            r#"sig"quote"secret-91c2"#,
+            r#"sig\back\slash-4f7a"#,
+            "sig\"both\\\n-tab\t-ctl\u{1}-e5d3",
+            "xoxb-ünï-cødé-\u{202e}-77aa",
+        ];
+        for s in secrets {
+            register_secret(s);
+        }
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(Redacting(move || sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for s in secrets {
+                tracing::info!(shown = %s, debugged = ?s, "message holding {s} and {s:?}");
+                let _span = tracing::info_span!("span", token = %s).entered();
+                tracing::warn!(error = %format!("Slack refused {s}"), "call failed");
+            }
+        });
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(logs.lines().count() >= 8, "{logs}");
+        for line in logs.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).expect("still one JSON object a line");
+            assert!(v["fields"].is_object(), "{line}");
+        }
+        for s in secrets {
+            for form in escaped_forms(s) {
+                assert!(!logs.contains(&form), "{form:?} is in the logs:\n{logs}");
+            }
+            // Read back as JSON, no value holds the secret either.
+            for line in logs.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+                assert!(!strings(&v).iter().any(|t| t.contains(s)), "{line}");
+            }
+        }
+        assert!(logs.contains("***"));
+    }
+
+    #[test]
+    fn the_decoded_database_password_is_scrubbed_too() {
+        register_url_password("postgres://bot:p%22w%5Cd-0b1e@db:5432/incidents");
+        assert_eq!(
+            scrub(r#"auth failed for p"w\d-0b1e"#),
+            "auth failed for ***"
+        );
+        assert_eq!(scrub("url p%22w%5Cd-0b1e"), "url ***");
     }
 }

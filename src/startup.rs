@@ -50,6 +50,8 @@ pub struct AppState {
     pub outbox: crate::incidents::outbox::Outbox,
     /// Users' Slack time zones, for `/incident set 14:32`.
     pub user_tz: crate::incidents::phases::TzCache,
+    /// Whether Slack accepts the bot token, for `/readyz`.
+    pub slack_auth: crate::http::health::SlackAuth,
     identity: OnceCell<BotIdentity>,
     /// Channel IDs of configured channel names, looked up once.
     channel_ids: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -94,6 +96,7 @@ impl AppState {
             intake,
             outbox: Default::default(),
             user_tz: Default::default(),
+            slack_auth: Default::default(),
             identity: OnceCell::new(),
             channel_ids: Default::default(),
         })

@@ -11,7 +11,9 @@
 //! - Argo CD: the JSON body of the notifications template documented in README.md (`app`, `phase`,
 //!   `revision`, `finishedAt`, `url`, `author`, `environment`, optional `version` and `id`); app via
 //!   `argocd/app-name`, then names and aliases. Go templates render missing values as `<no value>`: treated
-//!   as absent. A `phase` other than `Succeeded` is ignored.
+//!   as absent. A `phase` other than `Succeeded` is ignored; a body without one is refused (`400` naming
+//!   `phase`): the documented template always sends it, so its absence means a template that cannot tell a
+//!   successful sync from a failed one, and storing that as a deploy would invent production deploys.
 //!
 //! Everything else (pings, other events, other states) is [`Outcome::Ignored`] — acknowledged, not stored.
 
@@ -219,10 +221,14 @@ pub fn argocd(body: &Value, catalog: &Catalog) -> Result<Outcome, FieldError> {
         ));
     }
     let app = text(body, "/app").ok_or_else(|| FieldError::new("app", "missing"))?;
-    if let Some(phase) = text(body, "/phase") {
-        if phase != "Succeeded" {
-            return Ok(Outcome::Ignored(format!("sync phase {phase}")));
-        }
+    let phase = text(body, "/phase").ok_or_else(|| {
+        FieldError::new(
+            "phase",
+            "missing: the template must send the sync phase (`{{.app.status.operationState.phase}}`, see README)",
+        )
+    })?;
+    if phase != "Succeeded" {
+        return Ok(Outcome::Ignored(format!("sync phase {phase}")));
     }
     let revision = text(body, "/revision");
     let finished_at = instant("finishedAt", text(body, "/finishedAt"))?;
@@ -418,7 +424,7 @@ mod tests {
     fn an_argocd_app_not_in_the_catalog_keeps_its_name_and_a_failed_sync_is_ignored() {
         let d = deploy(
             argocd(
-                &json!({ "app": "billing-prod", "revision": "1.4.0" }),
+                &json!({ "app": "billing-prod", "phase": "Succeeded", "revision": "1.4.0" }),
                 &catalog(),
             )
             .unwrap(),
@@ -436,10 +442,26 @@ mod tests {
             "app"
         );
         assert_eq!(
-            argocd(&json!({ "app": "x", "finishedAt": "soon" }), &catalog())
-                .unwrap_err()
-                .field,
+            argocd(
+                &json!({ "app": "x", "phase": "Succeeded", "finishedAt": "soon" }),
+                &catalog()
+            )
+            .unwrap_err()
+            .field,
             "finishedAt"
         );
+    }
+
+    #[test]
+    fn an_argocd_body_without_a_phase_is_refused_naming_it() {
+        for body in [
+            json!({ "app": "payments-prod", "revision": "f3937462080c6946ff5ec4b5fa393e7c22388e4c" }),
+            json!({ "app": "payments-prod", "phase": "<no value>", "revision": "1.4.0" }),
+            json!({ "app": "payments-prod", "phase": "", "revision": "1.4.0" }),
+            json!({ "app": "payments-prod", "phase": null }),
+        ] {
+            let e = argocd(&body, &catalog()).unwrap_err();
+            assert_eq!(e.field, "phase", "{body}");
+        }
     }
 }

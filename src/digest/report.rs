@@ -1,6 +1,7 @@
 //! `incident-bot report`: the digest's figures for any period (with the period of equal length before it for
 //! comparison) plus MTTR mean, median and max per severity for each calendar month — as text for people, JSON
-//! for scripts, or long-format CSV (`period,metric,group,value,unit`) for spreadsheets.
+//! for scripts, or long-format CSV (`period,metric,group,value,unit`) for spreadsheets. It only reads: a
+//! database without this version's schema is reported (run `incident-bot migrate`), never migrated.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -410,8 +411,8 @@ pub async fn run_cli(
             .transpose()
             .map_err(anyhow::Error::msg)?,
     };
-    let db = Db::connect(&settings.database_url).await?;
-    db.migrate().await?;
+    // Read-only: never creates or migrates the database it is pointed at.
+    let db = Db::connect_read_only(&settings.database_url).await?;
     let report = build(&db, catalog, &filter, Period::new(since, until), tz, now).await?;
     Ok(render(&report, format, tz))
 }

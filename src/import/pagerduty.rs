@@ -3,8 +3,10 @@
 //! Reads the REST API v2 (`GET /incidents` with `since`/`until`, `statuses[]=resolved`, offset/limit/`more`
 //! pagination, in windows of at most 30 days; `GET /incidents/{id}/log_entries` for each) with
 //! `Authorization: Token token=…` and `Accept: application/vnd.pagerduty+json;version=2`. A 429 is waited out
-//! (`ratelimit-reset`, else `Retry-After`, else backoff) and retried, as are 5xx answers and dropped
-//! connections.
+//! (`ratelimit-reset`, else `Retry-After`, else backoff) and retried, as are 5xx answers (at most
+//! `max_attempts` in all); a connection dropped mid-answer is retried [`TRANSPORT_ATTEMPTS`] times. An API that
+//! cannot be reached at all (refused, no route, no DNS answer, nothing within `connect_timeout`) is reported at
+//! once: retrying would only make the user wait minutes to learn it.
 //!
 //! What is stored ([`derive`], pure): started = PagerDuty's `created_at`; acknowledged = the first
 //! `acknowledge_log_entry`; resolved = the last `resolve_log_entry` (else the incident's `resolved_at`).
@@ -38,7 +40,12 @@ pub struct Options {
     /// Longest wait for one retry, whatever the server says.
     pub max_wait: StdDuration,
     pub timeout: StdDuration,
+    /// Longest wait for a connection to the API.
+    pub connect_timeout: StdDuration,
 }
+
+/// Attempts per request when the connection breaks after it was made (no answer, or a cut answer).
+pub const TRANSPORT_ATTEMPTS: u32 = 3;
 
 impl Options {
     pub fn new(api_url: &str, token: &str, since: DateTime<Utc>, until: DateTime<Utc>) -> Options {
@@ -50,6 +57,7 @@ impl Options {
             max_attempts: 8,
             max_wait: StdDuration::from_secs(60),
             timeout: StdDuration::from_secs(30),
+            connect_timeout: StdDuration::from_secs(5),
         }
     }
 }
@@ -119,6 +127,8 @@ pub enum ImportError {
     },
     #[error("PagerDuty kept failing for {path}: {message}")]
     GaveUp { path: String, message: String },
+    #[error("cannot reach the PagerDuty API at {url}: {message}")]
+    Unreachable { url: String, message: String },
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("{0}")]
@@ -285,6 +295,7 @@ impl Client {
     ) -> Result<Value, ImportError> {
         let url = format!("{}{path}", self.opts.api_url);
         let mut last = String::new();
+        let mut broken = 0;
         for attempt in 1..=self.opts.max_attempts {
             let backoff = StdDuration::from_millis(250 * (1u64 << attempt.min(8)));
             let sent = self
@@ -298,12 +309,18 @@ impl Client {
                 .await;
             let resp = match sent {
                 Ok(r) => r,
+                Err(e) if e.is_connect() => {
+                    return Err(ImportError::Unreachable {
+                        url: self.opts.api_url.clone(),
+                        message: root_cause(&e),
+                    })
+                }
                 Err(e) => {
-                    last = format!("{e}")
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
+                    last = root_cause(&e);
+                    broken += 1;
+                    if broken >= TRANSPORT_ATTEMPTS {
+                        break;
+                    }
                     progress.note(&format!("{path}: {last}; retrying"));
                     tokio::time::sleep(backoff.min(self.opts.max_wait)).await;
                     continue;
@@ -393,6 +410,15 @@ impl Client {
     }
 }
 
+/// The innermost cause of an error (reqwest's own message only names the URL; the cause says what failed).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -417,6 +443,7 @@ pub async fn run(
     crate::startup::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(opts.timeout)
+        .connect_timeout(opts.connect_timeout)
         .build()
         .map_err(|e| ImportError::Setup(e.to_string()))?;
     let client = Client { http, opts };

@@ -538,7 +538,7 @@ async fn argocds_documented_template_body_is_stored_under_the_mapped_service() {
     assert_eq!(answer["service"], "inventory");
     assert_eq!(answer["stored"], true);
     assert_eq!(
-        send(Some(ARGOCD_TOKEN), body).await.1["stored"],
+        send(Some(ARGOCD_TOKEN), body.clone()).await.1["stored"],
         false,
         "a retried notification"
     );
@@ -554,6 +554,22 @@ async fn argocds_documented_template_body_is_stored_under_the_mapped_service() {
     )
     .await;
     assert_eq!((status, bad["field"].clone()), (400, json!("body")));
+    // A template that does not send the sync phase (or renders it as `<no value>`) cannot tell a successful
+    // sync from a failed one: refused naming the field, nothing stored.
+    for phase in [None, Some("<no value>"), Some("")] {
+        let mut fields: Value = serde_json::from_str(&body).unwrap();
+        fields["revision"] = json!(format!("{:040x}", phase.map_or(1, str::len) + 7));
+        match phase {
+            Some(p) => fields["phase"] = json!(p),
+            None => drop(fields.as_object_mut().unwrap().remove("phase")),
+        }
+        let (status, bad) = send(Some(ARGOCD_TOKEN), fields.to_string()).await;
+        assert_eq!(
+            (status, bad["field"].clone()),
+            (400, json!("phase")),
+            "{bad}"
+        );
+    }
     assert_eq!(count(&app).await, 1);
 }
 

@@ -297,3 +297,47 @@ async fn the_cli_imports_with_progress_lines_and_reports_in_every_format() {
     let text = run(&["report", "--since", "30d"]);
     assert!(text.contains("Monthly MTTR per severity"), "{text}");
 }
+
+#[test]
+fn an_unreachable_api_is_reported_within_seconds_naming_it() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let dir = std::env::temp_dir().join(format!("incident-bot-import-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_incident-bot"))
+        .args(["import", "pagerduty", "--since", "30d"])
+        .current_dir(&dir)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("bot.db").display()),
+        )
+        .env("PAGERDUTY_API_URL", format!("http://127.0.0.1:{port}"))
+        .env("PAGERDUTY_API_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the binary");
+    let took = started.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "cannot reach the PagerDuty API at http://127.0.0.1:{port}: "
+        )),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(!text.contains(TOKEN), "{text}");
+    assert!(
+        !text.contains("retrying"),
+        "a refused connection is not retried: {text}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}: {text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -74,7 +74,7 @@ impl BotProcess {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--config")
-            .arg("/nonexistent/incident-bot.toml")
+            .arg(incident_bot::harness::empty_settings_file())
             .env_remove("LOG_JSON")
             .env_remove("RUST_LOG")
             .env("DATABASE_URL", db_url)
