@@ -78,7 +78,8 @@ pub struct SetupSettings {
     /// First retry delay; doubles per attempt (with jitter) up to `backoff_max_ms`.
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
-    /// A claimed step is owned this long; a crashed owner's step is taken over after it.
+    /// A claimed step is owned this long by a live process; a process that stops heartbeating loses it sooner
+    /// (see `store::lease`).
     pub lease_ms: u64,
     /// How often unfinished steps (e.g. after a restart) are looked for.
     pub sweep_interval_ms: u64,
@@ -152,7 +153,7 @@ impl Default for SetupSettings {
             backoff_base_ms: 500,
             backoff_max_ms: 60_000,
             lease_ms: 30_000,
-            sweep_interval_ms: 2_000,
+            sweep_interval_ms: 1_000,
             shutdown_grace_ms: 10_000,
         }
     }

@@ -32,3 +32,4 @@ pub mod pager;
 pub mod slack;
 pub mod socket_mode;
 pub mod startup;
+pub mod store;

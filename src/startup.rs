@@ -221,6 +221,10 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let state = Arc::new(AppState::new(settings, secrets, db, catalog, clock)?);
+        // Alive before claiming anything: other replicas must not take this process's work over.
+        crate::store::lease::beat(&state.db, state.setup.owner())
+            .await
+            .context("cannot write this process's heartbeat")?;
         state.intake.start_war_rooms_for(&state);
         Ok(Application { listener, state })
     }
@@ -249,6 +253,10 @@ impl Application {
             tokio::spawn(async move { state.warm_up().await });
         }
         let checkpointer = state.db.spawn_checkpointer().map(AbortOnDrop);
+        let heartbeat = AbortOnDrop(tokio::spawn(crate::store::lease::beat_forever(
+            state.db.clone(),
+            state.setup.owner().to_string(),
+        )));
         let sweeper = AbortOnDrop(tokio::spawn(Runner::sweep_forever(state.clone())));
         let timers = AbortOnDrop(tokio::spawn(crate::incidents::timers::run_forever(
             state.clone(),
@@ -270,6 +278,10 @@ impl Application {
         drop(checkpointer);
         drop(digests);
         finish_in_flight(&state, socket).await;
+        drop(heartbeat);
+        // Whatever this process leased and did not finish is taken over at once by another replica (or on the
+        // next start).
+        let _ = crate::store::lease::retire(&state.db, state.setup.owner()).await;
         Ok(())
     }
 }

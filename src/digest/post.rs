@@ -356,7 +356,7 @@ pub async fn run_forever(state: Arc<AppState>) {
     if schedules.is_empty() {
         return;
     }
-    let owner = uuid::Uuid::new_v4().to_string();
+    let owner = state.setup.owner().to_string();
     let mut done: HashSet<RunKey> = HashSet::new();
     let every = StdDuration::from_millis(state.settings.setup.sweep_interval_ms.max(50));
     loop {
@@ -416,13 +416,13 @@ pub async fn tick(
                 PostError::Slack(se) => se.retry_after(),
                 _ => None,
             };
-            let backoff = cfg
-                .backoff_base_ms
-                .saturating_mul(1u64 << claimed.attempts.clamp(0, 16) as u32)
-                .min(cfg.backoff_max_ms);
-            let wait = after
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(backoff as i64);
+            let wait = crate::store::lease::retry_delay(
+                after,
+                cfg.backoff_base_ms,
+                cfg.backoff_max_ms,
+                claimed.attempts,
+            )
+            .as_millis() as i64;
             Outcome::Retry {
                 at: now + Duration::milliseconds(wait),
                 error: e.to_string(),

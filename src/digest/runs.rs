@@ -12,6 +12,7 @@ use sqlx::Row;
 
 use super::stats::Period;
 use crate::db::{ms, Db};
+use crate::store::lease::{self, claimable};
 
 /// Identifies one digest.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -75,12 +76,12 @@ pub async fn claim(
     .bind(ms(now))
     .execute(&db.pool)
     .await?;
-    let row = sqlx::query(
-        "UPDATE digest_runs
+    let row = sqlx::query(concat!(
+        r#"UPDATE digest_runs
          SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
          WHERE channel = $4 AND scope = $5 AND period_start = $6
-           AND ((state = 'pending' AND next_attempt_at <= $3) OR (state = 'running' AND lease_until < $3))
-         RETURNING attempts, message_ts, chart_file_id",
+           AND "#, claimable!("", "$3", "$7", "$1"), r#"
+         RETURNING attempts, message_ts, chart_file_id"#),
     )
     .bind(owner)
     .bind(ms(now) + lease_ms)
@@ -88,6 +89,7 @@ pub async fn claim(
     .bind(&key.channel)
     .bind(&key.scope)
     .bind(ms(key.period_start))
+    .bind(lease::alive_since())
     .fetch_optional(&db.pool)
     .await?;
     if let Some(r) = row {

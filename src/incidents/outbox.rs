@@ -3,9 +3,9 @@
 //! A change stores its effects as rows of `outbox` in the same transaction as the change itself
 //! ([`super::phases::write`], [`super::timers`]): refresh the pinned card, post the timeline line, post the MTTR
 //! summary (incident channel and broadcast channel), refresh posted summaries after a correction, page an
-//! escalation. A worker then claims due rows with one conditional `UPDATE … RETURNING` under a lease (the pattern
-//! of [`super::setup`]), so two replicas never run the same row, and a row whose owner died is taken over when the
-//! lease runs out. A retried post first looks for the message an interrupted attempt may have posted (every
+//! escalation. A worker then claims due rows with one conditional `UPDATE … RETURNING` under a lease (the one lease
+//! queue of [`crate::store::lease`]), so two replicas never run the same row, and a row whose owner died is taken
+//! over when its process stops heartbeating or the lease runs out. A retried post first looks for the message an interrupted attempt may have posted (every
 //! message carries `block_id = ob:<row id>`), so a crash between Slack's answer and the commit still posts once.
 //!
 //! Rows of one incident and lane run in order (`seq`), so timeline lines appear in the order the changes happened.
@@ -30,6 +30,7 @@ use crate::domain::severity::Severity;
 use crate::pager::{Page, PagerError};
 use crate::slack::blocks;
 use crate::startup::AppState;
+use crate::store::lease::{self, claimable};
 
 /// Rows fetched per claim.
 const CLAIM_BATCH: i64 = 32;
@@ -58,7 +59,6 @@ impl Escalation {
 /// This process's outbox worker.
 #[derive(Debug)]
 pub struct Outbox {
-    owner: String,
     draining: AtomicBool,
     again: AtomicBool,
 }
@@ -66,7 +66,6 @@ pub struct Outbox {
 impl Default for Outbox {
     fn default() -> Self {
         Outbox {
-            owner: format!("outbox-{}", uuid::Uuid::new_v4()),
             draining: AtomicBool::new(false),
             again: AtomicBool::new(false),
         }
@@ -379,25 +378,26 @@ async fn drain(state: &Arc<AppState>) -> Result<(), sqlx::Error> {
 async fn claim(state: &AppState) -> Result<Vec<Job>, sqlx::Error> {
     let now = ms(state.clock.now());
     let lease_until = now + state.settings.setup.lease_ms as i64;
-    let rows = sqlx::query(
-        "UPDATE outbox
+    let rows = sqlx::query(concat!(
+        r#"UPDATE outbox
          SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
          WHERE seq IN (
              SELECT o.seq FROM outbox o
-             WHERE ((o.state = 'pending' AND o.next_attempt_at <= $3) OR (o.state = 'running' AND o.lease_until < $3))
+             WHERE "#, claimable!("o.", "$3", "$5", "$1"), r#"
                AND NOT EXISTS (
                    SELECT 1 FROM outbox e
                    WHERE e.incident_id = o.incident_id AND e.lane = o.lane AND e.seq < o.seq
                      AND e.state IN ('pending', 'running'))
              ORDER BY o.seq
              LIMIT $4)
-           AND ((state = 'pending' AND next_attempt_at <= $3) OR (state = 'running' AND lease_until < $3))
-         RETURNING seq, id, incident_id, kind, payload, attempts, generation",
+           AND "#, claimable!("", "$3", "$5", "$1"), r#"
+         RETURNING seq, id, incident_id, kind, payload, attempts, generation"#),
     )
-    .bind(&state.outbox.owner)
+    .bind(state.setup.owner())
     .bind(lease_until)
     .bind(now)
     .bind(CLAIM_BATCH)
+    .bind(lease::alive_since())
     .fetch_all(&state.db.pool)
     .await?;
     let mut jobs = Vec::new();
@@ -457,8 +457,8 @@ async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx:
             None,
         ),
         Run::Failed(Failure::Retry { after, error }) if job.attempts < cfg.max_attempts => {
-            let wait = after
-                .unwrap_or_else(|| backoff(cfg.backoff_base_ms, cfg.backoff_max_ms, job.attempts));
+            let wait =
+                lease::retry_delay(after, cfg.backoff_base_ms, cfg.backoff_max_ms, job.attempts);
             tracing::warn!(row = %job.id, attempt = job.attempts, retry_in_ms = wait.as_millis() as u64, %error, "outbox row will be retried");
             (
                 "pending",
@@ -496,7 +496,7 @@ async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx:
     .bind(next_at)
     .bind(ms(now))
     .bind(job.seq)
-    .bind(&state.outbox.owner)
+    .bind(state.setup.owner())
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 1 {
@@ -515,15 +515,6 @@ async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx:
         }
     }
     tx.commit().await
-}
-
-/// `base · 2^(attempt-1)`, capped, with ±25 % jitter.
-fn backoff(base_ms: u64, max_ms: u64, attempt: i64) -> StdDuration {
-    let exp = base_ms
-        .saturating_mul(1u64 << (attempt.clamp(1, 20) - 1) as u32)
-        .min(max_ms);
-    let jitter = fastrand::f64() * 0.5 + 0.75;
-    StdDuration::from_millis(((exp as f64) * jitter) as u64)
 }
 
 // ── what each row does ─────────────────────────────────────────────────────────────────────────────────────────
@@ -881,17 +872,6 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        for _ in 0..50 {
-            let first = backoff(100, 5_000, 1).as_millis();
-            assert!((75..=125).contains(&first), "{first}");
-            let third = backoff(100, 5_000, 3).as_millis();
-            assert!((300..=500).contains(&third), "{third}");
-            assert!(backoff(100, 5_000, 40).as_millis() <= 6_250);
-        }
-    }
 
     #[test]
     fn escalation_names_are_stable() {

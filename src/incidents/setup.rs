@@ -4,7 +4,7 @@
 //! (atomic on SQLite and PostgreSQL, so two replicas never both get it) and holds it under a lease. Finishing a
 //! step stores its result and releases the steps that waited for it; a failure is retried with exponential
 //! backoff and jitter, or after Slack's `Retry-After`. A step whose owner died mid-call is claimed again once
-//! its lease runs out, and its next attempt reconciles before acting (see [`super::steps`]). A sweeper finds
+//! its lease runs out or its process stops heartbeating ([`crate::store::lease`]), and its next attempt reconciles before acting (see [`super::steps`]). A sweeper finds
 //! such steps after a restart.
 
 use std::collections::{HashMap, HashSet};
@@ -20,6 +20,7 @@ use super::steps::{self, Failure, Need, Step};
 use super::Incident;
 use crate::db::{ms, Db};
 use crate::startup::AppState;
+use crate::store::lease::{self, claimable};
 
 /// This process's step runner.
 #[derive(Debug)]
@@ -113,12 +114,16 @@ impl Runner {
     pub async fn sweep(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
         crate::incidents::declare::recover(state).await?;
         let now = ms(state.clock.now());
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT incident_id FROM setup_steps
-             WHERE (state = 'pending' AND next_attempt_at <= $1) OR (state = 'running' AND lease_until < $1)
-             LIMIT 200",
-        )
+        let ids: Vec<String> = sqlx::query_scalar(concat!(
+            r#"SELECT DISTINCT incident_id FROM setup_steps
+             WHERE "#,
+            claimable!("", "$1", "$2", "$3"),
+            r#"
+             LIMIT 200"#
+        ))
         .bind(now)
+        .bind(lease::alive_since())
+        .bind(state.setup.owner())
         .fetch_all(&state.db.pool)
         .await?;
         for id in &ids {
@@ -190,17 +195,17 @@ async fn claim(
     now: DateTime<Utc>,
 ) -> Result<Vec<(Step, i64)>, sqlx::Error> {
     let lease_until = ms(now) + state.settings.setup.lease_ms as i64;
-    let rows = sqlx::query(
-        "UPDATE setup_steps
+    let rows = sqlx::query(concat!(
+        r#"UPDATE setup_steps
          SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
-         WHERE incident_id = $4
-           AND ((state = 'pending' AND next_attempt_at <= $3) OR (state = 'running' AND lease_until < $3))
-         RETURNING step, attempts",
+         WHERE incident_id = $4 AND "#, claimable!("", "$3", "$5", "$1"), r#"
+         RETURNING step, attempts"#),
     )
     .bind(&state.setup.owner)
     .bind(lease_until)
     .bind(ms(now))
     .bind(incident_id)
+    .bind(lease::alive_since())
     .fetch_all(&state.db.pool)
     .await?;
     let mut out = Vec::new();
@@ -280,8 +285,7 @@ async fn record(
             ("done", Some(result), None, ms(now))
         }
         Err(Failure::Retry { after, error }) if attempt < cfg.max_attempts => {
-            let wait =
-                after.unwrap_or_else(|| backoff(cfg.backoff_base_ms, cfg.backoff_max_ms, attempt));
+            let wait = lease::retry_delay(after, cfg.backoff_base_ms, cfg.backoff_max_ms, attempt);
             tracing::warn!(incident_id, step = step.as_str(), attempt, retry_in_ms = wait.as_millis() as u64, %error, "step will be retried");
             crate::observability::setup_step(step.as_str(), "retry", elapsed);
             (
@@ -412,15 +416,6 @@ fn plan_releases(states: &HashMap<Step, String>) -> Vec<(Step, &'static str)> {
     }
 }
 
-/// `base · 2^(attempt-1)`, capped, with ±25 % jitter.
-fn backoff(base_ms: u64, max_ms: u64, attempt: i64) -> Duration {
-    let exp = base_ms
-        .saturating_mul(1u64 << (attempt.clamp(1, 20) - 1) as u32)
-        .min(max_ms);
-    let jitter = fastrand::f64() * 0.5 + 0.75;
-    Duration::from_millis(((exp as f64) * jitter) as u64)
-}
-
 /// One step's stored state.
 #[derive(Debug, Clone)]
 pub struct StepReport {
@@ -498,17 +493,6 @@ mod tests {
         }
         for s in [Step::Page, Step::Announce, Step::Notify] {
             assert_eq!(released[&s], "pending", "{s:?}");
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        for _ in 0..100 {
-            let first = backoff(500, 60_000, 1).as_millis();
-            assert!((375..=625).contains(&first), "{first}");
-            let fourth = backoff(500, 60_000, 4).as_millis();
-            assert!((3_000..=5_000).contains(&fourth), "{fourth}");
-            assert!(backoff(500, 60_000, 30).as_millis() <= 75_000);
         }
     }
 }

@@ -510,7 +510,25 @@ async fn a_digest_whose_answer_was_lost_is_found_again_not_posted_twice() {
 }
 
 #[tokio::test]
-async fn a_replica_that_died_mid_post_is_taken_over_after_its_lease_and_not_doubled() {
+async fn a_replica_that_hangs_mid_post_is_taken_over_after_its_lease_and_not_doubled() {
+    replica_stopped_mid_post(Stopped::HungAlive).await;
+}
+
+#[tokio::test]
+async fn a_replica_that_died_mid_post_is_taken_over_once_its_heartbeat_is_stale_and_not_doubled() {
+    replica_stopped_mid_post(Stopped::Died).await;
+}
+
+/// How the replica that claimed a digest stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    /// Still heartbeating but never finishing: only its lease (on the bot's clock) frees the digest.
+    HungAlive,
+    /// Gone: its heartbeat goes stale (on the wall clock) and the digest is taken over without the lease.
+    Died,
+}
+
+async fn replica_stopped_mid_post(how: Stopped) {
     let clock = Arc::new(ManualClock::new(berlin_monday_0905()));
     let slack = SlackStandin::start().await.expect("slack");
     let channel = slack.create_channel("team-payments");
@@ -525,10 +543,18 @@ async fn a_replica_that_died_mid_post_is_taken_over_after_its_lease_and_not_doub
         scope: schedule.scope(),
         period_start: period.start,
     };
-    // Another replica claimed the digest a moment ago, posted the message, and died before storing anything.
+    // Another replica claimed the digest a moment ago, posted the message, and stopped before storing anything.
     let db = incident_bot::db::Db::connect(&db_url).await.expect("db");
     db.migrate().await.expect("migrate");
     let now = berlin_monday_0905();
+    let heart = incident_bot::store::lease::beat(&db, "dead-replica");
+    heart.await.expect("the other replica's last heartbeat");
+    let alive = (how == Stopped::HungAlive).then(|| {
+        tokio::spawn(incident_bot::store::lease::beat_forever(
+            db.clone(),
+            "dead-replica".to_string(),
+        ))
+    });
     assert!(matches!(
         runs::claim(&db, &key, period, "dead-replica", now, 60_000)
             .await
@@ -560,13 +586,25 @@ async fn a_replica_that_died_mid_post_is_taken_over_after_its_lease_and_not_doub
         )
         .await
         .expect("the dead replica's post");
-    // While its lease lasts, nobody else touches the digest.
+    // While it heartbeats and its lease lasts, nobody else touches the digest.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(digest_messages(&slack, "team-payments").len(), 1);
     assert!(slack.uploaded_files().is_empty());
-    // After it, this bot takes over: it finds the message and adds only the chart.
-    clock.advance(chrono::Duration::minutes(2));
+    match how {
+        Stopped::HungAlive => {
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            assert!(slack.uploaded_files().is_empty(), "alive: still its own");
+            // After the lease, this bot takes over: it finds the message and adds only the chart.
+            clock.advance(chrono::Duration::minutes(2));
+        }
+        // Its heartbeat goes stale on its own: the lease (60 s on the bot's clock, which stands still) is not
+        // what frees the digest.
+        Stopped::Died => {}
+    }
     wait_for(&slack, "team-payments", 1, 1).await;
+    if let Some(beating) = alive {
+        beating.abort();
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(digest_messages(&slack, "team-payments").len(), 1);
     let stored = runs::list(&db).await.expect("runs");

@@ -1,0 +1,208 @@
+//! The one durable lease queue behind war-room setup steps (`setup_steps`), the outbox (`outbox`) and digest
+//! runs (`digest_runs`).
+//!
+//! Each of those tables has `state` (`pending` → `running` → `done` | `failed`), `next_attempt_at`, `attempts`,
+//! `lease_owner` and `lease_until`. A process claims a row with one conditional `UPDATE … RETURNING` (atomic on
+//! SQLite and PostgreSQL, so two replicas never both get it) whose condition is [`claimable!`]: pending and due,
+//! or running under a lease that ran out, or running for an owner that stopped heartbeating. A failure is retried
+//! after [`retry_delay`]: Slack's `Retry-After` when it said one, else exponential backoff with jitter.
+//!
+//! Liveness: every process writes a heartbeat to `process_heartbeats` every [`BEAT_EVERY`], on the wall clock
+//! (a process is alive in real time, whatever clock the bot's logic runs on). Work leased by an owner whose
+//! heartbeat is older than [`STALE_AFTER_MS`] is claimable by any other process at once, so a replica killed
+//! mid-setup has its war rooms finished within seconds instead of after its lease. A process never takes its own
+//! rows over by heartbeat, and the lease still bounds a process that is alive but hung.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::db::Db;
+
+/// How often a process writes its heartbeat.
+pub const BEAT_EVERY: Duration = Duration::from_millis(500);
+
+/// A heartbeat older than this says its process is gone.
+pub const STALE_AFTER_MS: i64 = 2_000;
+
+/// The SQL condition under which a row of a lease-queue table may be claimed. Arguments, as SQL text: the
+/// columns' table prefix (`""` or `"o."`), the parameter holding now (the bot's clock, epoch ms), the one holding
+/// the oldest heartbeat that still counts ([`alive_since`]) and the one holding the claiming owner.
+macro_rules! claimable {
+    ($t:literal, $now:literal, $alive_since:literal, $me:literal) => {
+        concat!(
+            "((",
+            $t,
+            "state = 'pending' AND ",
+            $t,
+            "next_attempt_at <= ",
+            $now,
+            ") OR (",
+            $t,
+            "state = 'running' AND (",
+            $t,
+            "lease_until < ",
+            $now,
+            " OR (",
+            $t,
+            "lease_owner <> ",
+            $me,
+            " AND ",
+            $t,
+            "lease_owner NOT IN (SELECT owner FROM process_heartbeats WHERE beat_at >= ",
+            $alive_since,
+            ")))))"
+        )
+    };
+}
+pub(crate) use claimable;
+
+/// Epoch milliseconds on the wall clock.
+pub fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The oldest heartbeat that still says its process is alive.
+pub fn alive_since() -> i64 {
+    wall_ms() - STALE_AFTER_MS
+}
+
+/// How long to wait before attempt `attempt + 1`: what the other side asked for (`Retry-After`), else
+/// `base · 2^(attempt-1)` capped at `max`, with ±25 % jitter so that retries of many rows spread out.
+pub fn retry_delay(
+    retry_after: Option<Duration>,
+    base_ms: u64,
+    max_ms: u64,
+    attempt: i64,
+) -> Duration {
+    retry_after.unwrap_or_else(|| {
+        let exp = base_ms
+            .saturating_mul(1u64 << (attempt.clamp(1, 20) - 1) as u32)
+            .min(max_ms);
+        let jitter = fastrand::f64() * 0.5 + 0.75;
+        Duration::from_millis(((exp as f64) * jitter) as u64)
+    })
+}
+
+/// Writes `owner`'s heartbeat now.
+pub async fn beat(db: &Db, owner: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO process_heartbeats (owner, beat_at) VALUES ($1, $2)
+         ON CONFLICT (owner) DO UPDATE SET beat_at = excluded.beat_at",
+    )
+    .bind(owner)
+    .bind(wall_ms())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Heartbeats forever; once an hour also forgets the heartbeats of processes gone for a day.
+pub async fn beat_forever(db: Db, owner: String) {
+    let mut n: u64 = 0;
+    loop {
+        if let Err(e) = beat(&db, &owner).await {
+            tracing::warn!(error = %e, "heartbeat not written; other replicas may take this process's work over");
+        }
+        if n.is_multiple_of(7_200) {
+            let day_ago = wall_ms() - 86_400_000;
+            let _ = sqlx::query("DELETE FROM process_heartbeats WHERE beat_at < $1")
+                .bind(day_ago)
+                .execute(&db.pool)
+                .await;
+        }
+        n = n.wrapping_add(1);
+        tokio::time::sleep(BEAT_EVERY).await;
+    }
+}
+
+/// Says that `owner` has stopped (after a clean shutdown), so its leftovers are taken over at once.
+pub async fn retire(db: &Db, owner: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM process_heartbeats WHERE owner = $1")
+        .bind(owner)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for _ in 0..200 {
+            let first = retry_delay(None, 100, 5_000, 1).as_millis();
+            assert!((75..=125).contains(&first), "{first}");
+            let third = retry_delay(None, 100, 5_000, 3).as_millis();
+            assert!((300..=500).contains(&third), "{third}");
+            assert!(retry_delay(None, 100, 5_000, 40).as_millis() <= 6_250);
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_over_backoff() {
+        let asked = Some(Duration::from_secs(7));
+        assert_eq!(retry_delay(asked, 100, 5_000, 3), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn the_condition_names_every_part_once_per_table_prefix() {
+        let c = claimable!("o.", "$3", "$5", "$1");
+        assert_eq!(
+            c,
+            "((o.state = 'pending' AND o.next_attempt_at <= $3) OR (o.state = 'running' AND (o.lease_until < $3 \
+             OR (o.lease_owner <> $1 AND o.lease_owner NOT IN (SELECT owner FROM process_heartbeats WHERE beat_at >= $5)))))"
+        );
+    }
+
+    async fn memory_db() -> Db {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        db
+    }
+
+    /// One digest run leased by `owner` until far in the future, so only liveness can free it.
+    async fn leased_row(db: &Db, owner: &str) {
+        sqlx::query(
+            "INSERT INTO digest_runs (channel, scope, period_start, period_end, state, attempts, next_attempt_at,
+                                      lease_owner, lease_until, created_at, updated_at)
+             VALUES ('C1', 'all', 0, 1, 'running', 1, 0, $1, $2, 0, 0)",
+        )
+        .bind(owner)
+        .bind(i64::MAX / 2)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+
+    async fn claimable_by(db: &Db, me: &str) -> i64 {
+        sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM digest_runs WHERE ",
+            claimable!("", "$1", "$2", "$3")
+        ))
+        .bind(0_i64)
+        .bind(alive_since())
+        .bind(me)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn work_of_a_process_that_stopped_heartbeating_is_claimable_by_others_only() {
+        let db = memory_db().await;
+        leased_row(&db, "dead").await;
+        beat(&db, "dead").await.unwrap();
+        assert_eq!(claimable_by(&db, "other").await, 0, "alive: leased");
+        sqlx::query("UPDATE process_heartbeats SET beat_at = $1")
+            .bind(wall_ms() - STALE_AFTER_MS - 1)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(claimable_by(&db, "other").await, 1, "stale: taken over");
+        assert_eq!(claimable_by(&db, "dead").await, 0, "never by itself");
+        retire(&db, "dead").await.unwrap();
+        assert_eq!(claimable_by(&db, "other").await, 1, "retired: taken over");
+    }
+}

@@ -1,0 +1,5 @@
+//! The store layer: SQL that several features share. Today it holds the one durable lease queue ([`lease`])
+//! behind war-room setup steps, the outbox and digest runs, with the heartbeats that let a replica take over the
+//! work of a process that died.
+
+pub mod lease;
