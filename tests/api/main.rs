@@ -18,3 +18,4 @@ mod recovery;
 mod replicas;
 mod self_contained;
 mod socket_mode;
+mod untrusted;
