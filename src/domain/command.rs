@@ -605,6 +605,40 @@ mod tests {
     }
 
     #[test]
+    fn a_start_of_impact_in_the_future_is_refused_beyond_clock_skew() {
+        let now = utc(2026, 11, 25, 14, 0);
+        let spec = parse_time_spec("2026-11-26T09:00Z").unwrap();
+        assert_eq!(
+            not_in_future(&spec, now + Duration::seconds(59), now),
+            Ok(())
+        );
+        assert_eq!(not_in_future(&spec, now - Duration::hours(3), now), Ok(()));
+        let e = not_in_future(&spec, now + Duration::minutes(2), now).unwrap_err();
+        assert!(e.message.contains("is in the future"), "{e}");
+        assert!(e.message.contains("it is now 2026-11-25 14:00 UTC"), "{e}");
+    }
+
+    #[test]
+    fn usage_replies_escape_what_they_echo() {
+        for text in [
+            "start x started:<!here>",
+            "start x sev:<!channel>",
+            "start x via:<@U123>",
+            "frobnicate<https://evil.example|x>",
+            "deploys payments <!everyone>",
+            "set <#C1> 14:00",
+        ] {
+            let e = err(text);
+            assert!(!e.contains('<') && !e.contains('>'), "{text}: {e}");
+            assert!(e.contains("&lt;"), "{text}: {e}");
+        }
+        assert!(
+            !USAGE.contains('<'),
+            "the usage's placeholders are escaped too"
+        );
+    }
+
+    #[test]
     fn quoted_titles_lose_their_quotes() {
         assert_eq!(start("start \"db is down\" sev:P1").title, "db is down");
         assert_eq!(start("start “db is down”").title, "db is down");
