@@ -415,6 +415,8 @@ async fn a_start_of_impact_in_the_future_is_refused_with_usage() {
         v["errors"]["started"].as_str().unwrap().contains("future"),
         "{v}"
     );
+    // Declarations become incident rows a few milliseconds after the answer: wait for the one there is.
+    app.incident_id(1).await.unwrap();
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incidents")
         .fetch_one(&app.state.db.pool)
         .await

@@ -221,8 +221,11 @@ async fn list(state: &AppState, cmd: &SlashCommand) -> Result<Response, ApiError
         return Ok(ephemeral("No open incidents. 🎉"));
     }
     let now = state.clock.now();
-    let lines: Vec<String> = open
+    // At most LIST_MAX lines of at most ~300 characters: far inside a message's 40,000.
+    const LIST_MAX: usize = 50;
+    let mut lines: Vec<String> = open
         .iter()
+        .take(LIST_MAX)
         .map(|i| {
             let room = i
                 .channel_id
@@ -240,9 +243,12 @@ async fn list(state: &AppState, cmd: &SlashCommand) -> Result<Response, ApiError
             )
         })
         .collect();
-    Ok(ephemeral(format!(
-        "*Open incidents ({})*\n{}",
-        open.len(),
-        lines.join("\n")
-    )))
+    if open.len() > LIST_MAX {
+        lines.push(format!(
+            "… and {} more, declared later",
+            open.len() - LIST_MAX
+        ));
+    }
+    let reply = format!("*Open incidents ({})*\n{}", open.len(), lines.join("\n"));
+    Ok(ephemeral(text::cut(&reply, text::MESSAGE_TEXT)))
 }
