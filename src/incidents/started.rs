@@ -121,12 +121,9 @@ impl ImpactStart {
             };
             let meant = self.spec.resolve(self.now, tz);
             if let Err(e) = not_in_future(&self.spec, meant, self.now) {
-                let text = format!(
-                    "In your time zone ({}) {e} The start of impact was left at {}; correct it with \
-                     `/incident set started &lt;time&gt;`.",
-                    tz.name(),
-                    self.at.format("%Y-%m-%d %H:%M UTC")
-                );
+                let text = self
+                    .future_in_users_zone(&state, &incident_id, &user, tz, &e)
+                    .await;
                 super::phases::tell(&state, response_url, channel, user, text);
                 return;
             }
@@ -153,6 +150,37 @@ impl ImpactStart {
             }
             super::phases::tell(&state, response_url, channel, user, text);
         });
+    }
+}
+
+impl ImpactStart {
+    /// The time typed is in the future in the declarer's own zone (it was not in the default zone): impact is
+    /// taken to have started at the declaration, as if no time had been given. Returns what to tell them.
+    async fn future_in_users_zone(
+        &self,
+        state: &Arc<AppState>,
+        incident_id: &str,
+        user: &str,
+        tz: chrono_tz::Tz,
+        refusal: &UsageError,
+    ) -> String {
+        // Stored timestamps are whole milliseconds: the declaration's is not before this.
+        let declared = crate::db::from_ms(crate::db::ms(self.now));
+        let outcome = if self.at == declared {
+            Ok(None)
+        } else {
+            correct_start(state, incident_id, user, declared).await
+        };
+        let left_at = match outcome {
+            Ok(None) => declared,
+            Ok(Some(_)) | Err(_) => self.at,
+        };
+        format!(
+            "In your time zone ({}) {refusal} The start of impact is {}; correct it with \
+             `/incident set started &lt;time&gt;` in the incident channel.",
+            tz.name(),
+            left_at.format("%Y-%m-%d %H:%M UTC")
+        )
     }
 }
 

@@ -423,3 +423,31 @@ async fn a_start_of_impact_in_the_future_is_refused_with_usage() {
         .unwrap();
     assert_eq!(n, 1, "only the skewed one is declared");
 }
+
+#[tokio::test]
+async fn a_date_in_the_future_in_the_declarers_own_zone_is_refused_once_slack_says_the_zone() {
+    let app = spawn_app().await;
+    // Two hours ago as a UTC wall clock (the default zone) is eight hours ahead in Honolulu (UTC−10).
+    app.slack.set_user_tz("U0DECLARER", "Pacific/Honolulu");
+    let typed = (chrono::Utc::now() - chrono::Duration::hours(2)).format("%Y-%m-%d %H:%M");
+    let (status, reply) = app
+        .slash(&format!("start Checkout errors started:{typed}"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let ack = reply["text"].as_str().unwrap();
+    assert!(ack.contains("checking your Slack time zone"), "{ack}");
+    let id = app.incident_id(declared_number(&reply)).await.unwrap();
+    let told = crate::helpers::response_containing(&app, "Pacific/Honolulu", SETUP_LIMIT).await;
+    assert!(told.contains("is in the future"), "{told}");
+    app.wait_for_effects(&id, SETUP_LIMIT).await.unwrap();
+    let inc = incident_bot::incidents::load(&app.state.db, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let lead = inc.timeline.declared_at - inc.timeline.started_at;
+    assert!(
+        lead.num_seconds().abs() <= 5,
+        "impact taken to start at the declaration, not two hours before: {lead:?}; told {told}"
+    );
+}
