@@ -1,6 +1,7 @@
 //! When impact began, for a declaration that says so (`/incident start … started:14:05`, `started:-20m`, or the
 //! declare form's field): reading the time in the declarer's own Slack time zone without calling Slack before
-//! the acknowledgement ([`ImpactStart`]).
+//! the acknowledgement ([`ImpactStart`]). A time in the future (beyond a minute of clock skew) is refused: impact
+//! cannot have begun yet.
 
 use std::sync::Arc;
 use std::time::Duration;
