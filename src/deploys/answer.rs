@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::{history_services, recent, recent_all, Deploy};
 use crate::domain::question::{self, human_span, RECENTLY};
+use crate::domain::text::{self, escape_cut};
 use crate::slack::blocks::{deploy_line, unknown_service_line};
 use crate::startup::AppState;
 
@@ -63,29 +64,44 @@ fn capitalized(s: &str) -> String {
     }
 }
 
-/// The answer's text (pure).
-fn render(
+/// The answer's text (pure). Service names and deploy fields are escaped; the whole is cut to a section's
+/// 3,000 characters.
+pub(crate) fn render(
     deploys: &[Deploy],
     service: Option<&str>,
     deps: &[String],
     window: &str,
     now: DateTime<Utc>,
 ) -> String {
-    let subject = match (service, deps.is_empty()) {
+    text::cut(
+        &render_uncut(deploys, service, deps, window, now),
+        text::SECTION_TEXT,
+    )
+}
+
+fn render_uncut(
+    deploys: &[Deploy],
+    service: Option<&str>,
+    deps: &[String],
+    window: &str,
+    now: DateTime<Utc>,
+) -> String {
+    let deps_list = escape_cut(&deps.join(", "), 500);
+    let shown = service.map(|s| escape_cut(s, 80));
+    let subject = match (shown.as_deref(), deps.is_empty()) {
         (None, _) => "any service".to_string(),
         (Some(s), true) => format!("*{s}*"),
-        (Some(s), false) => format!("*{s}* or its dependencies ({})", deps.join(", ")),
+        (Some(s), false) => format!("*{s}* or its dependencies ({deps_list})"),
     };
     if deploys.is_empty() {
         return format!("None — no production deploys to {subject} {window}.");
     }
-    let heading = match (service, deps.is_empty()) {
+    let heading = match (shown.as_deref(), deps.is_empty()) {
         (None, _) => format!("*Production deploys to all services {window}:*"),
         (Some(s), true) => format!("*Production deploys to {s} {window}:*"),
-        (Some(s), false) => format!(
-            "*Production deploys to {s} and its dependencies ({}) {window}:*",
-            deps.join(", ")
-        ),
+        (Some(s), false) => {
+            format!("*Production deploys to {s} and its dependencies ({deps_list}) {window}:*")
+        }
     };
     let mut lines = vec![heading];
     for d in deploys.iter().take(MAX_LINES) {

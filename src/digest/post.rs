@@ -76,7 +76,7 @@ pub async fn prepare(
         tz,
     };
     let blocks = render::blocks(&digest, &heading, block_id);
-    let text = render::title(&digest, &heading);
+    let text = crate::domain::text::escape_cut(&render::title(&digest, &heading), 3_000);
     let chart = if chart::has_data(&digest) {
         let title = render::chart_title(&digest, &heading);
         let d = digest.clone();
@@ -230,7 +230,7 @@ async fn upload_chart(
             json!({
                 "files": [{ "id": file_id, "title": title }],
                 "channel_id": channel_id,
-                "initial_comment": title,
+                "initial_comment": crate::domain::text::escape_cut(title, crate::domain::text::SECTION_TEXT),
             }),
         )
         .await?;
@@ -282,7 +282,7 @@ pub fn on_demand(
                 let _ = state
                     .http
                     .post(url)
-                    .json(&json!({ "response_type": "ephemeral", "text": format!("Could not post the digest: {e}.{hint}") }))
+                    .json(&json!({ "response_type": "ephemeral", "text": format!("Could not post the digest: {}.{hint}", crate::domain::text::escape_cut(&e.to_string(), 500)) }))
                     .send()
                     .await;
             }

@@ -1,6 +1,7 @@
 //! Rendering a [`Digest`] for people — pure. [`lines`] gives the figures line by line, each with its change
 //! against the previous period, in Slack mrkdwn ([`Style::Slack`]) or plain text for the terminal
-//! ([`Style::Plain`]); [`blocks`] wraps them in Block Kit for `chat.postMessage`.
+//! ([`Style::Plain`]); [`blocks`] wraps them in Block Kit for `chat.postMessage`. Titles, service and team names
+//! are untrusted: escaped for Slack ([`Style::text`]), and every block is cut to Slack's limits.
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -9,6 +10,7 @@ use serde_json::{json, Value};
 use super::stats::{Digest, Figures, MttrStat, Period, Ranked, WORK_END_HOUR, WORK_START_HOUR};
 use crate::domain::mttr::{bar, format_duration, PhaseKind};
 use crate::domain::severity::Severity;
+use crate::domain::text;
 use crate::slack::blocks::severity_emoji;
 
 /// Where the text goes.
@@ -25,6 +27,15 @@ impl Style {
         match self {
             Style::Slack => format!("*{s}*"),
             Style::Plain => s.to_string(),
+        }
+    }
+
+    /// Untrusted text (a title, a service or team name), cut to `max` characters: escaped for Slack, without
+    /// invisible or control characters for a terminal.
+    pub fn text(self, s: &str, max: usize) -> String {
+        match self {
+            Style::Slack => text::escape_cut(s, max),
+            Style::Plain => text::plain(s, max),
         }
     }
 }
@@ -176,7 +187,7 @@ fn ranked_line(style: Style, label: &str, cur: &[Ranked], prev: &[Ranked]) -> Op
                 .and_then(|p| p.mttr.mean);
             format!(
                 "{} {} over {}",
-                r.name,
+                style.text(&r.name, 80),
                 duration_change(r.mttr.mean, before),
                 r.mttr.count
             )
@@ -338,9 +349,9 @@ pub fn sections(d: &Digest, tz: Tz, style: Style) -> Vec<Vec<String>> {
         open.push(format!(
             "{mark}INC-{} {} · {} · {} · open {} · {}{room}",
             o.number,
-            o.title,
+            style.text(&o.title, 150),
             o.severity.as_str(),
-            o.service.as_deref().unwrap_or("no service"),
+            style.text(o.service.as_deref().unwrap_or("no service"), 80),
             format_duration(o.open_for),
             o.phase.map(PhaseKind::label).unwrap_or("unknown phase"),
         ));
@@ -384,7 +395,7 @@ pub fn text(d: &Digest, h: &Heading, style: Style) -> String {
 
 /// Block Kit for `chat.postMessage`. `block_id` marks the first block so that a retry can find the message.
 pub fn blocks(d: &Digest, h: &Heading, block_id: &str) -> Vec<Value> {
-    let mut heading: String = title(d, h).chars().take(150).collect();
+    let mut heading = text::escape_cut(&title(d, h), text::HEADER_TEXT);
     if heading.is_empty() {
         heading.push_str("Incident digest");
     }
@@ -396,11 +407,8 @@ pub fn blocks(d: &Digest, h: &Heading, block_id: &str) -> Vec<Value> {
         ) }] }),
     ];
     for s in sections(d, h.tz, Style::Slack) {
-        let mut text = s.join("\n");
-        if text.chars().count() > 2900 {
-            text = text.chars().take(2900).collect::<String>() + "…";
-        }
-        out.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } }));
+        let body = text::cut(&s.join("\n"), text::SECTION_TEXT);
+        out.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": body } }));
     }
     out.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!(
         "An incident counts in the week it started. Tier = the DORA-style tier of the median MTTR. Built {}.",

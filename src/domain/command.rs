@@ -10,15 +10,16 @@ use chrono::{
 
 use super::phase::{CorrectionTarget, Milestone};
 use super::severity::{DetectionMethod, Severity};
+use super::text::{self, Title};
 
 /// Short help listing every command (Slack mrkdwn).
 pub const USAGE: &str = "\
-*Usage:* `/incident <command>`
-• `start <title> [sev:P1|P2|P3] [service:<name>] [via:alert|customer|engineer] [started:<HH:MM|-20m>]` — declare an incident (options anywhere; no title opens a form)
+*Usage:* `/incident &lt;command&gt;`
+• `start &lt;title&gt; [sev:P1|P2|P3] [service:&lt;name&gt;] [via:alert|customer|engineer] [started:&lt;HH:MM|-20m&gt;]` — declare an incident (options anywhere; no title opens a form)
 • `ack` · `identified` · `fixed` · `resolved` · `reopen` — record a phase, in the incident channel
-• `set <started|ack|identified|fixed|resolved> <HH:MM|ISO-8601>` — correct a timestamp
+• `set &lt;started|ack|identified|fixed|resolved&gt; &lt;HH:MM|ISO-8601&gt;` — correct a timestamp
 • `status` — current phase, timestamps and elapsed time
-• `deploys <service> [2h|30m|1d]` — recent deploys to a service and what it depends on
+• `deploys &lt;service&gt; [2h|30m|1d]` — recent deploys to a service and what it depends on
 • `list` — open incidents
 • `digest` — post this channel's MTTR digest now
 • `help` — this help";
@@ -55,7 +56,8 @@ pub enum Command {
 /// Everything `/incident start` can say.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StartArgs {
-    pub title: String,
+    /// Normalised ([`Title::parse`]): what is stored.
+    pub title: Title,
     pub severity: Severity,
     pub service: Option<String>,
     pub via: DetectionMethod,
@@ -128,6 +130,30 @@ impl fmt::Display for TimeSpec {
             TimeSpec::Local(ndt) => write!(f, "{}", ndt.format("%Y-%m-%d %H:%M")),
         }
     }
+}
+
+/// How far ahead of the bot's clock a typed time may be and still count as "now" (clocks differ a little).
+pub fn clock_skew() -> Duration {
+    Duration::minutes(1)
+}
+
+/// Refuses a start of impact later than `now` (beyond [`clock_skew`]): impact cannot have begun in the future.
+/// `typed` is what the user wrote, echoed back.
+pub fn not_in_future(
+    typed: &TimeSpec,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), UsageError> {
+    if at <= now + clock_skew() {
+        return Ok(());
+    }
+    Err(UsageError::new(format!(
+        "`started:{}` is in the future ({} — it is now {}): impact cannot have started yet. Use a time that \
+         has passed, e.g. `started:14:05` or `started:-20m`.",
+        short(&typed.to_string()),
+        at.format("%Y-%m-%d %H:%M UTC"),
+        now.format("%Y-%m-%d %H:%M UTC")
+    )))
 }
 
 /// The instants a local wall-clock time maps to in `tz`: one, two around a DST fall-back, and for a time that
@@ -297,16 +323,9 @@ fn no_arguments(name: &str, rest: &[&str], cmd: Command) -> Result<Command, Usag
     }
 }
 
-/// User text echoed back in an error, cut to a sane length.
+/// User text echoed back in an error (Slack text): escaped, and cut to a sane length.
 fn short(s: &str) -> String {
-    const MAX: usize = 40;
-    if s.chars().count() <= MAX {
-        s.to_string()
-    } else {
-        let mut cut: String = s.chars().take(MAX).collect();
-        cut.push('…');
-        cut
-    }
+    text::escape_cut(&s.replace('`', "'"), 41)
 }
 
 fn parse_start(rest: &[&str]) -> Result<Command, UsageError> {
@@ -394,10 +413,9 @@ fn parse_start(rest: &[&str]) -> Result<Command, UsageError> {
             }
         }
     }
-    let title = strip_quotes(&words.join(" ")).to_string();
-    if title.is_empty() {
+    let Some(title) = Title::parse(&words.join(" ")) else {
         return Ok(Command::StartModal);
-    }
+    };
     Ok(Command::Start(StartArgs {
         title,
         severity: severity.unwrap_or_default(),
@@ -407,29 +425,9 @@ fn parse_start(rest: &[&str]) -> Result<Command, UsageError> {
     }))
 }
 
-/// A title typed into the declare form, as it is stored: control characters (NUL, ESC, line breaks, …) and runs
-/// of whitespace become one space, as in a typed `/incident start`.
-pub fn form_title(s: &str) -> String {
-    s.split(|c: char| c.is_control() || c.is_whitespace())
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `"db is down"` → `db is down` (straight or curly quotes around the whole title).
-fn strip_quotes(s: &str) -> &str {
-    let s = s.trim();
-    for (open, close) in [('"', '"'), ('“', '”'), ('\'', '\'')] {
-        if let Some(inner) = s.strip_prefix(open).and_then(|x| x.strip_suffix(close)) {
-            return inner.trim();
-        }
-    }
-    s
-}
-
 fn parse_set(rest: &[&str]) -> Result<Command, UsageError> {
     const HOW: &str =
-        "usage: `/incident set <started|ack|identified|fixed|resolved> <HH:MM|ISO-8601>`";
+        "usage: `/incident set &lt;started|ack|identified|fixed|resolved&gt; &lt;HH:MM|ISO-8601&gt;`";
     let Some((target_text, when_tokens)) = rest.split_first() else {
         return Err(UsageError::new(format!("what should be corrected? {HOW}")));
     };
@@ -463,7 +461,7 @@ fn parse_set(rest: &[&str]) -> Result<Command, UsageError> {
 fn parse_deploys(rest: &[&str]) -> Result<Command, UsageError> {
     match rest {
         [] => Err(UsageError::new(
-            "which service? usage: `/incident deploys <service> [2h|30m|1d]`",
+            "which service? usage: `/incident deploys &lt;service&gt; [2h|30m|1d]`",
         )),
         [service] => Ok(Command::Deploys {
             service: service.to_string(),
@@ -482,7 +480,7 @@ fn parse_deploys(rest: &[&str]) -> Result<Command, UsageError> {
             })
         }
         _ => Err(UsageError::new(
-            "too many words — usage: `/incident deploys <service> [2h|30m|1d]`",
+            "too many words — usage: `/incident deploys &lt;service&gt; [2h|30m|1d]`",
         )),
     }
 }
@@ -600,10 +598,44 @@ mod tests {
     #[test]
     fn form_titles_lose_control_characters_and_extra_whitespace() {
         assert_eq!(
-            form_title("  db\u{0} is\n\n down\u{1b}[31m \t"),
+            Title::parse("  db\u{0} is\n\n down\u{1b}[31m \t").unwrap(),
             "db is down [31m"
         );
-        assert_eq!(form_title("\u{7}\u{0}"), "");
+        assert_eq!(Title::parse("\u{7}\u{0}"), None);
+    }
+
+    #[test]
+    fn a_start_of_impact_in_the_future_is_refused_beyond_clock_skew() {
+        let now = utc(2026, 11, 25, 14, 0);
+        let spec = parse_time_spec("2026-11-26T09:00Z").unwrap();
+        assert_eq!(
+            not_in_future(&spec, now + Duration::seconds(59), now),
+            Ok(())
+        );
+        assert_eq!(not_in_future(&spec, now - Duration::hours(3), now), Ok(()));
+        let e = not_in_future(&spec, now + Duration::minutes(2), now).unwrap_err();
+        assert!(e.message.contains("is in the future"), "{e}");
+        assert!(e.message.contains("it is now 2026-11-25 14:00 UTC"), "{e}");
+    }
+
+    #[test]
+    fn usage_replies_escape_what_they_echo() {
+        for text in [
+            "start x started:<!here>",
+            "start x sev:<!channel>",
+            "start x via:<@U123>",
+            "frobnicate<https://evil.example|x>",
+            "deploys payments <!everyone>",
+            "set <#C1> 14:00",
+        ] {
+            let e = err(text);
+            assert!(!e.contains('<') && !e.contains('>'), "{text}: {e}");
+            assert!(e.contains("&lt;"), "{text}: {e}");
+        }
+        assert!(
+            !USAGE.contains('<'),
+            "the usage's placeholders are escaped too"
+        );
     }
 
     #[test]

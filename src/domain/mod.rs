@@ -5,6 +5,7 @@
 //! - [`mttr`]: phase breakdown, shares, tiers, duration formatting, medians.
 //! - [`command`]: parsing `/incident …` text and user-typed times.
 //! - [`slug`]: war-room channel names.
+//! - [`text`]: untrusted text → Slack text (escaping, invisible characters, links, limits), and titles.
 //! - [`question`]: reading deploy questions asked of the bot (`was there a deploy to X recently?`).
 
 pub mod command;
@@ -13,6 +14,7 @@ pub mod phase;
 pub mod question;
 pub mod severity;
 pub mod slug;
+pub mod text;
 
 pub use command::{parse_time_spec, parse_window, Command, StartArgs, TimeSpec, UsageError, USAGE};
 pub use mttr::{

@@ -69,8 +69,9 @@ impl QuestionError {
         match self {
             QuestionError::NotAboutDeploys => HINT.to_string(),
             QuestionError::BadTime(t) => format!(
-                "I could not read the time in `{t}` — try `since 14:00`, `since 2pm`, \
-                 `in the last 3 hours`, `today` or `this week`."
+                "I could not read the time in `{}` — try `since 14:00`, `since 2pm`, \
+                 `in the last 3 hours`, `today` or `this week`.",
+                super::text::escape_cut(&t.replace('`', "'"), 60)
             ),
         }
     }

@@ -81,6 +81,17 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn invisible_characters_stripped_from_a_title_leave_its_slug_alone() {
+        let typed = "\u{202E}Card\u{200B} pay\u{2066}ments\u{2069} failing\u{FEFF}";
+        let stored = crate::domain::text::Title::parse(typed).unwrap();
+        assert_eq!(stored.as_str(), "Card payments failing");
+        assert_eq!(
+            channel_name("inc", 7, stored.as_str()),
+            "inc-7-card-payments-failing"
+        );
+    }
+
+    #[test]
     fn titles_become_lowercase_hyphenated_slugs() {
         assert_eq!(channel_name("inc", 42, "DB is down"), "inc-42-db-is-down");
         assert_eq!(

@@ -227,12 +227,12 @@ pub fn derive(incident: &Value, log: &[Value], catalog: &Catalog) -> Result<Deri
         .first()
         .copied()
         .filter(|a| *a >= started_at && *a <= resolved_at);
+    // Stored like a declared title: no control, direction-override or zero-width characters.
     let title = incident["title"]
         .as_str()
         .or_else(|| incident["summary"].as_str())
-        .unwrap_or("PagerDuty incident")
-        .trim()
-        .to_string();
+        .and_then(crate::domain::text::Title::parse)
+        .map_or_else(|| "PagerDuty incident".to_string(), |t| t.into_string());
     Ok(Derived {
         external_id: id.to_string(),
         number: incident["incident_number"].as_i64().unwrap_or(0),

@@ -33,6 +33,7 @@ use crate::clock::Clock;
 use crate::db::{from_ms, ms, Backend, Db};
 use crate::domain::phase::Timeline;
 use crate::domain::severity::{DetectionMethod, Severity};
+use crate::domain::text::Title;
 use crate::startup::AppState;
 
 /// What a user asked for, already parsed.
@@ -42,7 +43,8 @@ pub struct DeclareRequest {
     pub user_id: String,
     pub origin_channel: Option<String>,
     pub response_url: Option<String>,
-    pub title: String,
+    /// Normalised at the front door ([`Title::parse`]): stored as it is.
+    pub title: Title,
     pub severity: Severity,
     pub service: Option<String>,
     pub detection: DetectionMethod,
@@ -638,7 +640,7 @@ async fn log_batch(
             id: uuid::Uuid::new_v4().to_string(),
             team_id: req.team_id.clone(),
             number: 0,
-            title: req.title.clone(),
+            title: req.title.as_str().to_string(),
             severity: req.severity,
             service: req.service.clone(),
             detection: req.detection,
@@ -876,7 +878,7 @@ mod tests {
             user_id: "U1".into(),
             origin_channel: None,
             response_url: None,
-            title: title.into(),
+            title: Title::parse(title).expect("a title"),
             severity: Severity::P2,
             service: None,
             detection: DetectionMethod::default(),

@@ -51,7 +51,10 @@ pub fn line(key: &str, method: DetectionMethod, by: &str) -> String {
         DetectionMethod::Engineer => "an engineer",
         DetectionMethod::Unknown => "nobody knows",
     };
-    format!("🧭 <@{by}> says {key} was detected by {how} (detection method `{method}`)")
+    format!(
+        "🧭 {} says {key} was detected by {how} (detection method `{method}`)",
+        crate::domain::text::user(by)
+    )
 }
 
 /// Records that incident `incident_id` of workspace `team_id` was detected via `method`, as `by` says, unless

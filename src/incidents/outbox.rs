@@ -27,6 +27,7 @@ use super::Incident;
 use crate::db::{from_ms, ms, Db};
 use crate::domain::mttr::format_duration;
 use crate::domain::severity::Severity;
+use crate::domain::text::{self, escape_cut};
 use crate::pager::{Page, PagerError};
 use crate::slack::blocks;
 use crate::startup::AppState;
@@ -615,7 +616,7 @@ async fn post(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Resu
     let v = state.slack.post_message_joining(json!({
             "channel": channel,
             "text": text,
-            "blocks": [{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": text } }],
+            "blocks": [{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": text::cut(&text, text::SECTION_TEXT) } }],
             "unfurl_links": false,
         }),
     )
@@ -791,14 +792,20 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
         let why = match (inc.service.as_deref(), svc, which) {
             (None, _, _) => "no service was given, so nobody can be paged".to_string(),
             (Some(name), None, _) => {
-                format!("{name} is not in the catalog, so nobody can be paged")
+                format!(
+                    "{} is not in the catalog, so nobody can be paged",
+                    escape_cut(name, 80)
+                )
             }
             (_, Some(s), Escalation::Ack) => {
-                format!("{} has no pager route in the catalog", s.name)
+                format!(
+                    "{} has no pager route in the catalog",
+                    escape_cut(&s.name, 80)
+                )
             }
             (_, Some(s), Escalation::Unresolved) => format!(
                 "{} has no escalation route in the catalog (`incident-bot/escalation`)",
-                s.name
+                escape_cut(&s.name, 80)
             ),
         };
         return Ok(Run::Done {
@@ -856,13 +863,18 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
     };
     match state.pager.page(route, &state.secrets, &page).await {
         Ok(receipt) => Ok(Run::Done {
-            line: Some(format!("⏰ {what} — {who} for {service} ({receipt}).")),
+            line: Some(format!(
+                "⏰ {what} — {who} for {} ({}).",
+                escape_cut(&service, 80),
+                escape_cut(&receipt, 300)
+            )),
             result: receipt,
         }),
         Err(e @ PagerError::Retry { .. }) => Ok(Run::Failed(e.into())),
         Err(e) => Ok(Run::Done {
             line: Some(format!(
-                "⚠️ {what}, but the page could not be sent: {e}. Escalate by hand."
+                "⚠️ {what}, but the page could not be sent: {}. Escalate by hand.",
+                escape_cut(&e.to_string(), 300)
             )),
             result: format!("not paged: {e}"),
         }),

@@ -27,6 +27,7 @@ use crate::domain::mttr::{self, format_duration, PhaseKind};
 use crate::domain::phase::{
     CorrectionTarget, Milestone, Stamp, Status, Timeline, Transition, TransitionError,
 };
+use crate::domain::text::{self, escape_cut};
 use crate::errors::ApiError;
 use crate::http::slack::commands::SlashCommand;
 use crate::http::slack::ephemeral;
@@ -334,7 +335,7 @@ pub fn clock_time(t: DateTime<Utc>) -> String {
 }
 
 fn who(by: Option<&str>) -> String {
-    by.map_or_else(|| "Someone".to_string(), |u| format!("<@{u}>"))
+    by.map_or_else(|| "Someone".to_string(), text::user)
 }
 
 /// What each phase took, for the phases ended by `milestones`: `triage took 30m · remediation skipped`.
@@ -590,9 +591,13 @@ async fn not_an_incident_channel(
             let room = i
                 .channel_id
                 .as_deref()
-                .map(|c| format!("<#{c}>"))
+                .map(text::channel)
                 .unwrap_or_else(|| "no channel".into());
-            s.push_str(&format!("\n• {room} — *{}* {}", i.key(), i.title));
+            s.push_str(&format!(
+                "\n• {room} — *{}* {}",
+                i.key(),
+                escape_cut(&i.title, 200)
+            ));
         }
     }
     Ok(s)
@@ -678,9 +683,9 @@ pub async fn status_text(state: &AppState, inc: &Incident) -> Result<String, sql
         "{} *{}* · {} · {} · {}",
         blocks::severity_emoji(inc.severity),
         inc.key(),
-        inc.title,
+        escape_cut(&inc.title, 2_000),
         inc.severity.as_str(),
-        inc.service.as_deref().unwrap_or("no service")
+        escape_cut(inc.service.as_deref().unwrap_or("no service"), 200)
     )];
     let phase_now = match b.current() {
         Some(k) => format!(
@@ -692,10 +697,10 @@ pub async fn status_text(state: &AppState, inc: &Incident) -> Result<String, sql
     };
     out.push(format!("*Status:* {}{phase_now}", st.label()));
     out.push(format!(
-        "*Impact started* {} · *declared* {} by <@{}>",
+        "*Impact started* {} · *declared* {} by {}",
         blocks::slack_time(tl.started_at),
         blocks::slack_time(tl.declared_at),
-        inc.declared_by
+        text::user(&inc.declared_by)
     ));
     let view = blocks::CardView {
         inc,
@@ -741,7 +746,7 @@ pub async fn status_text(state: &AppState, inc: &Incident) -> Result<String, sql
                 } else {
                     "is being retried"
                 },
-                s.last_error.as_deref().unwrap_or("no error recorded")
+                escape_cut(s.last_error.as_deref().unwrap_or("no error recorded"), 300)
             )
         })
         .collect();
@@ -758,9 +763,12 @@ pub async fn status_text(state: &AppState, inc: &Incident) -> Result<String, sql
     }
     let effects = outbox::problems(&state.db, &inc.id).await?;
     if !effects.is_empty() {
-        out.push(format!("⚠️ *Slack/pager updates:* {}", effects.join("; ")));
+        out.push(format!(
+            "⚠️ *Slack/pager updates:* {}",
+            escape_cut(&effects.join("; "), 1_000)
+        ));
     }
-    Ok(out.join("\n"))
+    Ok(text::cut(&out.join("\n"), text::SECTION_TEXT))
 }
 
 // ── users' time zones ──────────────────────────────────────────────────────────────────────────────────────────

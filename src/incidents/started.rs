@@ -1,13 +1,14 @@
 //! When impact began, for a declaration that says so (`/incident start … started:14:05`, `started:-20m`, or the
 //! declare form's field): reading the time in the declarer's own Slack time zone without calling Slack before
-//! the acknowledgement ([`ImpactStart`]).
+//! the acknowledgement ([`ImpactStart`]). A time in the future (beyond a minute of clock skew) is refused: impact
+//! cannot have begun yet.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::command::TimeSpec;
+use crate::domain::command::{not_in_future, TimeSpec, UsageError};
 use crate::startup::AppState;
 
 /// When impact began, as declared.
@@ -39,8 +40,15 @@ enum Zone {
 }
 
 impl ImpactStart {
-    /// Reads `spec`, typed by `user` at `now` (see the type's doc). Never calls Slack.
-    pub fn read(state: &AppState, user: &str, spec: TimeSpec, now: DateTime<Utc>) -> ImpactStart {
+    /// Reads `spec`, typed by `user` at `now` (see the type's doc). Never calls Slack. A time in the future
+    /// (beyond a minute of clock skew) is refused; one read in the default zone is refused only when it is in
+    /// the future in every time zone, and [`ImpactStart::confirm`] checks it again in the declarer's.
+    pub fn read(
+        state: &AppState,
+        user: &str,
+        spec: TimeSpec,
+        now: DateTime<Utc>,
+    ) -> Result<ImpactStart, UsageError> {
         let (zone, tz) = match spec {
             TimeSpec::Clock(_) | TimeSpec::Local(_) => match state.user_tz.get(user, now) {
                 Some(tz) => (Zone::Known(tz), tz),
@@ -49,12 +57,18 @@ impl ImpactStart {
             // A moment ago or a time with its own zone: the zone does not matter.
             _ => (Zone::None, state.default_tz()),
         };
-        ImpactStart {
+        let earliest = match zone {
+            // The zone furthest east (UTC+14) gives the earliest instant a wall-clock time can mean.
+            Zone::Default(_) => spec.resolve(now, chrono_tz::Pacific::Kiritimati),
+            _ => spec.resolve(now, tz),
+        };
+        not_in_future(&spec, earliest, now)?;
+        Ok(ImpactStart {
             at: spec.resolve(now, tz).min(now),
             spec,
             zone,
             now,
-        }
+        })
     }
 
     /// A line for the acknowledgement saying how a clock time was read; `None` for other forms.
@@ -99,20 +113,28 @@ impl ImpactStart {
             let Some(tz) = super::phases::slack_tz(&state, &user).await else {
                 let text = format!(
                     "Impact started {}: Slack did not say your time zone, so {} was used. If that is wrong: \
-                     `/incident set started <time>` in the incident channel.",
+                     `/incident set started &lt;time&gt;` in the incident channel.",
                     self.read_as(default, self.at),
                     default.name()
                 );
                 super::phases::tell(&state, response_url, channel, user, text);
                 return;
             };
-            let at = self.spec.resolve(self.now, tz).min(self.now);
+            let meant = self.spec.resolve(self.now, tz);
+            if let Err(e) = not_in_future(&self.spec, meant, self.now) {
+                let text = self
+                    .future_in_users_zone(&state, &incident_id, &user, tz, &e)
+                    .await;
+                super::phases::tell(&state, response_url, channel, user, text);
+                return;
+            }
+            let at = meant.min(self.now);
             let mut text = format!("Impact started {}.", self.read_as(tz, at));
             if at != self.at {
                 match correct_start(&state, &incident_id, &user, at).await {
                     Ok(Some(refused)) => {
                         text = format!(
-                            "Impact start left at {}: {refused}. Correct it with `/incident set started <time>`.",
+                            "Impact start left at {}: {refused}. Correct it with `/incident set started &lt;time&gt;`.",
                             self.read_as(default, self.at)
                         )
                     }
@@ -121,7 +143,7 @@ impl ImpactStart {
                         tracing::error!(error = %e, "could not correct the start of impact to the declarer's time zone");
                         text = format!(
                             "Impact start left at {}: it could not be corrected to your time zone. Correct it with \
-                             `/incident set started <time>`.",
+                             `/incident set started &lt;time&gt;`.",
                             self.read_as(default, self.at)
                         );
                     }
@@ -129,6 +151,37 @@ impl ImpactStart {
             }
             super::phases::tell(&state, response_url, channel, user, text);
         });
+    }
+}
+
+impl ImpactStart {
+    /// The time typed is in the future in the declarer's own zone (it was not in the default zone): impact is
+    /// taken to have started at the declaration, as if no time had been given. Returns what to tell them.
+    async fn future_in_users_zone(
+        &self,
+        state: &Arc<AppState>,
+        incident_id: &str,
+        user: &str,
+        tz: chrono_tz::Tz,
+        refusal: &UsageError,
+    ) -> String {
+        // Stored timestamps are whole milliseconds: the declaration's is not before this.
+        let declared = crate::db::from_ms(crate::db::ms(self.now));
+        let outcome = if self.at == declared {
+            Ok(None)
+        } else {
+            correct_start(state, incident_id, user, declared).await
+        };
+        let left_at = match outcome {
+            Ok(None) => declared,
+            Ok(Some(_)) | Err(_) => self.at,
+        };
+        format!(
+            "In your time zone ({}) {refusal} The start of impact is {}; correct it with \
+             `/incident set started &lt;time&gt;` in the incident channel.",
+            tz.name(),
+            left_at.format("%Y-%m-%d %H:%M UTC")
+        )
     }
 }
 

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::Incident;
 use crate::deploys;
 use crate::domain::slug;
+use crate::domain::text;
 use crate::pager::{Page, PagerError};
 use crate::slack::blocks;
 use crate::slack::client::is_already_done;
@@ -394,6 +395,13 @@ async fn bookmarks(state: &AppState, inc: &Incident, attempt: i64) -> Result<Str
     .into_iter()
     .filter_map(|(t, l)| l.map(|l| (t, l)))
     .collect();
+    // Only links the bot checked (`http`/`https`, no `|<>`) become bookmarks.
+    let (wanted, refused): (Vec<_>, Vec<_>) = wanted
+        .into_iter()
+        .partition(|(_, l)| text::checked_url(l).is_some());
+    if !refused.is_empty() {
+        tracing::warn!(service = %svc.name, "catalog links that are not http(s) URLs are not bookmarked");
+    }
     if wanted.is_empty() {
         return Ok(format!(
             "{} has no runbook or dashboard in the catalog",
@@ -498,13 +506,17 @@ async fn notify(state: &AppState, inc: &Incident) -> Result<String, Failure> {
     .await?
     .flatten();
     let text = match (&inc.channel_id, failure) {
-        (Some(c), _) => format!(":rotating_light: *{}* is declared — war room <#{c}>.", inc.key()),
+        (Some(c), _) => format!(
+            ":rotating_light: *{}* is declared — war room {}.",
+            inc.key(),
+            text::channel(c)
+        ),
         (None, err) => format!(
             ":warning: Slack refused to create the war-room channel for *{}* ({}). The incident is stored and the \
              secondary on-call is paged; ask a workspace admin to allow the bot to create channels, or run the \
              incident in an existing channel.",
             inc.key(),
-            err.as_deref().map(slack_reason).unwrap_or("unknown reason"),
+            text::escape_cut(err.as_deref().map(slack_reason).unwrap_or("unknown reason"), 200),
         ),
     };
     if let Some(url) = &inc.response_url {

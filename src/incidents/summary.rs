@@ -13,6 +13,7 @@ use super::Incident;
 use crate::deploys::Deploy;
 use crate::domain::mttr::{self, bar, format_duration, median, PhaseKind, Tier};
 use crate::domain::severity::{DetectionMethod, Severity};
+use crate::domain::text::{self, escape, escape_cut};
 use crate::slack::blocks;
 
 /// How far back the median comparison looks.
@@ -227,6 +228,7 @@ impl Summary {
             None => parts.push(format!("no other resolved {sev} incident to compare with")),
         }
         if let Some(svc) = &self.service {
+            let svc = escape_cut(svc, 80);
             match self.service_baseline {
                 Some(b) => parts.push(format!(
                     "{} the {sev} median for {svc} of {} ({})",
@@ -246,7 +248,8 @@ impl Summary {
         };
         if self.deploys.is_empty() {
             return format!(
-                "*Deploy in the 2 h before impact:* no — nothing shipped to {svc} or its dependencies"
+                "*Deploy in the 2 h before impact:* no — nothing shipped to {} or its dependencies",
+                escape_cut(svc, 80)
             );
         }
         let mut lines = vec![format!(
@@ -282,24 +285,27 @@ impl Summary {
     /// Block Kit for `chat.postMessage`/`chat.update`. `block_id` names the first block (so a retry can find a
     /// summary that was posted but not recorded); `broadcast` adds a link to the war room.
     pub fn render(&self, block_id: &str, broadcast: bool) -> Value {
-        let header = format!("📊 {} resolved · {}", self.key, truncate(&self.title, 100));
+        let header = text::cut(
+            &format!("📊 {} resolved · {}", self.key, escape(&self.title)),
+            text::HEADER_TEXT,
+        );
         let mut context = format!(
             "{} {} · {} · impact {} → resolved {}",
             blocks::severity_emoji(self.severity),
             self.severity.as_str(),
-            self.service.as_deref().unwrap_or("no service"),
+            escape_cut(self.service.as_deref().unwrap_or("no service"), 200),
             blocks::slack_time(self.started_at),
             blocks::slack_time(self.resolved_at),
         );
         if broadcast {
             if let Some(c) = &self.channel_id {
-                context.push_str(&format!(" · war room <#{c}>"));
+                context.push_str(&format!(" · war room {}", text::channel(c)));
             }
         }
         json!([
             { "type": "header", "block_id": block_id, "text": { "type": "plain_text", "text": header, "emoji": true } },
             { "type": "context", "elements": [{ "type": "mrkdwn", "text": context }] },
-            { "type": "section", "text": { "type": "mrkdwn", "text": truncate(&self.text(), 3000) } },
+            { "type": "section", "text": { "type": "mrkdwn", "text": text::cut(&self.text(), text::SECTION_TEXT) } },
         ])
     }
 }
@@ -344,10 +350,6 @@ fn count(n: usize) -> String {
 
 fn percent(share: f64) -> i64 {
     (share * 100.0).round() as i64
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }
 
 #[cfg(test)]

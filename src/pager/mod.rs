@@ -3,7 +3,8 @@
 //! One [`Pager`] speaks three protocols, chosen per service by the catalog's [`PagerRoute`]:
 //! PagerDuty Events API v2 (`dedup_key` = incident id, so a retried page collapses into one alert),
 //! Opsgenie (`alias` = the same key), or a generic JSON webhook (`Idempotency-Key` header). Keys come from the
-//! environment variables that the catalog names; they never appear in errors or logs.
+//! environment variables that the catalog names; they never appear in errors or logs. The summary (untrusted
+//! title, service) is cleaned and cut by [`text::plain`] (PagerDuty and the webhook 1,024 characters, Opsgenie 130).
 
 pub mod standin;
 pub mod standin_rest;
@@ -15,6 +16,7 @@ use serde_json::{json, Value};
 use crate::catalog::PagerRoute;
 use crate::config::{PagerSettings, Secrets};
 use crate::domain::severity::Severity;
+use crate::domain::text;
 
 /// What to page about.
 #[derive(Debug, Clone)]
@@ -85,7 +87,7 @@ impl Pager {
                     "dedup_key": page.dedup_key,
                     "client": "incident-bot",
                     "payload": {
-                        "summary": truncate(&page.summary, 1024),
+                        "summary": text::plain(&page.summary, 1024),
                         "source": page.source,
                         "severity": severity,
                         "component": page.source,
@@ -107,7 +109,7 @@ impl Pager {
                     .named(api_key_env)
                     .ok_or_else(|| PagerError::MissingKey(api_key_env.clone()))?;
                 let mut body = json!({
-                    "message": truncate(&page.summary, 130),
+                    "message": text::plain(&page.summary, 130),
                     "alias": page.dedup_key,
                     "description": page.link.clone().unwrap_or_default(),
                     "priority": page.severity.as_str(),
@@ -134,7 +136,7 @@ impl Pager {
                 let body = json!({
                     "event": "incident.page",
                     "dedup_key": page.dedup_key,
-                    "summary": page.summary,
+                    "summary": text::plain(&page.summary, 1024),
                     "severity": page.severity.as_str(),
                     "service": page.source,
                     "link": page.link,
@@ -203,8 +205,4 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     } else {
         "connection failed".into()
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }

@@ -1,5 +1,7 @@
 //! Block Kit rendering: the incident card, the channel topic, the announcement and the declare modal.
-//! Pure functions of the incident and what the caller already looked up.
+//! Pure functions of the incident and what the caller already looked up. Every untrusted string (title, service,
+//! deploy fields, catalog text) goes through [`crate::domain::text`]: escaped, linked only when checked, cut to
+//! Slack's limits.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -8,6 +10,7 @@ use crate::deploys::Deploy;
 use crate::domain::mttr::{self, format_duration};
 use crate::domain::phase::{Milestone, Status};
 use crate::domain::severity::{DetectionMethod, Severity};
+use crate::domain::text::{self, escape, escape_cut};
 use crate::incidents::{detection, Incident};
 use crate::startup::AppState;
 
@@ -50,16 +53,15 @@ pub fn slack_time(t: DateTime<Utc>) -> String {
 
 /// `🔴 P1 · payments · Card payments failing | INC-42` (Slack caps topics at 250 characters).
 pub fn topic(inc: &Incident) -> String {
-    let service = inc.service.as_deref().unwrap_or("no service");
-    let t = format!(
-        "{} {} · {} · {} | {}",
+    let service = escape_cut(inc.service.as_deref().unwrap_or("no service"), 60);
+    let head = format!(
+        "{} {} · {service} · ",
         severity_emoji(inc.severity),
         inc.severity.as_str(),
-        service,
-        inc.title,
-        inc.key()
     );
-    t.chars().take(250).collect()
+    let tail = format!(" | {}", inc.key());
+    let room = text::TOPIC.saturating_sub(head.chars().count() + tail.chars().count());
+    format!("{head}{}{tail}", escape_cut(&inc.title, room))
 }
 
 /// Everything the card shows besides the incident itself.
@@ -108,7 +110,7 @@ impl<'a> CardView<'a> {
             "{} {} {} — {}",
             severity_emoji(self.inc.severity),
             self.inc.key(),
-            self.inc.title,
+            escape_cut(&self.inc.title, text::SECTION_TEXT),
             self.inc.severity.as_str()
         )
     }
@@ -120,15 +122,15 @@ impl<'a> CardView<'a> {
             json!({
                 "type": "header",
                 "block_id": card_block_id(&inc.id),
-                "text": { "type": "plain_text", "text": truncate(&format!("{} {} · {}", severity_emoji(inc.severity), inc.key(), inc.title), 150), "emoji": true }
+                "text": { "type": "plain_text", "text": text::cut(&format!("{} {} · {}", severity_emoji(inc.severity), inc.key(), escape(&inc.title)), text::HEADER_TEXT), "emoji": true }
             }),
             json!({
                 "type": "section",
                 "fields": [
                     { "type": "mrkdwn", "text": format!("*Severity*\n{} — {}", inc.severity.as_str(), inc.severity.description()) },
                     { "type": "mrkdwn", "text": format!("*Status*\n{}", status.label()) },
-                    { "type": "mrkdwn", "text": format!("*Service*\n{}", inc.service.as_deref().unwrap_or("—")) },
-                    { "type": "mrkdwn", "text": format!("*Declared by*\n<@{}>", inc.declared_by) },
+                    { "type": "mrkdwn", "text": format!("*Service*\n{}", escape_cut(inc.service.as_deref().unwrap_or("—"), 200)) },
+                    { "type": "mrkdwn", "text": format!("*Declared by*\n{}", text::user(&inc.declared_by)) },
                     { "type": "mrkdwn", "text": format!("*Impact started*\n{}", slack_time(inc.timeline.started_at)) },
                     { "type": "mrkdwn", "text": format!("*Detected via*\n{}", detected_via(inc.detection)) },
                 ]
@@ -138,19 +140,19 @@ impl<'a> CardView<'a> {
             blocks.extend(detection_question(&inc.id));
         }
         let runbook = match &self.runbook {
-            Some(u) => format!("📖 <{u}|Runbook>"),
+            Some(u) => format!("📖 {}", text::link(u, "Runbook")),
             None => "📖 no runbook in the catalog".to_string(),
         };
         let dashboard = match &self.dashboard {
-            Some(u) => format!("📊 <{u}|Dashboard>"),
+            Some(u) => format!("📊 {}", text::link(u, "Dashboard")),
             None => "📊 no dashboard in the catalog".to_string(),
         };
         blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("{runbook}   {dashboard}") } }));
         blocks.push(
-            json!({ "type": "section", "text": { "type": "mrkdwn", "text": self.deploys_text() } }),
+            json!({ "type": "section", "text": { "type": "mrkdwn", "text": text::cut(&self.deploys_text(), text::SECTION_TEXT) } }),
         );
         if let Some(line) = &self.unknown_service {
-            blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!("⚠️ {line}") }] }));
+            blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": text::cut(&format!("⚠️ {line}"), text::SECTION_TEXT) }] }));
         }
         blocks.push(
             json!({ "type": "section", "text": { "type": "mrkdwn", "text": self.phases_text() } }),
@@ -204,7 +206,7 @@ impl<'a> CardView<'a> {
             };
             let who = match stamp {
                 Some(s) if !s.implicit => match &s.by {
-                    Some(u) => format!(" · <@{u}> {}", slack_time(s.at)),
+                    Some(u) => format!(" · {} {}", text::user(u), slack_time(s.at)),
                     None => format!(" · {}", slack_time(s.at)),
                 },
                 _ => String::new(),
@@ -290,22 +292,23 @@ fn detection_question(incident_id: &str) -> [Value; 2] {
     ]
 }
 
-/// One deploy as a card/answer line: `• payments v1.4.2 by alice, 25m before impact · <url|abc1234>`.
+/// One deploy as a card/answer line: `• payments v1.4.2 by alice, 25m before impact · <url|abc1234>`. Every
+/// field of the deploy is untrusted: escaped and cut; the link only from a checked URL.
 pub fn deploy_line(
     d: &Deploy,
     dependency: bool,
     reference: DateTime<Utc>,
     relation: &str,
 ) -> String {
-    let mut s = format!("• *{}*", d.service);
+    let mut s = format!("• *{}*", escape_cut(&d.service, 80));
     if dependency {
         s.push_str(" (dependency)");
     }
     if let Some(v) = &d.version {
-        s.push_str(&format!(" `{v}`"));
+        s.push_str(&format!(" `{}`", escape_cut(&v.replace('`', "'"), 60)));
     }
     if let Some(a) = &d.author {
-        s.push_str(&format!(" by {a}"));
+        s.push_str(&format!(" by {}", escape_cut(a, 60)));
     }
     let age = reference - d.deployed_at;
     s.push_str(&format!(
@@ -317,20 +320,24 @@ pub fn deploy_line(
         .as_deref()
         .map(|c| c.chars().take(7).collect::<String>());
     match (&d.url, sha) {
-        (Some(u), Some(sha)) => s.push_str(&format!(" · <{u}|{sha}>")),
-        (Some(u), None) => s.push_str(&format!(" · <{u}|link>")),
-        (None, Some(sha)) => s.push_str(&format!(" · {sha}")),
+        (Some(u), Some(sha)) => s.push_str(&format!(" · {}", text::link(u, &sha))),
+        (Some(u), None) => s.push_str(&format!(" · {}", text::link(u, "link"))),
+        (None, Some(sha)) => s.push_str(&format!(" · {}", escape(&sha))),
         (None, None) => {}
     }
     s
 }
 
-/// `no service called "paymnts" — did you mean payments?`
+/// `no service called "paymnts" — did you mean payments?` (Slack text: the name typed is escaped).
 pub fn unknown_service_line(name: &str, suggestions: &[String]) -> String {
+    let name = escape_cut(&name.replace('`', "'"), 80);
     if suggestions.is_empty() {
         format!("no service called `{name}` in the catalog")
     } else {
-        let list: Vec<String> = suggestions.iter().map(|s| format!("`{s}`")).collect();
+        let list: Vec<String> = suggestions
+            .iter()
+            .map(|s| format!("`{}`", escape_cut(&s.replace('`', "'"), 80)))
+            .collect();
         format!(
             "no service called `{name}` — did you mean {}?",
             list.join(" or ")
@@ -338,43 +345,52 @@ pub fn unknown_service_line(name: &str, suggestions: &[String]) -> String {
     }
 }
 
+/// The announcement's notification text.
 pub fn announcement_text(inc: &Incident) -> String {
     format!(
         "{} {} declared: {} ({}, {})",
         severity_emoji(inc.severity),
         inc.key(),
-        inc.title,
+        escape_cut(&inc.title, 2_000),
         inc.severity.as_str(),
-        inc.service.as_deref().unwrap_or("no service")
+        escape_cut(inc.service.as_deref().unwrap_or("no service"), 200)
     )
 }
 
 /// The broadcast-channel message.
 pub fn announcement(inc: &Incident, channel_link: Option<&str>) -> Value {
     let room = match (&inc.channel_id, channel_link) {
-        (Some(c), _) => format!("War room: <#{c}>"),
+        (Some(c), _) => format!("War room: {}", text::channel(c)),
         (None, _) => "No war-room channel could be created.".to_string(),
     };
+    let head = format!("{} *{}* · ", severity_emoji(inc.severity), inc.key());
+    let rest = format!(
+        "\n*{}* — {} · service *{}* · declared by {}\n{room}",
+        inc.severity.as_str(),
+        inc.severity.description(),
+        escape_cut(inc.service.as_deref().unwrap_or("—"), 200),
+        text::user(&inc.declared_by)
+    );
+    let room_for_title =
+        text::SECTION_TEXT.saturating_sub(head.chars().count() + rest.chars().count());
     json!([
         {
             "type": "section",
             "block_id": announce_block_id(&inc.id),
-            "text": { "type": "mrkdwn", "text": format!(
-                "{} *{}* · {}\n*{}* — {} · service *{}* · declared by <@{}>\n{room}",
-                severity_emoji(inc.severity), inc.key(), inc.title,
-                inc.severity.as_str(), inc.severity.description(),
-                inc.service.as_deref().unwrap_or("—"), inc.declared_by
-            ) }
+            "text": { "type": "mrkdwn", "text": format!("{head}{}{rest}", escape_cut(&inc.title, room_for_title)) }
         }
     ])
 }
 
-/// The modal opened by `/incident start` without a title. Its submission declares.
+/// The modal opened by `/incident start` without a title. Its submission declares. Service names come from the
+/// catalog: shown escaped and cut to an option's 75 characters (the value stays the name, as Slack sends it
+/// back); at most 100 options, as Slack allows in a static select.
 pub fn declare_modal(services: &[String], origin_channel: &str) -> Value {
     let mut service_options: Vec<Value> = services
         .iter()
+        .filter(|s| !s.is_empty() && s.chars().count() <= 150)
         .take(100)
-        .map(|s| json!({ "text": { "type": "plain_text", "text": s }, "value": s }))
+        .map(|s| json!({ "text": { "type": "plain_text", "text": escape_cut(s, text::OPTION_TEXT) }, "value": s }))
         .collect();
     if service_options.is_empty() {
         service_options
@@ -406,8 +422,4 @@ pub fn declare_modal(services: &[String], origin_channel: &str) -> Value {
               "element": { "type": "plain_text_input", "action_id": "value" } }
         ]
     })
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }

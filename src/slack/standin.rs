@@ -8,6 +8,9 @@
 //! - Crate-internal plumbing shared with the pager stand-in (`crate::pager::standin`): a listener whose
 //!   connections can be dropped on purpose ([`Fault::Drop`]) and the server start/stop handle.
 //!
+//! Messages and views that break Slack's size limits are refused as Slack refuses them ([`super::limits`]:
+//! `invalid_blocks`, `msg_too_long`, `invalid_arguments`); a topic over 250 characters gets `too_long`.
+//!
 //! Requests are accepted as POST JSON (what slack-morphism sends, token in `Authorization: Bearer`),
 //! POST form-urlencoded and GET with a query string; every call is recorded with its decoded parameters.
 //! Behaviour that deliberately differs from real Slack: public channels accept posts without the bot
@@ -228,6 +231,14 @@ fn ok_with(value: Value) -> Reply {
 
 fn err(code: &str) -> Reply {
     Reply::Json(StatusCode::OK, json!({"ok": false, "error": code}))
+}
+
+/// A refusal for breaking Slack's limits, with the reason in `response_metadata.messages` as Slack gives it.
+fn refused(r: super::limits::Refusal) -> Reply {
+    Reply::Json(
+        StatusCode::OK,
+        json!({"ok": false, "error": r.code, "response_metadata": { "messages": [format!("[ERROR] {}", r.detail)] }}),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1084,12 +1095,7 @@ impl SlackState {
         if text.is_none() && blocks.is_none() && attachments.is_none() {
             return Err(err("no_text"));
         }
-        if blocks
-            .as_ref()
-            .is_some_and(|b| b.as_array().is_some_and(|a| a.len() > 50))
-        {
-            return Err(err("invalid_blocks"));
-        }
+        super::limits::check_message(text.as_deref(), blocks.as_ref()).map_err(refused)?;
         let ts = self.next_ts();
         let message = Message {
             ts: ts.clone(),
@@ -1121,6 +1127,7 @@ impl SlackState {
         if text.is_none() && blocks.is_none() && attachments.is_none() {
             return Err(err("no_text"));
         }
+        super::limits::check_message(text.as_deref(), blocks.as_ref()).map_err(refused)?;
         let ch = &mut self.channels[i];
         let m = ch
             .messages
@@ -1159,6 +1166,7 @@ impl SlackState {
         if text.is_none() && blocks.is_none() {
             return Err(err("no_text"));
         }
+        super::limits::check_message(text.as_deref(), blocks.as_ref()).map_err(refused)?;
         let rendered = match (text, &blocks) {
             (Some(t), _) => t,
             (None, Some(b)) => blocks_to_text(b),
@@ -1247,6 +1255,7 @@ impl SlackState {
         if kind != "modal" && kind != "home" {
             return Err(err("invalid_arguments"));
         }
+        super::limits::check_view(&view).map_err(refused)?;
         let id = self.new_id("V");
         self.views.push(view.clone());
         let mut out = view.as_object().cloned().unwrap_or_default();

@@ -99,7 +99,7 @@ async fn an_unknown_subcommand_gets_a_short_usage_reply() {
     let text = reply["text"].as_str().unwrap();
     assert!(text.contains("frobnicate"), "{text}");
     assert!(
-        text.contains("Usage") && text.contains("start <title>"),
+        text.contains("Usage") && text.contains("start &lt;title&gt;"),
         "usage is shown: {text}"
     );
     assert_eq!(incident_count(&app).await, 0);

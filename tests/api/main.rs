@@ -19,3 +19,4 @@ mod replicas;
 mod self_contained;
 mod socket_mode;
 mod startup_checks;
+mod untrusted;

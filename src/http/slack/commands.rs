@@ -1,7 +1,9 @@
 //! `POST /slack/commands`: the `/incident` slash command.
 //!
 //! Parsing is pure ([`crate::domain::command`]); this handler stores what must be stored, answers with a short
-//! ephemeral reply at once, and leaves every Slack and pager call to background work.
+//! ephemeral reply at once, and leaves every Slack and pager call to background work. Slack sends the command's
+//! text with `&`, `<`, `>` escaped: it is decoded once here ([`text::decode_slash`]), before parsing, and every
+//! reply escapes what it echoes.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use serde_json::json;
 
 use super::{bad_body, ephemeral, Signed};
 use crate::domain::command::{self, Command, StartArgs, USAGE};
+use crate::domain::text::{self, escape_cut};
 use crate::errors::ApiError;
 use crate::incidents::declare::{self, DeclareRequest};
 use crate::incidents::started::ImpactStart;
@@ -90,7 +93,7 @@ async fn run(state: Arc<AppState>, body: Bytes, seen: &mut Seen) -> Result<Respo
     let cmd: SlashCommand = serde_urlencoded::from_bytes(&body).map_err(bad_body)?;
     tracing::info!(user = %cmd.user_id, channel = %cmd.channel_id, "/incident {}", cmd.text.chars().take(200).collect::<String>());
     seen.subcommand = crate::observability::subcommand_label(&cmd.text);
-    let parsed = match command::parse(&cmd.text) {
+    let parsed = match command::parse(&text::decode_slash(&cmd.text)) {
         Ok(c) => c,
         Err(e) => {
             seen.usage = true;
@@ -101,7 +104,7 @@ async fn run(state: Arc<AppState>, body: Bytes, seen: &mut Seen) -> Result<Respo
     // whole for every request, and theirs would make it several times larger for every `start` of a burst.
     match parsed {
         Command::Help => Ok(ephemeral(USAGE)),
-        Command::Start(args) => start(&state, &cmd, args).await,
+        Command::Start(args) => start(&state, &cmd, args, seen).await,
         Command::StartModal => {
             open_modal(&state, &cmd);
             Ok(StatusCode::OK.into_response())
@@ -128,10 +131,19 @@ async fn start(
     state: &Arc<AppState>,
     cmd: &SlashCommand,
     args: StartArgs,
+    seen: &mut Seen,
 ) -> Result<Response, ApiError> {
-    let started = args
+    let started = match args
         .started
-        .map(|spec| ImpactStart::read(state, &cmd.user_id, spec, state.clock.now()));
+        .map(|spec| ImpactStart::read(state, &cmd.user_id, spec, state.clock.now()))
+        .transpose()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            seen.usage = true;
+            return Ok(ephemeral(format!("{e}\n\n{USAGE}")));
+        }
+    };
     let service = args.service.clone();
     let inc = declare::declare(
         state,
@@ -153,7 +165,7 @@ async fn start(
         "{} Declaring *{}* · {} ({}) — setting up the war room…",
         blocks::severity_emoji(inc.severity),
         inc.key(),
-        inc.title,
+        escape_cut(&inc.title, 2_000),
         inc.severity.as_str()
     );
     if let Some(started) = started {
@@ -209,28 +221,34 @@ async fn list(state: &AppState, cmd: &SlashCommand) -> Result<Response, ApiError
         return Ok(ephemeral("No open incidents. 🎉"));
     }
     let now = state.clock.now();
-    let lines: Vec<String> = open
+    // At most LIST_MAX lines of at most ~300 characters: far inside a message's 40,000.
+    const LIST_MAX: usize = 50;
+    let mut lines: Vec<String> = open
         .iter()
+        .take(LIST_MAX)
         .map(|i| {
             let room = i
                 .channel_id
                 .as_deref()
-                .map(|c| format!("<#{c}>"))
+                .map(text::channel)
                 .unwrap_or_else(|| "no channel".into());
             format!(
                 "{} *{}* {} · {} · {} · {} since impact · {room}",
                 blocks::severity_emoji(i.severity),
                 i.key(),
-                i.title,
+                escape_cut(&i.title, 200),
                 i.severity.as_str(),
                 i.timeline.status().label(),
                 crate::domain::mttr::format_duration(now - i.timeline.started_at),
             )
         })
         .collect();
-    Ok(ephemeral(format!(
-        "*Open incidents ({})*\n{}",
-        open.len(),
-        lines.join("\n")
-    )))
+    if open.len() > LIST_MAX {
+        lines.push(format!(
+            "… and {} more, declared later",
+            open.len() - LIST_MAX
+        ));
+    }
+    let reply = format!("*Open incidents ({})*\n{}", open.len(), lines.join("\n"));
+    Ok(ephemeral(text::cut(&reply, text::MESSAGE_TEXT)))
 }

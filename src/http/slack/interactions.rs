@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::{bad_body, Signed};
 use crate::domain::command;
 use crate::domain::severity::{DetectionMethod, Severity};
+use crate::domain::text::Title;
 use crate::errors::ApiError;
 use crate::incidents::declare::{self, DeclareRequest};
 use crate::incidents::detection;
@@ -90,6 +91,11 @@ async fn on_detection_answer(state: &Arc<AppState>, p: &Value) -> Result<Respons
     Ok(StatusCode::OK.into_response())
 }
 
+/// The submitter's user id (empty when missing: the submission is then refused below).
+fn user_of(p: &Value) -> &str {
+    p["user"]["id"].as_str().unwrap_or_default()
+}
+
 /// The declare modal was submitted: validate, store, start the war room, close the modal.
 async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, ApiError> {
     let values = &p["view"]["state"]["values"];
@@ -105,9 +111,8 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
             .filter(|s| !s.is_empty())
     };
     let mut errors = serde_json::Map::new();
-    let title = text("title")
-        .map(command::form_title)
-        .filter(|t| !t.is_empty());
+    // Typed into the form: raw text (no entities to decode), normalised like a typed title.
+    let title = text("title").and_then(Title::parse);
     if title.is_none() {
         errors.insert("title".into(), json!("Say in a few words what is broken."));
     }
@@ -115,7 +120,16 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
     let started = match text("started") {
         None => None,
         Some(s) => match command::parse_time_spec(s) {
-            Some(t) => Some(t),
+            Some(t) => match ImpactStart::read(state, user_of(p), t, now) {
+                Ok(started) => Some(started),
+                Err(_) => {
+                    errors.insert(
+                        "started".into(),
+                        json!("That is in the future: use a time that has passed (e.g. 14:05 or -20m)."),
+                    );
+                    None
+                }
+            },
             None => {
                 errors.insert(
                     "started".into(),
@@ -139,7 +153,6 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
         .as_str()
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let started = started.map(|spec| ImpactStart::read(state, user_id, spec, now));
     let inc = declare::declare(
         state,
         DeclareRequest {
@@ -147,7 +160,8 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
             user_id: user_id.to_string(),
             origin_channel: origin,
             response_url: None,
-            title: title.unwrap_or_default(),
+            title: title
+                .ok_or_else(|| ApiError::bad("payload.view.state.values.title", "missing"))?,
             severity: selected("severity")
                 .and_then(Severity::parse)
                 .unwrap_or_default(),
