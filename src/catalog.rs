@@ -979,7 +979,8 @@ fn normalize(s: &str) -> String {
 
 /// `Some((rank, distance))` when `candidate` is a reasonable match for `query`; lower is better.
 fn closeness(query: &str, candidate: &str) -> Option<(usize, usize)> {
-    let distance = damerau_levenshtein(query, candidate);
+    // optimal string alignment: insertions, deletions, substitutions and adjacent swaps
+    let distance = strsim::osa_distance(query, candidate);
     let q_len = query.chars().count();
     let shorter = q_len.min(candidate.chars().count());
     let max_distance = match q_len {
@@ -1001,33 +1002,6 @@ fn closeness(query: &str, candidate: &str) -> Option<(usize, usize)> {
         return None;
     };
     Some((rank, distance))
-}
-
-/// Optimal-string-alignment distance: insertions, deletions, substitutions and adjacent swaps.
-fn damerau_levenshtein(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let (n, m) = (a.len(), b.len());
-    let mut d = vec![vec![0usize; m + 1]; n + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=n {
-        for j in 1..=m {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[n][m]
 }
 
 impl Catalog {

@@ -439,24 +439,10 @@ fn walk_unknown(
 /// The known key closest to `key` (edit distance at most 3), for "did you mean".
 fn closest<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> Option<String> {
     known
-        .map(|k| (edit_distance(key, k), k))
+        .map(|k| (strsim::levenshtein(key, k), k))
         .filter(|(d, _)| *d <= 3)
         .min()
         .map(|(_, k)| k.to_string())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Byte offset of the deepest part of `path` (dotted key, list indexes as numbers) found in the document.
