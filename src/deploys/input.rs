@@ -290,7 +290,7 @@ pub fn validate(
                     format!(
                         "{} is {} in the future — check its time zone",
                         at.to_rfc3339(),
-                        crate::domain::mttr::format_duration(at - now)
+                        crate::domain::duration::format_duration(at - now)
                     ),
                 ));
             }

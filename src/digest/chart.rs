@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::stats::{Digest, Figures};
-use crate::domain::mttr::format_duration;
+use crate::domain::duration::format_duration;
 use crate::domain::severity::Severity;
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");

@@ -8,7 +8,8 @@ use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use super::stats::{Digest, Figures, MttrStat, Period, Ranked, WORK_END_HOUR, WORK_START_HOUR};
-use crate::domain::mttr::{bar, format_duration, PhaseKind};
+use crate::domain::duration::format_duration;
+use crate::domain::mttr::{bar, PhaseKind};
 use crate::domain::severity::Severity;
 use crate::domain::text;
 use crate::slack::blocks::severity_emoji;

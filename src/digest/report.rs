@@ -12,7 +12,8 @@ use super::render::{self, Heading, Style};
 use super::stats::{self, Digest, Figures, Filter, MonthFigures, MttrStat, Period};
 use crate::catalog::Catalog;
 use crate::db::Db;
-use crate::domain::mttr::{format_duration, PhaseKind};
+use crate::domain::duration::{self, format_duration};
+use crate::domain::mttr::PhaseKind;
 use crate::domain::severity::Severity;
 
 /// Output format.
@@ -67,8 +68,10 @@ pub fn parse_instant(s: &str, now: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc
     if s.eq_ignore_ascii_case("now") {
         return Ok(now);
     }
-    if let Some(d) = parse_ago(s) {
-        return Ok(now - d);
+    if let Some(d) = duration::parse(s) {
+        return now
+            .checked_sub_signed(d)
+            .ok_or_else(|| format!("`{s}` reaches before the calendar"));
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
@@ -90,23 +93,6 @@ pub fn parse_instant(s: &str, now: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc
     Err(format!(
         "`{s}` is not a time: use 30d, 12h, 2026-10-01, 2026-10-01T14:00 or RFC 3339"
     ))
-}
-
-/// `30d` → 30 days; `2w`, `12h`, `90m` likewise.
-pub fn parse_ago(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let unit = s.chars().last()?;
-    let n: i64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
-    if n < 0 {
-        return None;
-    }
-    match unit.to_ascii_lowercase() {
-        'w' => Some(Duration::weeks(n)),
-        'd' => Some(Duration::days(n)),
-        'h' => Some(Duration::hours(n)),
-        'm' => Some(Duration::minutes(n)),
-        _ => None,
-    }
 }
 
 /// The report in `format`.

@@ -8,6 +8,7 @@ use chrono::{
     Utc,
 };
 
+use super::duration;
 use super::phase::{CorrectionTarget, Milestone};
 use super::severity::{DetectionMethod, Severity};
 use super::text::{self, Title};
@@ -124,7 +125,7 @@ impl TimeSpec {
 impl fmt::Display for TimeSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TimeSpec::Ago(d) => write!(f, "-{}", super::mttr::format_duration(*d)),
+            TimeSpec::Ago(d) => write!(f, "-{}", duration::format_duration(*d)),
             TimeSpec::Clock(t) => write!(f, "{}", t.format("%H:%M")),
             TimeSpec::At(dt) => write!(f, "{}", dt.to_rfc3339()),
             TimeSpec::Local(ndt) => write!(f, "{}", ndt.format("%Y-%m-%d %H:%M")),
@@ -180,38 +181,9 @@ pub fn parse_window(s: &str) -> Option<Duration> {
     parse_span(s).filter(|d| *d > Duration::zero())
 }
 
-/// Parses `<number><unit>` groups (`s`, `m`/`min`, `h`/`hr`, `d`, `w`), e.g. `1h30m`; zero allowed.
+/// A [`duration::parse`] span of at most [`MAX_SPAN_DAYS`]; zero allowed.
 fn parse_span(s: &str) -> Option<Duration> {
-    let s = s.trim().to_ascii_lowercase();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = Duration::zero();
-    let mut rest = s.as_str();
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 || digits > 7 {
-            return None;
-        }
-        let n: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.len()
-            - rest
-                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
-                .len();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let part = match unit {
-            "s" | "sec" | "secs" => Duration::try_seconds(n),
-            "m" | "min" | "mins" => Duration::try_minutes(n),
-            "h" | "hr" | "hrs" | "hour" | "hours" => Duration::try_hours(n),
-            "d" | "day" | "days" => Duration::try_days(n),
-            "w" | "wk" | "week" | "weeks" => Duration::try_weeks(n),
-            _ => None,
-        }?;
-        total = total.checked_add(&part)?;
-    }
-    (total <= Duration::days(MAX_SPAN_DAYS)).then_some(total)
+    duration::parse(s).filter(|d| *d <= Duration::days(MAX_SPAN_DAYS))
 }
 
 /// Parses a time expression: `14:05`, `9:05:30`, `-20m`, `20m ago`, `now`, `2026-11-25T14:32:00Z`,

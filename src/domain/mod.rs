@@ -2,13 +2,15 @@
 //!
 //! - [`severity`]: `P1`–`P3` and the detection method.
 //! - [`phase`]: milestones, the incident timeline state machine (skip rule, reopen, close, corrections).
-//! - [`mttr`]: phase breakdown, shares, tiers, duration formatting, medians.
+//! - [`mttr`]: phase breakdown, shares, tiers, medians.
+//! - [`duration`]: the one grammar for typed spans (`15m`, `1h30m`) and the human format of durations.
 //! - [`command`]: parsing `/incident …` text and user-typed times.
 //! - [`slug`]: war-room channel names.
 //! - [`text`]: untrusted text → Slack text (escaping, invisible characters, links, limits), and titles.
 //! - [`question`]: reading deploy questions asked of the bot (`was there a deploy to X recently?`).
 
 pub mod command;
+pub mod duration;
 pub mod mttr;
 pub mod phase;
 pub mod question;
@@ -17,10 +19,8 @@ pub mod slug;
 pub mod text;
 
 pub use command::{parse_time_spec, parse_window, Command, StartArgs, TimeSpec, UsageError, USAGE};
-pub use mttr::{
-    bar, breakdown, format_duration, median, tier, tier_bounds, Breakdown, PhaseKind, PhaseSpan,
-    Tier,
-};
+pub use duration::format_duration;
+pub use mttr::{bar, breakdown, median, tier, tier_bounds, Breakdown, PhaseKind, PhaseSpan, Tier};
 pub use phase::{
     CorrectionError, CorrectionTarget, Milestone, Stamp, Status, Timeline, Transition,
     TransitionError,

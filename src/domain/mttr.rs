@@ -1,5 +1,5 @@
 //! MTTR math: the four recovery phases of a timeline, their shares, the slowest phase, DORA-style tiers per severity,
-//! medians, and human formatting of durations and share bars (SPEC §1, §5).
+//! medians, and share bars (SPEC §1, §5).
 
 use std::fmt;
 
@@ -275,22 +275,6 @@ pub fn tier_bounds(sev: Severity, tier: Tier) -> (Duration, Option<Duration>) {
     (from, limits.get(i).map(|&m| Duration::minutes(m)))
 }
 
-/// A duration for humans: `"0s"`, `"45s"`, `"12m"`, `"1h 05m"`, `"2d 3h"`. Seconds only under a minute;
-/// truncated, never rounded up; negative durations show as `"0s"`.
-pub fn format_duration(d: Duration) -> String {
-    let secs = d.num_seconds().max(0);
-    let (days, hours, mins) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
-    if secs < 60 {
-        format!("{secs}s")
-    } else if secs < 3600 {
-        format!("{mins}m")
-    } else if days == 0 {
-        format!("{hours}h {mins:02}m")
-    } else {
-        format!("{days}d {hours}h")
-    }
-}
-
 /// A share bar of `width` cells: `bar(0.5, 4)` is `"██░░"`. Shares outside 0..=1 (or NaN) are clamped.
 pub fn bar(share: f64, width: usize) -> String {
     let share = if share.is_nan() {
@@ -529,19 +513,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn durations_format_like_a_human_would_write_them() {
-        assert_eq!(format_duration(Duration::zero()), "0s");
-        assert_eq!(format_duration(Duration::seconds(45)), "45s");
-        assert_eq!(format_duration(Duration::seconds(59)), "59s");
-        assert_eq!(format_duration(Duration::seconds(60)), "1m");
-        assert_eq!(format_duration(hms(0, 12, 59)), "12m");
-        assert_eq!(format_duration(hms(1, 5, 0)), "1h 05m");
-        assert_eq!(format_duration(hms(23, 59, 59)), "23h 59m");
-        assert_eq!(format_duration(hms(51, 0, 0)), "2d 3h");
-        assert_eq!(format_duration(Duration::seconds(-30)), "0s");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::fmt;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::mttr::format_duration;
+use super::duration::format_duration;
 
 /// A moment that ends a recovery phase; each is a button on the incident card.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

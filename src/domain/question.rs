@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use chrono::{Datelike, Duration, NaiveDate, NaiveTime, Weekday};
 
 use super::command::{parse_time_spec, TimeSpec};
+use super::duration;
 
 /// What "recently" means (and the window when the question names none).
 pub const RECENTLY: Duration = Duration::hours(2);
@@ -451,18 +452,6 @@ fn number_word(w: &str) -> Option<i64> {
     })
 }
 
-fn unit(w: &str) -> Option<Duration> {
-    Some(match w {
-        "s" | "sec" | "secs" | "second" | "seconds" => Duration::seconds(1),
-        "m" | "min" | "mins" | "minute" | "minutes" => Duration::minutes(1),
-        "h" | "hr" | "hrs" | "hour" | "hours" => Duration::hours(1),
-        "d" | "day" | "days" => Duration::days(1),
-        "w" | "wk" | "wks" | "week" | "weeks" => Duration::weeks(1),
-        "month" | "months" => Duration::days(30),
-        _ => return None,
-    })
-}
-
 fn weekday(w: &str) -> Option<Weekday> {
     Some(match w {
         "monday" | "mon" => Weekday::Mon,
@@ -490,7 +479,7 @@ fn span_at(words: &[String], i: usize) -> Option<(Duration, usize)> {
         }
     }
     let n = number_word(w)?;
-    let u = unit(words.get(i + 1)?)?;
+    let u = duration::unit(words.get(i + 1)?)?;
     let d = u.checked_mul(i32::try_from(n).ok()?)?;
     Some((d, 2))
 }
@@ -611,7 +600,7 @@ fn find_window(words: &[String], used: &mut [bool]) -> Result<Option<Window>, Qu
                     .ok_or_else(|| QuestionError::BadTime(format!("{w} {}", words[i + 1])))?;
                 mark(used, i, n + 1);
                 found = Some(Window::Last(d));
-            } else if let Some(u) = next.and_then(unit) {
+            } else if let Some(u) = next.and_then(duration::unit) {
                 mark(used, i, 2);
                 found = Some(Window::Last(u));
             } else if next.is_some_and(|n| number_word(n).is_some()) {
@@ -668,7 +657,7 @@ fn looks_like_service(w: &str) -> bool {
             .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'))
         && !STOPWORDS.contains(&w)
         && !DEPLOY_WORDS.contains(&w)
-        && unit(w).is_none()
+        && duration::unit(w).is_none()
         && number_word(w).is_none()
         && weekday(w).is_none()
 }

@@ -25,7 +25,7 @@ use super::steps::{deploys_before_impact, Failure};
 use super::summary::{PastIncident, Summary, BASELINE_DAYS};
 use super::Incident;
 use crate::db::{from_ms, ms, Db};
-use crate::domain::mttr::format_duration;
+use crate::domain::duration::format_duration;
 use crate::domain::severity::Severity;
 use crate::domain::text::{self, escape_cut};
 use crate::pager::{Page, PagerError};

@@ -23,7 +23,8 @@ use super::{timers, Incident};
 use crate::config::IncidentSettings;
 use crate::db::ms;
 use crate::domain::command::{Command, TimeSpec};
-use crate::domain::mttr::{self, format_duration, PhaseKind};
+use crate::domain::duration::format_duration;
+use crate::domain::mttr::{self, PhaseKind};
 use crate::domain::phase::{
     CorrectionTarget, Milestone, Stamp, Status, Timeline, Transition, TransitionError,
 };

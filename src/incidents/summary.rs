@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 use super::Incident;
 use crate::deploys::Deploy;
-use crate::domain::mttr::{self, bar, format_duration, median, PhaseKind, Tier};
+use crate::domain::duration::format_duration;
+use crate::domain::mttr::{self, bar, median, PhaseKind, Tier};
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::domain::text::{self, escape, escape_cut};
 use crate::slack::blocks;

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::deploys::Deploy;
-use crate::domain::mttr::{self, format_duration};
+use crate::domain::duration::format_duration;
+use crate::domain::mttr;
 use crate::domain::phase::{Milestone, Status};
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::domain::text::{self, escape, escape_cut};

@@ -239,7 +239,7 @@ async fn list(state: &AppState, cmd: &SlashCommand) -> Result<Response, ApiError
                 escape_cut(&i.title, 200),
                 i.severity.as_str(),
                 i.timeline.status().label(),
-                crate::domain::mttr::format_duration(now - i.timeline.started_at),
+                crate::domain::duration::format_duration(now - i.timeline.started_at),
             )
         })
         .collect();
