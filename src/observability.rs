@@ -208,29 +208,14 @@ pub fn observe(name: &'static str, pairs: &[(&'static str, &str)], value: f64) {
 // What the bot records
 // ---------------------------------------------------------------------------------------------------------
 
-/// The subcommands counted by name; anything else is `unknown` (and an empty command `none`).
-const SUBCOMMANDS: &[&str] = &[
-    "start",
-    "ack",
-    "identified",
-    "fixed",
-    "resolved",
-    "reopen",
-    "set",
-    "status",
-    "deploys",
-    "list",
-    "digest",
-    "help",
-];
-
-/// The bounded label for the subcommand typed in `text` (`start`, `ack`, …, `unknown`, `none`).
+/// The bounded label for the subcommand typed in `text`: one of [`crate::domain::command::SUBCOMMANDS`] as typed
+/// (an alias such as `declare` is `unknown`), or `unknown`, or `none` for an empty command.
 pub fn subcommand_label(text: &str) -> &'static str {
     match text.split_whitespace().next() {
         None => "none",
         Some(word) => {
             let word = word.to_ascii_lowercase();
-            SUBCOMMANDS
+            crate::domain::command::SUBCOMMANDS
                 .iter()
                 .find(|s| **s == word)
                 .copied()

@@ -25,6 +25,22 @@ pub const USAGE: &str = "\
 • `digest` — post this channel's MTTR digest now
 • `help` — this help";
 
+/// The subcommands by their main names, as [`USAGE`] lists them (metrics count commands by these).
+pub const SUBCOMMANDS: &[&str] = &[
+    "start",
+    "ack",
+    "identified",
+    "fixed",
+    "resolved",
+    "reopen",
+    "set",
+    "status",
+    "deploys",
+    "list",
+    "digest",
+    "help",
+];
+
 /// The longest span accepted in `-20m`, `2h`-style input.
 const MAX_SPAN_DAYS: i64 = 400;
 
@@ -717,6 +733,19 @@ mod tests {
         assert!(err("deploys").contains("which service"));
         assert!(err("deploys payments 2x").contains("`2x` is not a time window"));
         assert!(err("deploys a b c").contains("too many"));
+    }
+
+    #[test]
+    fn every_subcommand_is_parsed_and_listed_in_the_usage() {
+        for sub in SUBCOMMANDS {
+            if let Err(e) = parse(sub) {
+                assert!(!e.to_string().contains("unknown command"), "{sub}: {e}");
+            }
+            assert!(
+                USAGE.contains(&format!("`{sub}")),
+                "{sub} missing from USAGE"
+            );
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub fn slugify(text: &str) -> String {
 }
 
 /// Cuts `s` (ASCII after [`slugify`]) to at most `max` bytes on a char boundary and trims trailing `-`.
+/// Not [`super::text::cut`]: a channel name takes no `…`.
 fn cut(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
