@@ -6,6 +6,10 @@
 //! bounded sets chosen by the code (subcommand names, Web API methods, step names, Slack error codes), never
 //! from free text typed by users.
 //!
+//! The registry is ours, not a crate's: `prometheus-client` writes OpenMetrics (`# TYPE` without `_total`,
+//! `# EOF`, another content type) and `metrics-exporter-prometheus` omits families with no sample yet, so either
+//! would change the text-format 0.0.4 page that scrapers and the tests read (every family listed, even empty).
+//!
 //! Logs: [`RedactingStderr`] is the `tracing` writer of the binary. Every secret value the bot knows (Slack
 //! tokens, signing secret, webhook secrets, pager routing keys, the database password) is registered with
 //! [`register_secrets`] and replaced by `***` in every line before it reaches stderr — in every form a
