@@ -439,7 +439,12 @@ mod tests {
             parse_instant("2026-11-02T14:30:00Z", now(), berlin),
             Ok(Utc.with_ymd_and_hms(2026, 11, 2, 14, 30, 0).unwrap())
         );
+        assert_eq!(
+            parse_instant("1d12H", now(), berlin),
+            Ok(now() - Duration::hours(36))
+        );
         assert!(parse_instant("last tuesday", now(), berlin).is_err());
+        assert!(parse_instant("9999999w9999999w", now(), berlin).is_err());
         assert!(Format::parse("xml").is_err());
         assert_eq!(Format::parse("CSV"), Ok(Format::Csv));
     }
