@@ -4,12 +4,14 @@
 //! - [`http`]: the front door — Slack commands, interactions, events, deploy API, health.
 //! - [`incidents`]: declaring incidents and the war-room setup steps.
 //! - [`domain`]: pure logic with no I/O — phases, MTTR math, tiers, command parsing, channel slugs.
-//! - [`slack`]: the Slack Web API client, request verification, Block Kit rendering and the Slack stand-in.
-//! - [`pager`]: paging the secondary on-call (PagerDuty, Opsgenie, generic webhook) and a pager stand-in.
+//! - [`slack`]: the Slack Web API client, request verification, Block Kit rendering.
+//! - [`pager`]: paging the secondary on-call (PagerDuty, Opsgenie, generic webhook).
 //! - [`catalog`]: the Backstage service catalog.
 //! - [`db`]: the database (SQLite or PostgreSQL) and migrations.
 //! - [`digest`]: weekly digests (figures, chart, schedule, exactly-once posting) and `incident-bot report`.
 //! - [`import`]: baseline history from PagerDuty (`incident-bot import pagerduty`).
+//! - [`standins`]: stand-ins for Slack and the pagers, the in-process harness, and `incident-bot demo` — what the
+//!   tests, the benchmarks and the demo run against; nothing in production calls them.
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -18,12 +20,10 @@ pub mod check_config;
 pub mod clock;
 pub mod config;
 pub mod db;
-pub mod demo;
 pub mod deploys;
 pub mod digest;
 pub mod domain;
 pub mod errors;
-pub mod harness;
 pub mod http;
 pub mod import;
 pub mod incidents;
@@ -31,5 +31,6 @@ pub mod observability;
 pub mod pager;
 pub mod slack;
 pub mod socket_mode;
+pub mod standins;
 pub mod startup;
 pub mod store;

@@ -167,6 +167,9 @@ fn init_tracing(json: bool, default: &str) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The one TLS provider of every client (Slack, pagers, Socket Mode). rustls is built with `ring` alone, so
+    // code run without this line (tests, the harness) gets the same provider from rustls' features.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     // A file named explicitly must exist; the default one may be absent (defaults and environment apply).
     let named = cli.config.is_some();
@@ -174,7 +177,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Demo => {
             init_tracing(cli.log_json, "warn");
-            incident_bot::demo::run().await
+            incident_bot::standins::demo::run().await
         }
         Cmd::Serve { listen } => {
             init_tracing(cli.log_json, "info,sqlx=warn,tower_http=info");

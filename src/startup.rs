@@ -18,11 +18,6 @@ use crate::incidents::setup::Runner;
 use crate::pager::Pager;
 use crate::slack::{SlackClient, SlackError};
 
-/// Installs rustls' ring provider once (reqwest and slack-morphism would otherwise disagree).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// Who the bot is in Slack (from `auth.test`, asked once).
 #[derive(Debug, Clone)]
 pub struct BotIdentity {
@@ -65,7 +60,6 @@ impl AppState {
         catalog: Catalog,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        install_crypto_provider();
         let slack = SlackClient::new(
             &settings.slack_api_base(),
             secrets.slack_bot_token.as_ref(),

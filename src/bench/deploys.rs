@@ -25,9 +25,9 @@ use crate::catalog::Catalog;
 use crate::clock::SystemClock;
 use crate::db::Db;
 use crate::deploys::{self, NewDeploy};
-use crate::harness::{settings_for, Harness};
-use crate::pager::standin::PagerStandin;
-use crate::slack::standin::SlackStandin;
+use crate::standins::harness::{settings_for, Harness};
+use crate::standins::pager::PagerStandin;
+use crate::standins::slack::SlackStandin;
 
 pub struct Options {
     /// Deploy events to load.

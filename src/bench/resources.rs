@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::{percentile, sorted};
-use crate::harness::{catalog_yaml_for, post_signed_to, slash_body, BotProcess};
-use crate::pager::standin::PagerStandin;
-use crate::slack::standin::{SlackStandin, GENERAL_CHANNEL_ID, INCIDENTS_CHANNEL_ID};
+use crate::standins::harness::{catalog_yaml_for, post_signed_to, slash_body, BotProcess};
+use crate::standins::pager::PagerStandin;
+use crate::standins::slack::{SlackStandin, GENERAL_CHANNEL_ID, INCIDENTS_CHANNEL_ID};
 
 /// What to measure.
 pub struct Options {
@@ -101,7 +101,6 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    crate::startup::install_crypto_provider();
     let exe = std::env::current_exe().context("cannot find this binary")?;
     let dir = std::env::temp_dir().join(format!("incident-bot-bench-res-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
@@ -191,7 +190,7 @@ async fn measure(rig: &Rig, opts: &Options) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let mut peak = 0u64;
             let path = format!("/proc/{pid}/status");
-            while let Some((rss, _)) = crate::harness::proc_memory_kib(&path) {
+            while let Some((rss, _)) = crate::standins::harness::proc_memory_kib(&path) {
                 peak = peak.max(rss);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{percentile, sorted};
-use crate::harness::{slash_body, Harness, SIGNING_SECRET};
 use crate::slack::verify::sign;
+use crate::standins::harness::{slash_body, Harness, SIGNING_SECRET};
 
 pub struct Options {
     pub commands: usize,
@@ -269,7 +269,7 @@ async fn burst(
 fn slash_request(addr: std::net::SocketAddr, response_url: &str, text: &str) -> Vec<u8> {
     let body = slash_body(
         "U0DECLARER",
-        crate::slack::standin::GENERAL_CHANNEL_ID,
+        crate::standins::slack::GENERAL_CHANNEL_ID,
         text,
         response_url,
     );

@@ -96,7 +96,6 @@ pub fn event(args: &RecordArgs, id: &str) -> Value {
 
 /// Sends the event; returns the line to print on success.
 pub async fn record(args: &RecordArgs, token: &str) -> anyhow::Result<String> {
-    crate::startup::install_crypto_provider();
     let id = args
         .id
         .clone()

@@ -440,7 +440,6 @@ pub async fn run(
     if opts.since >= opts.until {
         return Err(ImportError::Setup("--since must be before --until".into()));
     }
-    crate::startup::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(opts.timeout)
         .connect_timeout(opts.connect_timeout)

@@ -6,9 +6,6 @@
 //! environment variables that the catalog names; they never appear in errors or logs. The summary (untrusted
 //! title, service) is cleaned and cut by [`text::plain`] (PagerDuty and the webhook 1,024 characters, Opsgenie 130).
 
-pub mod standin;
-pub mod standin_rest;
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -56,7 +53,6 @@ pub struct Pager {
 
 impl Pager {
     pub fn new(settings: PagerSettings) -> anyhow::Result<Self> {
-        crate::startup::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.call_timeout_ms))
             .build()?;

@@ -105,7 +105,6 @@ impl std::fmt::Debug for SlackClient {
 impl SlackClient {
     /// `base_url` like `https://slack.com/api` (a trailing slash is dropped).
     pub fn new(base_url: &str, token: Option<&Secret>, timeout: Duration) -> anyhow::Result<Self> {
-        crate::startup::install_crypto_provider();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()?
             .https_or_http()
@@ -270,7 +269,7 @@ impl SlackClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slack::standin::SlackStandin;
+    use crate::standins::slack::SlackStandin;
 
     #[tokio::test]
     async fn calls_beyond_the_in_flight_limit_wait_for_a_free_slot() {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::helpers::{declared_number, response_containing, spawn_app, TestApp, SETUP_LIMIT};
-use incident_bot::slack::standin::{blocks_to_text, Channel, Fault, INCIDENTS_CHANNEL_ID};
+use incident_bot::standins::slack::{blocks_to_text, Channel, Fault, INCIDENTS_CHANNEL_ID};
 
 async fn declare(
     app: &TestApp,
@@ -438,11 +438,10 @@ async fn incident_numbers_are_sequential_per_workspace_under_concurrent_declares
 #[tokio::test]
 async fn the_conformance_check_catches_a_misspelled_argument() {
     // Guards the guard that runs when every TestApp drops: a bad argument name must be reported.
-    incident_bot::startup::install_crypto_provider();
-    let slack = incident_bot::slack::standin::SlackStandin::start()
+    let slack = incident_bot::standins::slack::SlackStandin::start()
         .await
         .unwrap();
-    let token = incident_bot::config::Secret::new(incident_bot::harness::BOT_TOKEN);
+    let token = incident_bot::config::Secret::new(incident_bot::standins::harness::BOT_TOKEN);
     let client = incident_bot::slack::SlackClient::new(
         &slack.base_url(),
         Some(&token),

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::helpers::{spawn_app, TestApp, SETUP_LIMIT};
-use incident_bot::slack::standin::blocks_to_text;
+use incident_bot::standins::slack::blocks_to_text;
 
 const TOKEN: &str = "harness-deploy-token";
 const GITHUB_SECRET: &str = "harness-github-secret";

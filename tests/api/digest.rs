@@ -10,9 +10,9 @@ use incident_bot::clock::{Clock, ManualClock};
 use incident_bot::config::{DigestSettings, Settings};
 use incident_bot::db::ms;
 use incident_bot::digest::runs;
-use incident_bot::harness::{settings_for, Harness};
-use incident_bot::pager::standin::PagerStandin;
-use incident_bot::slack::standin::{Fault, Message, SlackStandin};
+use incident_bot::standins::harness::{settings_for, Harness};
+use incident_bot::standins::pager::PagerStandin;
+use incident_bot::standins::slack::{Fault, Message, SlackStandin};
 use serde_json::Value;
 
 use crate::helpers::{fresh_database_url, spawn_app_with};

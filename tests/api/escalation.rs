@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use incident_bot::clock::{Clock, ManualClock};
-use incident_bot::harness::{settings_for, Harness};
-use incident_bot::pager::standin::PagerStandin;
-use incident_bot::slack::standin::{blocks_to_text, Fault, SlackStandin};
+use incident_bot::standins::harness::{settings_for, Harness};
+use incident_bot::standins::pager::PagerStandin;
+use incident_bot::standins::slack::{blocks_to_text, Fault, SlackStandin};
 
 use crate::helpers::{fresh_database_url, SETUP_LIMIT};
 

@@ -24,15 +24,15 @@ use futures::StreamExt;
 use incident_bot::db::{Backend, Db};
 use incident_bot::domain::phase::Milestone;
 use incident_bot::domain::text;
-use incident_bot::harness::{
+use incident_bot::slack::blocks::{announce_block_id, card_block_id};
+use incident_bot::slack::verify::sign;
+use incident_bot::standins::harness::{
     block_actions_body, catalog_yaml_for, slash_body, BotProcess, SIGNING_SECRET,
 };
-use incident_bot::pager::standin::PagerStandin;
-use incident_bot::slack::blocks::{announce_block_id, card_block_id};
-use incident_bot::slack::standin::{
+use incident_bot::standins::pager::PagerStandin;
+use incident_bot::standins::slack::{
     Channel, Fault, Message, SlackStandin, BOT_USER_ID, GENERAL_CHANNEL_ID, INCIDENTS_CHANNEL_ID,
 };
-use incident_bot::slack::verify::sign;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, TestApp};
@@ -304,7 +304,7 @@ async fn slack_500s_429s_timeouts_and_dropped_connections_delay_the_war_room_and
         .find(|m| block_ids(m).iter().any(|b| *b == card_block_id(&id)))
         .expect("the card");
     assert!(card.edited >= 1, "the card was updated in place");
-    let card_text = incident_bot::slack::standin::blocks_to_text(card.blocks.as_ref().unwrap());
+    let card_text = incident_bot::standins::slack::blocks_to_text(card.blocks.as_ref().unwrap());
     assert!(
         card_text.contains("*Status* Monitoring") && card_text.contains("*MTTR*"),
         "{card_text}"
@@ -369,7 +369,7 @@ async fn restart_database(app: &TestApp) {
 fn event_body(event_id: &str) -> String {
     json!({
         "token": "legacy-verification-token",
-        "team_id": incident_bot::harness::TEAM_ID,
+        "team_id": incident_bot::standins::harness::TEAM_ID,
         "api_app_id": "A0001",
         "event": { "type": "message", "user": "U061F7AUR", "text": "hello", "ts": "1764100000.000001",
                    "channel": GENERAL_CHANNEL_ID, "event_ts": "1764100000.000001" },
@@ -808,7 +808,7 @@ fn storm(
                 s.mentions.push(ts.clone());
                 s.events.insert(id.clone());
                 let body = json!({
-                    "token": "legacy-verification-token", "team_id": incident_bot::harness::TEAM_ID,
+                    "token": "legacy-verification-token", "team_id": incident_bot::standins::harness::TEAM_ID,
                     "api_app_id": "A0001", "type": "event_callback", "event_id": id, "event_time": 1_764_200_000,
                     "event": { "type": "app_mention", "user": "U061F7AUR", "ts": ts, "event_ts": ts,
                                "channel": GENERAL_CHANNEL_ID,
@@ -1094,7 +1094,6 @@ async fn ten_thousand_mixed_requests_are_each_answered_right_and_valid_ones_take
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    incident_bot::startup::install_crypto_provider();
     let slack = SlackStandin::start().await.expect("slack stand-in");
     let pager = PagerStandin::start().await.expect("pager stand-in");
     let db_url = crate::helpers::fresh_database_url().await;

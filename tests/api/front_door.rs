@@ -1,8 +1,8 @@
 //! Signatures, malformed bodies, usage replies, health.
 
 use crate::helpers::spawn_app;
-use incident_bot::harness::SIGNING_SECRET;
 use incident_bot::slack::verify::sign;
+use incident_bot::standins::harness::SIGNING_SECRET;
 
 async fn incident_count(app: &crate::helpers::TestApp) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM incidents")

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use incident_bot::clock::Clock;
 use incident_bot::config::Settings;
-use incident_bot::harness::{settings_for, Harness};
-use incident_bot::pager::standin::PagerStandin;
-use incident_bot::slack::standin::SlackStandin;
+use incident_bot::standins::harness::{settings_for, Harness};
+use incident_bot::standins::pager::PagerStandin;
+use incident_bot::standins::slack::SlackStandin;
 use sqlx::any::AnyPoolOptions;
 
 /// A fresh database URL for one test.

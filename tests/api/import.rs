@@ -9,7 +9,7 @@ use incident_bot::catalog::Catalog;
 use incident_bot::db::Db;
 use incident_bot::import::pagerduty::{self, Options};
 use incident_bot::import::LineProgress;
-use incident_bot::pager::standin::{FakeIncident, PagerStandin, RestFault};
+use incident_bot::standins::pager::{FakeIncident, PagerStandin, RestFault};
 use serde_json::Value;
 use sqlx::Row;
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, spawn_app_with_clock, TestApp};
 use crate::openapi::SlackSpec;
 use incident_bot::clock::ManualClock;
-use incident_bot::slack::standin::{Message, BOT_USER_ID, GENERAL_CHANNEL_ID};
+use incident_bot::standins::slack::{Message, BOT_USER_ID, GENERAL_CHANNEL_ID};
 
 const APP_MENTION: &str = include_str!("../fixtures/slack_app_mention_event.json");
 const TOKEN: &str = "harness-deploy-token";
@@ -19,7 +19,7 @@ const TOKEN: &str = "harness-deploy-token";
 fn mention_envelope(event_id: &str, ts: &str, user: &str, text: &str) -> String {
     let mut v: Value = serde_json::from_str(APP_MENTION).expect("the fixture parses");
     v["event_id"] = json!(event_id);
-    v["team_id"] = json!(incident_bot::harness::TEAM_ID);
+    v["team_id"] = json!(incident_bot::standins::harness::TEAM_ID);
     v["event"]["channel"] = json!(GENERAL_CHANNEL_ID);
     v["event"]["user"] = json!(user);
     v["event"]["ts"] = json!(ts);
@@ -157,7 +157,7 @@ async fn a_retried_event_is_answered_once() {
             .header(
                 "x-slack-signature",
                 incident_bot::slack::verify::sign(
-                    incident_bot::harness::SIGNING_SECRET.as_bytes(),
+                    incident_bot::standins::harness::SIGNING_SECRET.as_bytes(),
                     ts,
                     body.as_bytes(),
                 ),

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use incident_bot::slack::standin::RecordedCall;
+use incident_bot::standins::slack::RecordedCall;
 use serde_json::Value;
 
 /// Where Slack's Web API spec lives, relative to this crate.

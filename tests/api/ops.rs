@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use incident_bot::harness::{catalog_for, catalog_yaml_for, secrets_for};
-use incident_bot::pager::standin::PagerStandin;
-use incident_bot::slack::standin::{Fault, SlackStandin, INCIDENTS_CHANNEL_ID};
+use incident_bot::standins::harness::{catalog_for, catalog_yaml_for, secrets_for};
+use incident_bot::standins::pager::PagerStandin;
+use incident_bot::standins::slack::{Fault, SlackStandin, INCIDENTS_CHANNEL_ID};
 
 use crate::helpers::{spawn_app, SETUP_LIMIT};
 
@@ -32,7 +32,6 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 async fn scrape(base_url: &str) -> String {
-    incident_bot::startup::install_crypto_provider();
     let resp = reqwest::get(format!("{base_url}/metrics"))
         .await
         .expect("GET /metrics");
@@ -74,7 +73,7 @@ impl BotProcess {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--config")
-            .arg(incident_bot::harness::empty_settings_file())
+            .arg(incident_bot::standins::harness::empty_settings_file())
             .env_remove("LOG_JSON")
             .env_remove("RUST_LOG")
             .env("DATABASE_URL", db_url)
@@ -190,7 +189,6 @@ async fn try_signed_slash(
     text: &str,
     response_url: &str,
 ) -> reqwest::Result<reqwest::Response> {
-    incident_bot::startup::install_crypto_provider();
     let body = serde_urlencoded::to_string([
         ("team_id", "T0001"),
         ("user_id", "U0DECLARER"),
@@ -382,7 +380,6 @@ async fn metrics_count_commands_slack_calls_429s_retries_and_step_latency() {
 // ---------------------------------------------------------------------------------------------------------
 
 async fn readyz(base_url: &str) -> (u16, String) {
-    incident_bot::startup::install_crypto_provider();
     let resp = reqwest::get(format!("{base_url}/readyz"))
         .await
         .expect("GET /readyz");
@@ -632,7 +629,7 @@ async fn sigterm_as_declarations_are_acknowledged_still_stores_and_sets_up_every
     assert_eq!(stored, acknowledged.len() as i64, "{acknowledged:?}");
     for reply in &acknowledged {
         let number = crate::helpers::declared_number(reply);
-        let id = incident_bot::harness::incident_id_in(&db, number)
+        let id = incident_bot::standins::harness::incident_id_in(&db, number)
             .await
             .expect("stored");
         let steps = incident_bot::incidents::setup::step_report(&db, &id)

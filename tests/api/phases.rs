@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use incident_bot::clock::{Clock, ManualClock};
-use incident_bot::slack::standin::{blocks_to_text, Channel, Message, INCIDENTS_CHANNEL_ID};
+use incident_bot::standins::slack::{blocks_to_text, Channel, Message, INCIDENTS_CHANNEL_ID};
 use serde_json::Value;
 
 use crate::helpers::{
     declared_number, fresh_database_url, responses, spawn_app, TestApp, SETUP_LIMIT,
 };
-use incident_bot::harness::{settings_for, Harness};
-use incident_bot::pager::standin::PagerStandin;
-use incident_bot::slack::standin::SlackStandin;
+use incident_bot::standins::harness::{settings_for, Harness};
+use incident_bot::standins::pager::PagerStandin;
+use incident_bot::standins::slack::SlackStandin;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -645,7 +645,7 @@ async fn a_lost_slack_answer_does_not_post_a_line_twice() {
     // The post takes effect in Slack but the connection drops before the answer: the retry must find it.
     app.slack.fail_next(
         "chat.postMessage",
-        incident_bot::slack::standin::Fault::Drop,
+        incident_bot::standins::slack::Fault::Drop,
     );
     click(&app, "U0CHKONC1", "phase_ack", &id).await;
     assert_eq!(lines(&app, &id).await.len(), 1);

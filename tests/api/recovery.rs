@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use incident_bot::harness::{catalog_yaml_for, BotProcess, SIGNING_SECRET};
-use incident_bot::pager::standin::PagerStandin;
-use incident_bot::slack::standin::{Fault, SlackStandin, INCIDENTS_CHANNEL_ID};
+use incident_bot::standins::harness::{catalog_yaml_for, BotProcess, SIGNING_SECRET};
+use incident_bot::standins::pager::PagerStandin;
+use incident_bot::standins::slack::{Fault, SlackStandin, INCIDENTS_CHANNEL_ID};
 
 /// The real binary against the stand-ins, with the shipped lease (30 s) and sweep interval. Slack calls get 30 s
 /// before they time out, so a hung call is still hanging when the process is killed.
@@ -63,7 +63,6 @@ enum Survivor {
 }
 
 async fn killed_mid_setup(survivor: Survivor) {
-    incident_bot::startup::install_crypto_provider();
     let slack = SlackStandin::start().await.unwrap();
     let pager = PagerStandin::start().await.unwrap();
     let db_url = crate::helpers::fresh_database_url().await;
@@ -205,7 +204,7 @@ async fn a_declaration_acknowledged_by_a_process_that_died_before_storing_its_in
     let db = &app.state.db;
     let acknowledged = chrono::Utc::now().timestamp_millis() - 10_000;
     sqlx::query("INSERT INTO workspace_counters (team_id, last_number) VALUES ($1, 1)")
-        .bind(incident_bot::harness::TEAM_ID)
+        .bind(incident_bot::standins::harness::TEAM_ID)
         .execute(&db.pool)
         .await
         .unwrap();
@@ -213,14 +212,14 @@ async fn a_declaration_acknowledged_by_a_process_that_died_before_storing_its_in
     // channel typed in, response_url, started_at, declared_at.
     let declarations = serde_json::json!([[
         "0b6f0c55-6d55-4d0e-9f57-1d2b34c5d001",
-        incident_bot::harness::TEAM_ID,
+        incident_bot::standins::harness::TEAM_ID,
         0,
         "Checkout down",
         "P1",
         "payments",
         "customer",
         "U0DECLARER",
-        incident_bot::slack::standin::GENERAL_CHANNEL_ID,
+        incident_bot::standins::slack::GENERAL_CHANNEL_ID,
         null,
         acknowledged - 60_000,
         acknowledged
@@ -229,7 +228,7 @@ async fn a_declaration_acknowledged_by_a_process_that_died_before_storing_its_in
         "INSERT INTO declaration_log (owner, received_at, last_numbers, declarations) VALUES ('a-dead-process', $1, $2, $3)",
     )
     .bind(acknowledged)
-    .bind(serde_json::json!({ incident_bot::harness::TEAM_ID: 1 }).to_string())
+    .bind(serde_json::json!({ incident_bot::standins::harness::TEAM_ID: 1 }).to_string())
     .bind(declarations.to_string())
     .execute(&db.pool)
     .await

@@ -25,12 +25,12 @@ use std::time::Duration;
 use incident_bot::catalog::Catalog;
 use incident_bot::db::{ms, Backend, Db};
 use incident_bot::domain::phase::Milestone;
-use incident_bot::harness::{
+use incident_bot::slack::blocks::{announce_block_id, card_block_id};
+use incident_bot::standins::harness::{
     block_actions_body, catalog_for, catalog_yaml_for, post_signed_to, slash_body, BotProcess,
 };
-use incident_bot::pager::standin::PagerStandin;
-use incident_bot::slack::blocks::{announce_block_id, card_block_id};
-use incident_bot::slack::standin::{
+use incident_bot::standins::pager::PagerStandin;
+use incident_bot::standins::slack::{
     Channel, Fault, Message, SlackStandin, BOT_USER_ID, GENERAL_CHANNEL_ID, INCIDENTS_CHANNEL_ID,
 };
 use serde_json::{json, Value};
@@ -76,7 +76,6 @@ struct Cluster {
 
 impl Cluster {
     async fn new() -> Cluster {
-        incident_bot::startup::install_crypto_provider();
         let slack = SlackStandin::start().await.expect("slack stand-in");
         let pager = PagerStandin::start().await.expect("pager stand-in");
         let db_url = crate::helpers::fresh_database_url().await;
@@ -140,7 +139,7 @@ impl Cluster {
         let url = format!("{}{path}", bot.base_url);
         let ts = chrono::Utc::now().timestamp();
         let sig = incident_bot::slack::verify::sign(
-            incident_bot::harness::SIGNING_SECRET.as_bytes(),
+            incident_bot::standins::harness::SIGNING_SECRET.as_bytes(),
             ts,
             body.as_bytes(),
         );
@@ -240,7 +239,7 @@ impl Drop for Cluster {
 fn mention(event_id: &str, ts: &str) -> String {
     json!({
         "token": "legacy-verification-token",
-        "team_id": incident_bot::harness::TEAM_ID,
+        "team_id": incident_bot::standins::harness::TEAM_ID,
         "api_app_id": "A0001",
         "event": {
             "type": "app_mention",
@@ -277,7 +276,7 @@ fn messages_with_block(ch: &Channel, block_id: &str) -> usize {
 }
 
 /// The idempotency key a page carries on the wire (PagerDuty `dedup_key`, Opsgenie `alias`, webhook header).
-fn page_key(r: &incident_bot::pager::standin::PagerRequest) -> String {
+fn page_key(r: &incident_bot::standins::pager::PagerRequest) -> String {
     match r.endpoint.as_str() {
         "pagerduty" => r.body["dedup_key"].as_str().unwrap_or_default().to_string(),
         "opsgenie" => r.body["alias"].as_str().unwrap_or_default().to_string(),
@@ -359,7 +358,7 @@ async fn three_replicas_with_one_killed_mid_setup_behave_as_one_bot() {
         reply["text"].as_str().unwrap_or_default().contains("INC-7"),
         "{reply}"
     );
-    let killed_id = incident_bot::harness::incident_id_in(&c.db, 7)
+    let killed_id = incident_bot::standins::harness::incident_id_in(&c.db, 7)
         .await
         .expect("incident 7 stored");
     let deadline = tokio::time::Instant::now() + LIMIT;

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use incident_bot::config::Secret;
 use incident_bot::db::Db;
-use incident_bot::harness::{catalog_for, secrets_for, settings_for};
-use incident_bot::pager::standin::PagerStandin;
-use incident_bot::slack::standin::{SlackStandin, GENERAL_CHANNEL_ID, INCIDENTS_CHANNEL_ID};
-use incident_bot::slack::standin_socket::SocketHub;
+use incident_bot::standins::harness::{catalog_for, secrets_for, settings_for};
+use incident_bot::standins::pager::PagerStandin;
+use incident_bot::standins::slack::{SlackStandin, GENERAL_CHANNEL_ID, INCIDENTS_CHANNEL_ID};
+use incident_bot::standins::slack_socket::SocketHub;
 use incident_bot::startup::{AppState, Application};
 use serde_json::{json, Value};
 
@@ -89,7 +89,7 @@ impl SocketBot {
     }
 
     async fn incident_id(&self, number: i64) -> String {
-        incident_bot::harness::incident_id_in(&self.state.db, number)
+        incident_bot::standins::harness::incident_id_in(&self.state.db, number)
             .await
             .expect("incident stored")
     }
@@ -127,7 +127,6 @@ async fn a_slash_command_over_socket_mode_is_acked_with_its_reply_and_sets_up_th
         "the bot connects"
     );
     // Without a signing secret, the HTTP route refuses: whatever happens next came over the socket.
-    incident_bot::startup::install_crypto_provider();
     let refused = reqwest::Client::new()
         .post(format!("{}/slack/commands", bot.base_url))
         .body("text=help")

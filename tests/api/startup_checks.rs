@@ -373,7 +373,6 @@ fn serve_refuses_to_start_without_its_slack_secrets_naming_the_variable() {
 // ---------------------------------------------------------------------------------------------------------
 
 async fn readyz(base_url: &str) -> (u16, String) {
-    incident_bot::startup::install_crypto_provider();
     let resp = reqwest::get(format!("{base_url}/readyz"))
         .await
         .expect("GET /readyz");
@@ -443,7 +442,7 @@ async fn readyz_names_a_deactivated_or_revoked_token() {
         for _ in 0..3 {
             app.slack.fail_next(
                 "auth.test",
-                incident_bot::slack::standin::Fault::error(code),
+                incident_bot::standins::slack::Fault::error(code),
             );
         }
         let (status, why) = readyz(&app.base_url).await;
@@ -462,7 +461,7 @@ async fn readyz_stays_ready_when_slack_is_unreachable_or_failing() {
     for _ in 0..3 {
         app.slack.fail_next(
             "auth.test",
-            incident_bot::slack::standin::Fault::Status(503),
+            incident_bot::standins::slack::Fault::Status(503),
         );
     }
     assert_eq!(readyz(&app.base_url).await, (200, "ready".to_string()));

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{declared_number, spawn_app, TestApp, SETUP_LIMIT};
 use incident_bot::domain::text::is_invisible;
-use incident_bot::slack::standin::{blocks_to_text, INCIDENTS_CHANNEL_ID};
+use incident_bot::standins::slack::{blocks_to_text, INCIDENTS_CHANNEL_ID};
 
 const TOKEN: &str = "harness-deploy-token";
 

@@ -22,7 +22,7 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::slack::standin::{finish, html_error, Conn, Fault, Server, ServerListener};
+use crate::standins::slack::{finish, html_error, Conn, Fault, Server, ServerListener};
 
 /// The severities PagerDuty accepts in `payload.severity`.
 const PD_SEVERITIES: [&str; 4] = ["critical", "error", "warning", "info"];
@@ -122,7 +122,7 @@ struct PagerState {
     rest: PagerDutyRestFake,
 }
 
-pub use super::standin_rest::{FakeIncident, PagerDutyRestFake, RestFault, RestRequest};
+pub use super::pager_rest::{FakeIncident, PagerDutyRestFake, RestFault, RestRequest};
 
 impl PagerStandin {
     /// Starts the stand-in on `127.0.0.1:0`.
@@ -677,7 +677,6 @@ mod tests {
 
     /// A plain HTTP client (reqwest needs a process-wide TLS provider even for http:// URLs).
     fn http() -> reqwest::Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::new()
     }
 

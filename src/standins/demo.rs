@@ -13,9 +13,9 @@ use chrono::{Duration as Span, DurationRound};
 
 use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::deploys::{self, NewDeploy};
-use crate::harness::{settings_for, Harness};
-use crate::pager::standin::PagerStandin;
-use crate::slack::standin::{blocks_to_text, Channel, SlackStandin, INCIDENTS_CHANNEL_ID};
+use crate::standins::harness::{settings_for, Harness};
+use crate::standins::pager::PagerStandin;
+use crate::standins::slack::{blocks_to_text, Channel, SlackStandin, INCIDENTS_CHANNEL_ID};
 
 /// How long updates may take before the demo gives up.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -226,7 +226,7 @@ async fn run_on(db_url: &str) -> anyhow::Result<()> {
     let (status, reply) = h
         .slash_as(
             "U0DECLARER",
-            crate::slack::standin::INCIDENTS_CHANNEL_ID,
+            crate::standins::slack::INCIDENTS_CHANNEL_ID,
             "digest",
         )
         .await?;
@@ -244,7 +244,7 @@ async fn run_on(db_url: &str) -> anyhow::Result<()> {
     if let Some(ch) = h.slack.channels().into_iter().find(|c| c.name == broadcast) {
         for m in ch.messages.iter().skip(before) {
             let text = match &m.blocks {
-                Some(b) => crate::slack::standin::blocks_to_text(b),
+                Some(b) => crate::standins::slack::blocks_to_text(b),
                 None => m.text.clone(),
             };
             println!("{}", indent(&plain(&text)));

@@ -13,9 +13,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Secret, Secrets, Settings};
 use crate::db::Db;
 use crate::incidents::setup::{step_report, StepReport};
-use crate::pager::standin::PagerStandin;
-use crate::slack::standin::SlackStandin;
 use crate::slack::verify::sign;
+use crate::standins::pager::PagerStandin;
+use crate::standins::slack::SlackStandin;
 use crate::startup::{AppState, Application};
 
 pub const SIGNING_SECRET: &str = "harness-signing-secret";
@@ -25,7 +25,7 @@ pub const TEAM_ID: &str = "T0001";
 /// The catalog shipped in `config/catalog.yaml`, as YAML, with its webhook routes pointed at the pager stand-in
 /// (nothing leaves this machine).
 pub fn catalog_yaml_for(pager: &PagerStandin) -> String {
-    include_str!("../config/catalog.yaml").replace(
+    include_str!("../../config/catalog.yaml").replace(
         "https://hooks.acme.example/",
         &format!("{}/", pager.webhook_url("acme")),
     )
@@ -119,7 +119,6 @@ impl Harness {
                 tracing::error!(error = %e, "harness server stopped");
             }
         });
-        crate::startup::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
@@ -173,7 +172,7 @@ impl Harness {
     pub async fn slash(&self, text: &str) -> anyhow::Result<(u16, Value)> {
         self.slash_as(
             "U0DECLARER",
-            crate::slack::standin::GENERAL_CHANNEL_ID,
+            crate::standins::slack::GENERAL_CHANNEL_ID,
             text,
         )
         .await
@@ -307,8 +306,8 @@ pub fn block_actions_body(
         "container": { "type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": false },
         "trigger_id": "13345224609.738474920.8088930838d88f008e0",
         "channel": { "id": channel, "name": inc.channel_name.clone().unwrap_or_default() },
-        "message": { "bot_id": crate::slack::standin::BOT_ID, "type": "message", "text": "incident card",
-                     "user": crate::slack::standin::BOT_USER_ID, "ts": ts },
+        "message": { "bot_id": crate::standins::slack::BOT_ID, "type": "message", "text": "incident card",
+                     "user": crate::standins::slack::BOT_USER_ID, "ts": ts },
         "response_url": response_url,
         "actions": [{
             "action_id": action_id,

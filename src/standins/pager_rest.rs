@@ -1,5 +1,5 @@
 //! A fake PagerDuty REST API v2 for `incident-bot import pagerduty`, served by the pager stand-in
-//! ([`super::standin::PagerStandin::pagerduty_rest`]).
+//! ([`super::pager::PagerStandin::pagerduty_rest`]).
 //!
 //! Endpoints, with the response shapes of `tests/fixtures/pagerduty_rest_*.json`:
 //! - `GET /incidents` — `since`/`until` (RFC 3339, on `created_at`), `statuses[]`, `limit` (default 25, at

@@ -1,4 +1,4 @@
-//! The Socket Mode side of the Slack stand-in ([`super::standin::SlackStandin::socket_mode`]).
+//! The Socket Mode side of the Slack stand-in ([`super::slack::SlackStandin::socket_mode`]).
 //!
 //! - `POST /api/apps.connections.open` with an app-level token (`xapp-…`, in `Authorization: Bearer`) answers
 //!   `{"ok": true, "url": "ws://127.0.0.1:PORT/socket-mode/link?ticket=…"}`; a bot token gets
@@ -160,7 +160,7 @@ impl SocketHub {
     ) -> Option<String> {
         let payload = json!({
             "token": "legacy-verification-token",
-            "team_id": super::standin::TEAM_ID,
+            "team_id": super::slack::TEAM_ID,
             "team_domain": "acme",
             "channel_id": channel,
             "channel_name": "general",
@@ -341,11 +341,10 @@ async fn serve_socket(hub: SocketHub, socket: WebSocket) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::standin::SlackStandin;
     use super::*;
+    use crate::standins::slack::SlackStandin;
 
     fn http() -> reqwest::Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::new()
     }
 

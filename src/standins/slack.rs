@@ -5,10 +5,10 @@
 //! - [`SlackStandin`]: the server (methods under `/api/<method>`, the file-upload URL, a `response_url`
 //!   receiver), its recorded calls, fault injection ([`Fault`]) and state queries ([`Channel`], [`Message`]).
 //! - [`blocks_to_text`]: a plain-text rendering of Block Kit, used by [`SlackStandin::render_channel`].
-//! - Crate-internal plumbing shared with the pager stand-in (`crate::pager::standin`): a listener whose
+//! - Crate-internal plumbing shared with the pager stand-in (`crate::standins::pager`): a listener whose
 //!   connections can be dropped on purpose ([`Fault::Drop`]) and the server start/stop handle.
 //!
-//! Messages and views that break Slack's size limits are refused as Slack refuses them ([`super::limits`]:
+//! Messages and views that break Slack's size limits are refused as Slack refuses them ([`crate::slack::limits`]:
 //! `invalid_blocks`, `msg_too_long`, `invalid_arguments`); a topic over 250 characters gets `too_long`.
 //!
 //! Requests are accepted as POST JSON (what slack-morphism sends, token in `Authorization: Bearer`),
@@ -148,7 +148,7 @@ pub struct SlackStandin {
 struct Inner {
     server: Server,
     state: Mutex<SlackState>,
-    socket: super::standin_socket::SocketHub,
+    socket: super::slack_socket::SocketHub,
 }
 
 struct PendingUpload {
@@ -234,7 +234,7 @@ fn err(code: &str) -> Reply {
 }
 
 /// A refusal for breaking Slack's limits, with the reason in `response_metadata.messages` as Slack gives it.
-fn refused(r: super::limits::Refusal) -> Reply {
+fn refused(r: crate::slack::limits::Refusal) -> Reply {
     Reply::Json(
         StatusCode::OK,
         json!({"ok": false, "error": r.code, "response_metadata": { "messages": [format!("[ERROR] {}", r.detail)] }}),
@@ -381,7 +381,7 @@ impl SlackStandin {
         };
         let listener = ServerListener::bind().await?;
         let server = Server::new(&listener)?;
-        let socket = super::standin_socket::SocketHub::new(server.addr);
+        let socket = super::slack_socket::SocketHub::new(server.addr);
         let inner = Arc::new(Inner {
             server: server.clone(),
             state: Mutex::new(state),
@@ -393,7 +393,7 @@ impl SlackStandin {
             .route("/response/{n}", post(response_handler))
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(inner.clone())
-            .merge(super::standin_socket::router(socket));
+            .merge(super::slack_socket::router(socket));
         server.spawn(listener, router);
         Ok(SlackStandin { inner })
     }
@@ -403,8 +403,8 @@ impl SlackStandin {
         format!("http://{}/api", self.inner.server.addr)
     }
 
-    /// The Socket Mode endpoint: `apps.connections.open` and the WebSocket (see [`super::standin_socket`]).
-    pub fn socket_mode(&self) -> super::standin_socket::SocketHub {
+    /// The Socket Mode endpoint: `apps.connections.open` and the WebSocket (see [`super::slack_socket`]).
+    pub fn socket_mode(&self) -> super::slack_socket::SocketHub {
         self.inner.socket.clone()
     }
 
@@ -1095,7 +1095,7 @@ impl SlackState {
         if text.is_none() && blocks.is_none() && attachments.is_none() {
             return Err(err("no_text"));
         }
-        super::limits::check_message(text.as_deref(), blocks.as_ref()).map_err(refused)?;
+        crate::slack::limits::check_message(text.as_deref(), blocks.as_ref()).map_err(refused)?;
         let ts = self.next_ts();
         let message = Message {
             ts: ts.clone(),
@@ -1127,7 +1127,7 @@ impl SlackState {
         if text.is_none() && blocks.is_none() && attachments.is_none() {
             return Err(err("no_text"));
         }
-        super::limits::check_message(text.as_deref(), blocks.as_ref()).map_err(refused)?;
+        crate::slack::limits::check_message(text.as_deref(), blocks.as_ref()).map_err(refused)?;
         let ch = &mut self.channels[i];
         let m = ch
             .messages
@@ -1166,7 +1166,7 @@ impl SlackState {
         if text.is_none() && blocks.is_none() {
             return Err(err("no_text"));
         }
-        super::limits::check_message(text.as_deref(), blocks.as_ref()).map_err(refused)?;
+        crate::slack::limits::check_message(text.as_deref(), blocks.as_ref()).map_err(refused)?;
         let rendered = match (text, &blocks) {
             (Some(t), _) => t,
             (None, Some(b)) => blocks_to_text(b),
@@ -1255,7 +1255,7 @@ impl SlackState {
         if kind != "modal" && kind != "home" {
             return Err(err("invalid_arguments"));
         }
-        super::limits::check_view(&view).map_err(refused)?;
+        crate::slack::limits::check_view(&view).map_err(refused)?;
         let id = self.new_id("V");
         self.views.push(view.clone());
         let mut out = view.as_object().cloned().unwrap_or_default();
@@ -2015,7 +2015,6 @@ mod tests {
 
     /// A plain HTTP client (reqwest needs a process-wide TLS provider even for http:// URLs).
     fn http() -> reqwest::Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::new()
     }
 
@@ -2438,7 +2437,6 @@ mod tests {
     #[tokio::test]
     async fn slack_morphism_client_understands_the_answers() {
         use slack_morphism::prelude::*;
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let s = SlackStandin::start().await.expect("start");
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()

@@ -1,0 +1,16 @@
+//! Stand-ins for the outside world, and what runs the bot against them. Nothing here is used in production:
+//! `incident-bot demo`, the benchmarks and the integration tests use it.
+//!
+//! - [`slack`]: a fake Slack Web API that answers like Slack (errors, `429` with `Retry-After`, slow, dropped
+//!   and late answers) and records every call; [`slack_socket`]: its Socket Mode side.
+//! - [`pager`]: fake PagerDuty Events v2, Opsgenie and webhook receivers; [`pager_rest`]: a fake PagerDuty REST
+//!   API for `import pagerduty`.
+//! - [`harness`]: a whole bot wired to the stand-ins on a free port, driven with signed requests.
+//! - [`demo`]: `incident-bot demo`, a whole incident printed as the channels show it.
+
+pub mod demo;
+pub mod harness;
+pub mod pager;
+pub mod pager_rest;
+pub mod slack;
+pub mod slack_socket;
