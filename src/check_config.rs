@@ -568,10 +568,18 @@ pub fn validate(s: &Settings) -> Vec<(Level, String, String)> {
         ("pager.call_timeout_ms", s.pager.call_timeout_ms),
         ("setup.backoff_base_ms", s.setup.backoff_base_ms),
         ("setup.lease_ms", s.setup.lease_ms),
+        ("slack.answer_within_ms", s.slack.answer_within_ms),
     ] {
         if v == 0 {
             bad(Error, key, "must be more than 0".into());
         }
+    }
+    if s.slack.answer_within_ms >= 3_000 {
+        bad(
+            Error,
+            "slack.answer_within_ms",
+            "must be below 3000: Slack gives up on an answer after 3 s".into(),
+        );
     }
     if s.slack.signature_tolerance_secs <= 0 {
         bad(

@@ -68,6 +68,8 @@ pub struct SlackSettings {
     pub call_timeout_ms: u64,
     /// Requests whose timestamp is further from now are refused (replay protection).
     pub signature_tolerance_secs: i64,
+    /// Every Slack request is answered within this long, even while the database hangs ("try again").
+    pub answer_within_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,6 +144,7 @@ impl Default for SlackSettings {
             channel_prefix: "inc".into(),
             call_timeout_ms: 10_000,
             signature_tolerance_secs: 300,
+            answer_within_ms: 2_500,
         }
     }
 }

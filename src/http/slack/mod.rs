@@ -4,6 +4,7 @@
 //! pager runs after the answer, in the background.
 
 pub mod commands;
+pub mod deadline;
 pub mod events;
 pub mod interactions;
 
