@@ -569,6 +569,8 @@ pub fn validate(s: &Settings) -> Vec<(Level, String, String)> {
         ("setup.backoff_base_ms", s.setup.backoff_base_ms),
         ("setup.lease_ms", s.setup.lease_ms),
         ("slack.answer_within_ms", s.slack.answer_within_ms),
+        ("http.header_read_timeout_ms", s.http.header_read_timeout_ms),
+        ("http.body_read_timeout_ms", s.http.body_read_timeout_ms),
     ] {
         if v == 0 {
             bad(Error, key, "must be more than 0".into());
@@ -639,6 +641,13 @@ pub fn validate(s: &Settings) -> Vec<(Level, String, String)> {
         if v < 1 {
             bad(Error, key, "must be at least 1 minute".into());
         }
+    }
+    if s.http.max_connections == 0 {
+        bad(
+            Error,
+            "http.max_connections",
+            "must be more than 0 (no request would be served)".into(),
+        );
     }
     if s.http.body_limit_bytes < 4096 {
         bad(

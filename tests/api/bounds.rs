@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::helpers::{response_containing, spawn_app, TestApp, SETUP_LIMIT};
+use crate::helpers::{response_containing, spawn_app, spawn_app_with, TestApp, SETUP_LIMIT};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 /// Slack's own limit is 3 s; the bot promises 2.5 s. The margin covers the test's own scheduling.
@@ -220,4 +220,120 @@ async fn every_slack_request_is_answered_in_time_while_the_database_hangs() {
     );
     let (status, _, _) = timed(&app, "/slack/events", "application/json", event("EvHANG1")).await;
     assert_eq!(status, 200);
+}
+
+/// Reads from `stream` until the server closes it (or `limit` passes); the time it took, if closed.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at((started + limit).into(), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The whole answer the server wrote before closing (at most `limit`).
+async fn answer(stream: &mut tokio::net::TcpStream, limit: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut all)).await;
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_send_half_a_request_are_cut_off_while_others_are_served() {
+    use tokio::io::AsyncWriteExt;
+    let header_timeout = Duration::from_millis(500);
+    let app = spawn_app_with(|s| {
+        s.http.header_read_timeout_ms = 500;
+        s.http.body_read_timeout_ms = 1_000;
+    })
+    .await;
+    let addr = app.base_url.trim_start_matches("http://").to_string();
+
+    // A few hundred clients send half a request's headers and stop.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connects");
+        s.write_all(
+            b"POST /slack/commands HTTP/1.1\r\nHost: bot\r\nContent-Type: application/x-www-",
+        )
+        .await
+        .expect("half a header");
+        slow.push(s);
+    }
+    let sent = Instant::now();
+    // Meanwhile a whole request is answered at once.
+    let (status, reply) = app.slash("help").await.expect("answered");
+    assert_eq!(status, 200);
+    assert!(reply["text"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("*Usage:*"));
+    let served_in = sent.elapsed();
+    assert!(
+        served_in < header_timeout,
+        "served in {served_in:?} beside 300 stalled clients"
+    );
+    let closes = futures::future::join_all(
+        slow.iter_mut()
+            .map(|s| closed_within(s, header_timeout + Duration::from_secs(2))),
+    )
+    .await;
+    let open = closes.iter().filter(|c| c.is_none()).count();
+    assert_eq!(
+        open, 0,
+        "every half-request connection is closed by the server"
+    );
+    let last = sent.elapsed();
+    assert!(
+        last <= header_timeout + Duration::from_millis(700),
+        "all closed {last:?} after they stalled (header timeout {header_timeout:?})"
+    );
+    eprintln!("bounds/server: 300 half-request connections all closed {last:?} after they stalled; a whole request beside them answered in {served_in:?}");
+
+    // A body that stops coming: 408 once body_read_timeout_ms has passed.
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    let ts = app.state.clock.now().timestamp();
+    let head = format!(
+        "POST /slack/commands HTTP/1.1\r\nHost: bot\r\nContent-Type: {FORM}\r\nContent-Length: 1000\r\n\
+         X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: v0={}\r\n\r\ntext=hel",
+        "0".repeat(64)
+    );
+    s.write_all(head.as_bytes()).await.expect("headers");
+    let started = Instant::now();
+    let got = answer(&mut s, Duration::from_secs(5)).await;
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "408 after {took:?}"
+    );
+
+    // An unsigned 255 KB body is refused from its headers, before a byte of it is sent (never buffered).
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    let head = format!(
+        "POST /slack/commands HTTP/1.1\r\nHost: bot\r\nContent-Type: {FORM}\r\nContent-Length: {}\r\n\r\n",
+        255 * 1024
+    );
+    s.write_all(head.as_bytes()).await.expect("headers");
+    let mut first = [0u8; 12];
+    tokio::time::timeout(Duration::from_millis(500), async {
+        use tokio::io::AsyncReadExt;
+        s.read_exact(&mut first).await
+    })
+    .await
+    .expect("answered without the body")
+    .expect("read");
+    assert_eq!(&first, b"HTTP/1.1 401");
 }
