@@ -911,6 +911,26 @@ mod tests {
     }
 
     #[test]
+    fn http_bounds_and_the_slack_answer_deadline_are_checked() {
+        let mut s = Settings::default();
+        s.http.max_connections = 0;
+        s.http.header_read_timeout_ms = 0;
+        s.slack.answer_within_ms = 3_000;
+        let found = validate(&s);
+        let keys: Vec<&str> = found.iter().map(|f| f.1.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "http.header_read_timeout_ms",
+                "slack.answer_within_ms",
+                "http.max_connections"
+            ],
+            "{found:?}"
+        );
+        assert!(found.iter().all(|f| f.0 == Level::Error));
+    }
+
+    #[test]
     fn a_short_lease_is_a_warning_not_an_error() {
         let mut s = Settings::default();
         s.setup.lease_ms = 5_000;
