@@ -298,6 +298,21 @@ async fn clients_that_send_half_a_request_are_cut_off_while_others_are_served() 
     );
     eprintln!("bounds/server: 300 half-request connections all closed {last:?} after they stalled; a whole request beside them answered in {served_in:?}");
 
+    // An idle keep-alive connection is closed once it sent no next request within the header timeout.
+    let mut idle = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: bot\r\n\r\n")
+        .await
+        .expect("request");
+    let idle_for = closed_within(&mut idle, Duration::from_secs(3))
+        .await
+        .expect("the idle connection is closed");
+    assert!(
+        idle_for < Duration::from_secs(1),
+        "closed after {idle_for:?}"
+    );
+
     // A body that stops coming: 408 once body_read_timeout_ms has passed.
     let mut s = tokio::net::TcpStream::connect(&addr)
         .await
