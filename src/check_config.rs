@@ -554,10 +554,20 @@ pub fn validate(s: &Settings) -> Vec<(Level, String, String)> {
         ("pager.call_timeout_ms", s.pager.call_timeout_ms),
         ("setup.backoff_base_ms", s.setup.backoff_base_ms),
         ("setup.lease_ms", s.setup.lease_ms),
+        ("slack.answer_within_ms", s.slack.answer_within_ms),
+        ("http.header_read_timeout_ms", s.http.header_read_timeout_ms),
+        ("http.body_read_timeout_ms", s.http.body_read_timeout_ms),
     ] {
         if v == 0 {
             bad(Error, key, "must be more than 0".into());
         }
+    }
+    if s.slack.answer_within_ms >= 3_000 {
+        bad(
+            Error,
+            "slack.answer_within_ms",
+            "must be below 3000: Slack gives up on an answer after 3 s".into(),
+        );
     }
     if s.slack.signature_tolerance_secs <= 0 {
         bad(
@@ -617,6 +627,13 @@ pub fn validate(s: &Settings) -> Vec<(Level, String, String)> {
         if v < 1 {
             bad(Error, key, "must be at least 1 minute".into());
         }
+    }
+    if s.http.max_connections == 0 {
+        bad(
+            Error,
+            "http.max_connections",
+            "must be more than 0 (no request would be served)".into(),
+        );
     }
     if s.http.body_limit_bytes < 4096 {
         bad(
@@ -877,6 +894,26 @@ mod tests {
         assert!(!is_slack_channel("inc room"));
         assert!(!is_slack_channel(""));
         assert!(!is_slack_channel(&"a".repeat(81)));
+    }
+
+    #[test]
+    fn http_bounds_and_the_slack_answer_deadline_are_checked() {
+        let mut s = Settings::default();
+        s.http.max_connections = 0;
+        s.http.header_read_timeout_ms = 0;
+        s.slack.answer_within_ms = 3_000;
+        let found = validate(&s);
+        let keys: Vec<&str> = found.iter().map(|f| f.1.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "http.header_read_timeout_ms",
+                "slack.answer_within_ms",
+                "http.max_connections"
+            ],
+            "{found:?}"
+        );
+        assert!(found.iter().all(|f| f.0 == Level::Error));
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct SlackSettings {
     pub call_timeout_ms: u64,
     /// Requests whose timestamp is further from now are refused (replay protection).
     pub signature_tolerance_secs: i64,
+    /// Every Slack request is answered within this long, even while the database hangs ("try again").
+    pub answer_within_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +118,13 @@ pub struct IncidentSettings {
 pub struct HttpSettings {
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
+    /// A client must send a request's headers within this long (an idle keep-alive connection its next request's),
+    /// or its connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must have arrived within this long after its headers, or it is answered 408.
+    pub body_read_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for Settings {
@@ -142,6 +151,7 @@ impl Default for SlackSettings {
             channel_prefix: "inc".into(),
             call_timeout_ms: 10_000,
             signature_tolerance_secs: 300,
+            answer_within_ms: 2_500,
         }
     }
 }
@@ -186,6 +196,9 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             body_limit_bytes: 256 * 1024,
+            header_read_timeout_ms: 5_000,
+            body_read_timeout_ms: 10_000,
+            max_connections: 1024,
         }
     }
 }

@@ -69,7 +69,7 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (
         SLASH_COMMANDS,
         Kind::Counter,
-        "`/incident` commands handled, by subcommand and result (ok, usage, bad_request, error).",
+        "`/incident` commands handled, by subcommand and result (ok, usage, bad_request, error, late).",
     ),
     (
         SLACK_REQUESTS_REFUSED,
@@ -229,7 +229,7 @@ pub fn subcommand_label(text: &str) -> &'static str {
 }
 
 /// One `/incident` command was handled: `subcommand` from [`subcommand_label`]; `result` is `ok`, `usage` (bad
-/// input, answered with usage), `bad_request`, `unauthorized` or `error`.
+/// input, answered with usage), `bad_request`, `unauthorized`, `error` or `late` (not answered within `slack.answer_within_ms`).
 pub fn command(subcommand: &'static str, result: &str) {
     add(
         SLASH_COMMANDS,

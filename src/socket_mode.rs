@@ -8,8 +8,10 @@
 //! would have answered (the slash command's ephemeral reply, a modal's `response_action`).
 //!
 //! A dropped connection, a connection that goes quiet, or Slack's `disconnect` message makes the bot open a
-//! new one; failures to connect back off from 1 s to 30 s. On shutdown the bot stops reading, lets the
-//! envelopes in flight be acked (bounded), and closes the connection.
+//! new one; failures to connect back off from 1 s to 30 s. After `disconnect` the new connection is opened first
+//! and the old one is still read and acked until Slack closes it (or it goes quiet), so nothing sent on it in the
+//! meantime is lost. On shutdown the bot stops reading, lets the envelopes in flight be acked (bounded), and
+//! closes the connection. Close frames the bot sends carry code 1000 (normal closure).
 //!
 //! slack-morphism's own Socket Mode listener was not used: it hands over typed events, while the bot's
 //! handlers take Slack's raw payloads (and must answer with arbitrary JSON, such as modal validation errors),
@@ -23,9 +25,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::Instrument;
 
@@ -43,6 +46,11 @@ const DEAD_AFTER: Duration = Duration::from_secs(35);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Envelopes in flight when the bot stops get this long to be acked.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// After `disconnect`, the old connection is closed once nothing arrived on it for this long (and nothing is
+/// waiting for its ack)…
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
+/// … or at the latest after this long (Slack closes it itself about 10 s after `disconnect`).
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 /// Largest message accepted from Slack.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -63,11 +71,14 @@ pub fn spawn(
 enum End {
     /// The bot is stopping.
     Stop,
-    /// Slack asked the bot to reconnect (`disconnect`).
+    /// Slack asked the bot to reconnect (`disconnect`); the connection was then drained and closed.
     Disconnect,
     /// The connection broke or went quiet.
     Dropped,
 }
+
+/// A connection being served, as a future that outlives the loop's turn when it is drained.
+type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = End> + Send>>;
 
 /// Connects, serves, reconnects — until `stop`.
 async fn run(state: Arc<AppState>, token: Secret, mut stop: watch::Receiver<bool>) {
@@ -82,25 +93,35 @@ async fn run(state: Arc<AppState>, token: Secret, mut stop: watch::Receiver<bool
             return;
         }
     };
+    // Connections Slack asked the bot to leave: still read and acked until they close (aborted if this task is).
+    let mut draining: JoinSet<End> = JoinSet::new();
     let mut failures: u32 = 0;
     loop {
         if *stop.borrow() {
-            return;
+            break;
         }
         let wait = match connect(&opener).await {
             Ok(ws) => {
                 failures = 0;
                 observability::socket_connection("opened");
-                let end = serve(&state, ws, &mut stop).await;
-                observability::socket_connection("closed");
+                let (refresh_tx, mut refresh_rx) = oneshot::channel();
+                let mut serving: Serving =
+                    Box::pin(serve(state.clone(), ws, stop.clone(), refresh_tx));
+                let end = tokio::select! {
+                    Ok(()) = &mut refresh_rx => None,
+                    end = &mut serving => Some(end),
+                };
                 match end {
-                    End::Stop => return,
-                    End::Disconnect => {
+                    None => {
+                        // The new connection is opened first; the old one keeps being served meanwhile.
                         observability::socket_connection("disconnect_requested");
                         tracing::info!("Slack asked for a new connection");
+                        draining.spawn(serving.instrument(tracing::Span::current()));
                         Duration::ZERO
                     }
-                    End::Dropped => {
+                    Some(End::Stop) => break,
+                    Some(End::Disconnect) => Duration::ZERO,
+                    Some(End::Dropped) => {
                         tracing::warn!("Socket Mode connection lost; reconnecting");
                         Duration::from_millis(100 + fastrand::u64(0..200))
                     }
@@ -114,11 +135,14 @@ async fn run(state: Arc<AppState>, token: Secret, mut stop: watch::Receiver<bool
                 wait
             }
         };
+        while draining.try_join_next().is_some() {}
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stopped(&mut stop) => return,
+            _ = stopped(&mut stop) => break,
         }
     }
+    // The connections being drained ack what they hold and close too (each within its own grace).
+    while draining.join_next().await.is_some() {}
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
@@ -164,17 +188,28 @@ async fn connect(opener: &SlackClient) -> anyhow::Result<Socket> {
     Ok(ws)
 }
 
-/// Serves one connection until it ends.
-async fn serve(state: &Arc<AppState>, ws: Socket, stop: &mut watch::Receiver<bool>) -> End {
+/// Serves one connection until it ends. On Slack's `disconnect` it tells the loop through `refresh` (which opens
+/// the next connection at once) and goes on reading and acking what still arrives here, until Slack closes it or it
+/// has been quiet for [`DRAIN_QUIET`] (at most [`DRAIN_MAX`]); then it closes it with code 1000.
+async fn serve(
+    state: Arc<AppState>,
+    ws: Socket,
+    mut stop: watch::Receiver<bool>,
+    refresh: oneshot::Sender<()>,
+) -> End {
     let (mut sink, mut stream) = ws.split();
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<String>();
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = tokio::time::Instant::now();
+    let mut refresh = Some(refresh);
+    // Set once Slack sent `disconnect`: when draining began.
+    let mut draining: Option<tokio::time::Instant> = None;
+    let mut drain_tick = tokio::time::interval(Duration::from_millis(100));
     let end = loop {
         tokio::select! {
-            _ = stopped(stop) => break End::Stop,
+            _ = stopped(&mut stop) => break End::Stop,
             msg = stream.next() => {
                 last_heard = tokio::time::Instant::now();
                 match msg {
@@ -193,7 +228,10 @@ async fn serve(state: &Arc<AppState>, ws: Socket, stop: &mut watch::Receiver<boo
                             ),
                             Some("disconnect") => {
                                 tracing::info!(reason = value["reason"].as_str().unwrap_or("?"), "Slack sent disconnect");
-                                break End::Disconnect;
+                                if let Some(refresh) = refresh.take() {
+                                    let _ = refresh.send(());
+                                    draining = Some(tokio::time::Instant::now());
+                                }
                             }
                             _ if value["envelope_id"].is_string() => {
                                 let state = state.clone();
@@ -206,6 +244,8 @@ async fn serve(state: &Arc<AppState>, ws: Socket, stop: &mut watch::Receiver<boo
                             other => tracing::debug!(kind = other.unwrap_or("?"), "Socket Mode message ignored"),
                         }
                     }
+                    // Slack closing a connection it asked the bot to leave is the normal end of it.
+                    Some(Ok(Message::Close(_))) if draining.is_some() => break End::Disconnect,
                     Some(Ok(Message::Close(_))) | None => break End::Dropped,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "Socket Mode read failed");
@@ -221,6 +261,13 @@ async fn serve(state: &Arc<AppState>, ws: Socket, stop: &mut watch::Receiver<boo
                 }
             }
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            _ = drain_tick.tick(), if draining.is_some() => {
+                let since = draining.map(|at| at.elapsed()).unwrap_or_default();
+                let quiet = last_heard.elapsed() >= DRAIN_QUIET && in_flight.is_empty() && ack_rx.is_empty();
+                if quiet || since >= DRAIN_MAX {
+                    break End::Disconnect;
+                }
+            }
             _ = ping.tick() => {
                 if last_heard.elapsed() > DEAD_AFTER {
                     tracing::warn!("Socket Mode connection silent; reconnecting");
@@ -246,8 +293,14 @@ async fn serve(state: &Arc<AppState>, ws: Socket, stop: &mut watch::Receiver<boo
                 }
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let normal = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let _ = sink.send(Message::Close(Some(normal))).await;
+        let _ = sink.close().await;
     }
+    observability::socket_connection("closed");
     // Handlers still running keep running (their effects are stored); only their acks are lost.
     in_flight.detach_all();
     end

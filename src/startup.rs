@@ -260,13 +260,13 @@ impl Application {
         )));
         let socket = crate::socket_mode::spawn(&state, stop_rx).map(AbortOnDrop);
         let app = crate::http::router(state.clone());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                signals.recv().await;
-                tracing::info!("stopping: no new requests; finishing the work in flight");
-                let _ = stop_tx.send(true);
-            })
-            .await?;
+        let limits = state.settings.http.clone();
+        crate::http::server::serve(self.listener, app, &limits, async move {
+            signals.recv().await;
+            tracing::info!("stopping: no new requests; finishing the work in flight");
+            let _ = stop_tx.send(true);
+        })
+        .await?;
         drop(sweeper);
         drop(timers);
         drop(checkpointer);

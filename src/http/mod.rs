@@ -5,11 +5,13 @@
 //! - [`deploys`]: `POST`/`GET /api/v1/deploys` (bearer token);
 //! - [`webhooks`]: `POST /webhooks/github`, `/webhooks/gitlab`, `/webhooks/argocd`.
 //!
-//! Bodies larger than `http.body_limit_bytes` get 413 before any handler runs (with `Connection: close`).
+//! Bodies larger than `http.body_limit_bytes` get 413 before any handler runs (with `Connection: close`). The
+//! server itself ([`server`]) bounds the time to read headers and bodies and the connections served at once.
 
 pub mod deploys;
 pub mod health;
 pub mod metrics;
+pub mod server;
 pub mod slack;
 pub mod webhooks;
 

@@ -7,7 +7,9 @@
 //!   (`{envelope_id, type, payload, accepts_response_payload}`) and records the client's acks
 //!   (`{envelope_id, payload?}`), which [`SocketHub::wait_for_ack`] returns.
 //! - Faults as Slack produces them: [`SocketHub::drop_connections`] closes every connection without a close
-//!   frame; [`SocketHub::request_disconnect`] sends `{"type": "disconnect"}` (Slack's refresh); and
+//!   frame; [`SocketHub::request_disconnect`] sends `{"type": "disconnect"}` (Slack's refresh), and
+//!   [`SocketHub::disconnect_then_envelope`] one more envelope right behind it on the same connection (the close
+//!   frames the client sends are recorded: [`SocketHub::closes`]); and
 //!   [`SocketHub::fail_next_open`] makes the next `apps.connections.open` answer an error.
 
 use std::collections::{HashSet, VecDeque};
@@ -53,6 +55,10 @@ struct HubState {
     acks: Vec<Value>,
     /// Messages from the client that were not acks.
     other_messages: Vec<Value>,
+    /// The connection each ack arrived on, by `envelope_id`.
+    ack_connections: Vec<(String, u64)>,
+    /// Close frames the client sent: connection and close code (`None`: a close frame without one).
+    closes: Vec<(u64, Option<u16>)>,
 }
 
 enum Outgoing {
@@ -158,7 +164,14 @@ impl SocketHub {
         text: &str,
         response_url: &str,
     ) -> Option<String> {
-        let payload = json!({
+        let payload = slash_payload(user, channel, text, response_url);
+        self.send_envelope("slash_commands", payload, true).await
+    }
+}
+
+/// The payload of a `slash_commands` envelope for `/incident <text>` typed by `user` in `channel`.
+pub fn slash_payload(user: &str, channel: &str, text: &str, response_url: &str) -> Value {
+    json!({
             "token": "legacy-verification-token",
             "team_id": super::slack::TEAM_ID,
             "team_domain": "acme",
@@ -172,10 +185,10 @@ impl SocketHub {
             "is_enterprise_install": "false",
             "response_url": response_url,
             "trigger_id": "13345224609.738474920.8088930838d88f008e0",
-        });
-        self.send_envelope("slash_commands", payload, true).await
-    }
+    })
+}
 
+impl SocketHub {
     /// The client's ack of `envelope_id` (the whole message: `envelope_id` and, if any, `payload`), waiting
     /// up to `limit`.
     pub async fn wait_for_ack(&self, envelope_id: &str, limit: Duration) -> Option<Value> {
@@ -194,6 +207,46 @@ impl SocketHub {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Slack recycling a connection with traffic still on it: sends `disconnect` on the newest connection and, right
+    /// behind it on that same connection, an envelope. Unlike [`SocketHub::request_disconnect`], the stand-in
+    /// leaves closing that connection to the client. Returns the envelope's id.
+    pub fn disconnect_then_envelope(
+        &self,
+        kind: &str,
+        payload: Value,
+        accepts_response_payload: bool,
+    ) -> Option<String> {
+        let mut st = self.state();
+        st.connections.retain(|(_, tx)| !tx.is_closed());
+        let tx = st.connections.last().map(|(_, tx)| tx.clone())?;
+        st.next_envelope += 1;
+        let id = format!("env-{:06}-{}", st.next_envelope, uuid::Uuid::new_v4());
+        let disconnect = json!({ "type": "disconnect", "reason": "refresh_requested", "debug_info": { "host": "standin" } });
+        let envelope = json!({
+            "envelope_id": id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": accepts_response_payload,
+        });
+        tx.send(Outgoing::Text(disconnect.to_string())).ok()?;
+        tx.send(Outgoing::Text(envelope.to_string())).ok()?;
+        Some(id)
+    }
+
+    /// The connection (1 for the first accepted, 2 for the next …) the ack of `envelope_id` arrived on.
+    pub fn ack_connection(&self, envelope_id: &str) -> Option<u64> {
+        self.state()
+            .ack_connections
+            .iter()
+            .find(|(id, _)| id == envelope_id)
+            .map(|(_, conn)| *conn)
+    }
+
+    /// The close frames the client sent: connection and close code.
+    pub fn closes(&self) -> Vec<(u64, Option<u16>)> {
+        self.state().closes.clone()
     }
 
     /// Every ack received, in order.
@@ -323,13 +376,18 @@ async fn serve_socket(hub: SocketHub, socket: WebSocket) {
                     Some(Ok(Message::Text(text))) => {
                         let value: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
                         let mut st = hub.state();
-                        if value.get("envelope_id").is_some() {
+                        if let Some(envelope_id) = value["envelope_id"].as_str() {
+                            st.ack_connections.push((envelope_id.to_string(), id));
                             st.acks.push(value);
                         } else {
                             st.other_messages.push(value);
                         }
                     }
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(Message::Close(frame))) => {
+                        hub.state().closes.push((id, frame.map(|f| f.code)));
+                        break;
+                    }
+                    Some(Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
             }

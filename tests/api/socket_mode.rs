@@ -376,3 +376,88 @@ async fn a_modal_submission_and_an_event_over_socket_mode_reach_the_same_handler
             .expect("count");
     assert_eq!(seen, 1);
 }
+
+#[tokio::test]
+async fn after_a_disconnect_the_new_connection_opens_first_and_the_old_one_is_still_acked_then_closed_normally(
+) {
+    let bot = spawn_socket_bot().await;
+    assert!(
+        bot.hub
+            .wait_for_connections(1, Duration::from_secs(10))
+            .await
+    );
+    // Slack says `disconnect` and, right behind it on the same connection, delivers one more command.
+    let payload = incident_bot::slack::standin_socket::slash_payload(
+        "U0DECLARER",
+        GENERAL_CHANNEL_ID,
+        "start Late on the old connection sev:P2",
+        &bot.slack.response_url(),
+    );
+    let id = bot
+        .hub
+        .disconnect_then_envelope("slash_commands", payload, true)
+        .expect("sent");
+    assert!(
+        bot.hub
+            .wait_for_connections(2, Duration::from_secs(2))
+            .await,
+        "the new connection is opened at once"
+    );
+    assert_eq!(
+        bot.hub.closes(),
+        vec![],
+        "the new connection was opened before the old one was closed"
+    );
+    let ack = bot
+        .hub
+        .wait_for_ack(&id, ACK_LIMIT)
+        .await
+        .expect("the envelope sent after `disconnect` is acked");
+    let text = ack["payload"]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("INC-1"), "{ack}");
+    assert_eq!(
+        bot.hub.ack_connection(&id),
+        Some(1),
+        "acked on the connection it came on"
+    );
+
+    // The bot closes the old connection itself, as a normal closure (1000).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while bot.hub.closes().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(bot.hub.closes(), vec![(1, Some(1000))]);
+
+    // Acted on once: one incident, one war room, one ack; the new connection carries the next command.
+    let inc = bot.incident_id(1).await;
+    let steps = bot.wait_for_setup(&inc).await;
+    assert!(steps.iter().all(|s| s.state == "done"), "{steps:?}");
+    let incidents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incidents")
+        .fetch_one(&bot.state.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(incidents, 1);
+    let acks = bot
+        .hub
+        .acks()
+        .iter()
+        .filter(|a| a["envelope_id"].as_str() == Some(id.as_str()))
+        .count();
+    assert_eq!(acks, 1);
+    let rooms = bot
+        .slack
+        .channels()
+        .into_iter()
+        .filter(|c| c.name.starts_with("inc-1-"))
+        .count();
+    assert_eq!(rooms, 1);
+    let list = bot.slash("list").await;
+    assert!(
+        list["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Open incidents (1)"),
+        "{list}"
+    );
+    assert_eq!(bot.hub.open_connections(), 1);
+}

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{bad_body, ephemeral, Signed};
+use super::{bad_body, deadline, ephemeral, Signed};
 use crate::domain::command::{self, Command, StartArgs, USAGE};
 use crate::domain::text::{self, escape_cut};
 use crate::errors::ApiError;
@@ -54,7 +54,13 @@ Try again in a moment; `/incident list` shows the incidents it has. If this is u
 #[tracing::instrument(name = "slash_command", skip_all, fields(incident_id = tracing::field::Empty))]
 pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let mut seen = Seen::default();
-    let result = run(state, body, &mut seen).await;
+    let limits = state.clone();
+    let Some(result) =
+        deadline::within(&limits, "slash_command", run(state, body, &mut seen)).await
+    else {
+        crate::observability::command(seen.subcommand, "late");
+        return Ok(ephemeral(FAILED));
+    };
     let outcome = match &result {
         Ok(_) if seen.usage => "usage",
         Ok(_) => "ok",

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{bad_body, Signed};
+use super::{bad_body, deadline, Signed};
 use crate::db::ms;
 use crate::errors::ApiError;
 use crate::startup::AppState;
@@ -38,7 +38,12 @@ pub async fn handle_body(state: Arc<AppState>, body: Bytes) -> Result<Response, 
             let event_id = envelope["event_id"]
                 .as_str()
                 .ok_or_else(|| ApiError::bad("event_id", "missing"))?;
-            if first_delivery(&state, event_id).await? {
+            let Some(first) =
+                deadline::within(&state, "event", first_delivery(&state, event_id)).await
+            else {
+                return Ok(deadline::late_event());
+            };
+            if first? {
                 tracing::info!(
                     event_id,
                     kind = envelope["event"]["type"].as_str().unwrap_or("?"),

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{bad_body, Signed};
+use super::{bad_body, deadline, Signed};
 use crate::domain::command;
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::domain::text::Title;
@@ -42,15 +42,39 @@ pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, 
     let kind = payload["type"]
         .as_str()
         .ok_or_else(|| ApiError::bad("payload.type", "missing"))?;
-    match kind {
-        "view_submission" if payload["view"]["callback_id"].as_str() == Some("incident_start") => {
-            submit_declare(&state, &payload).await
+    let work = async {
+        match kind {
+            "view_submission"
+                if payload["view"]["callback_id"].as_str() == Some("incident_start") =>
+            {
+                submit_declare(&state, &payload).await
+            }
+            "block_actions" if detection_answer(&payload).is_some() => {
+                on_detection_answer(&state, &payload).await
+            }
+            "block_actions" => crate::incidents::phases::on_block_actions(&state, &payload).await,
+            _ => Ok(StatusCode::OK.into_response()),
         }
-        "block_actions" if detection_answer(&payload).is_some() => {
-            on_detection_answer(&state, &payload).await
+    };
+    match deadline::within(&state, "interaction", work).await {
+        Some(answer) => answer,
+        None if kind == "view_submission" => Ok(deadline::late_view_submission()),
+        None => {
+            // A click's answer body is not shown: tell the clicker where they look.
+            let user = payload["user"]["id"].as_str().unwrap_or_default();
+            let channel = payload["channel"]["id"]
+                .as_str()
+                .or(payload["container"]["channel_id"].as_str())
+                .map(str::to_string);
+            crate::incidents::phases::tell(
+                &state,
+                payload["response_url"].as_str().map(str::to_string),
+                channel,
+                user.to_string(),
+                deadline::LATE.to_string(),
+            );
+            Ok(StatusCode::OK.into_response())
         }
-        "block_actions" => crate::incidents::phases::on_block_actions(&state, &payload).await,
-        _ => Ok(StatusCode::OK.into_response()),
     }
 }
 

@@ -4,6 +4,7 @@
 //! pager runs after the answer, in the background.
 
 pub mod commands;
+pub mod deadline;
 pub mod events;
 pub mod interactions;
 
@@ -28,8 +29,9 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/slack/events", post(events::handle))
 }
 
-/// The body of a request signed by Slack: extracting it reads the body (413 over `http.body_limit_bytes`) and
-/// checks its v0 signature ([`verified`]), so a handler that takes one never sees an unverified body. The
+/// The body of a request signed by Slack: extracting it refuses what the headers alone condemn (no signature, a
+/// stale timestamp) before reading anything, then reads the body (413 over `http.body_limit_bytes`) and checks its
+/// v0 signature ([`verified`]), so a handler that takes one never sees an unverified body. The
 /// headers are taken out of the request rather than copied.
 pub struct Signed(pub Bytes);
 
@@ -39,6 +41,13 @@ impl FromRequest<Arc<AppState>> for Signed {
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
         let headers = std::mem::take(&mut parts.headers);
+        // What the headers alone can refuse (no secret, no or malformed signature, stale timestamp) is refused
+        // before the body is read.
+        if let Err(e) = check(state, &headers, &[]) {
+            if e != verify::SignatureError::Mismatch {
+                return Err(refused(e).into_response());
+            }
+        }
         let body = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(IntoResponse::into_response)?;
@@ -49,6 +58,16 @@ impl FromRequest<Arc<AppState>> for Signed {
 
 /// Checks the v0 signature of a Slack request; 401 when it does not hold.
 pub fn verified(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(), ApiError> {
+    check(state, headers, body).map_err(refused)
+}
+
+fn refused(e: verify::SignatureError) -> ApiError {
+    tracing::warn!(reason = %e, "refused a Slack request");
+    crate::observability::slack_request_refused();
+    ApiError::Unauthorized("invalid Slack signature")
+}
+
+fn check(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), verify::SignatureError> {
     let secret = state
         .secrets
         .slack_signing_secret
@@ -64,11 +83,6 @@ pub fn verified(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(
         state.clock.now().timestamp(),
         state.settings.slack.signature_tolerance_secs,
     )
-    .map_err(|e| {
-        tracing::warn!(reason = %e, "refused a Slack request");
-        crate::observability::slack_request_refused();
-        ApiError::Unauthorized("invalid Slack signature")
-    })
 }
 
 /// A reply only the requester sees.
