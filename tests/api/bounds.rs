@@ -58,7 +58,7 @@ fn view_submission(title: &str) -> String {
         "user": { "id": "U0MODAL", "team_id": "T0001" },
         "view": {
             "callback_id": "incident_start",
-            "private_metadata": incident_bot::slack::standin::GENERAL_CHANNEL_ID,
+            "private_metadata": incident_bot::standins::slack::GENERAL_CHANNEL_ID,
             "state": { "values": {
                 "title": { "value": { "type": "plain_text_input", "value": title } },
                 "severity": { "value": { "type": "static_select", "selected_option": { "value": "P2" } } },
@@ -72,10 +72,10 @@ fn view_submission(title: &str) -> String {
 fn event(event_id: &str) -> String {
     json!({
         "token": "legacy-verification-token",
-        "team_id": incident_bot::harness::TEAM_ID,
+        "team_id": incident_bot::standins::harness::TEAM_ID,
         "api_app_id": "A0001",
         "event": { "type": "message", "user": "U061F7AUR", "text": "hello", "ts": "1764100000.000001",
-                   "channel": incident_bot::slack::standin::GENERAL_CHANNEL_ID, "event_ts": "1764100000.000001" },
+                   "channel": incident_bot::standins::slack::GENERAL_CHANNEL_ID, "event_ts": "1764100000.000001" },
         "type": "event_callback",
         "event_id": event_id,
         "event_time": 1_764_100_000,
@@ -121,9 +121,9 @@ async fn every_slack_request_is_answered_in_time_while_the_database_hangs() {
     for i in 0..3 {
         let app = app.clone();
         requests.push(tokio::spawn(async move {
-            let body = incident_bot::harness::slash_body(
+            let body = incident_bot::standins::harness::slash_body(
                 "U0DECLARER",
-                incident_bot::slack::standin::GENERAL_CHANNEL_ID,
+                incident_bot::standins::slack::GENERAL_CHANNEL_ID,
                 &format!("start During the hang {i} sev:P2"),
                 &app.slack.response_url(),
             );

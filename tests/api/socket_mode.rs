@@ -387,7 +387,7 @@ async fn after_a_disconnect_the_new_connection_opens_first_and_the_old_one_is_st
             .await
     );
     // Slack says `disconnect` and, right behind it on the same connection, delivers one more command.
-    let payload = incident_bot::slack::standin_socket::slash_payload(
+    let payload = incident_bot::standins::slack_socket::slash_payload(
         "U0DECLARER",
         GENERAL_CHANNEL_ID,
         "start Late on the old connection sev:P2",
