@@ -237,7 +237,7 @@ pub fn build_state(
 
 /// Learns the bot's identity and the broadcast channel's ID now, so the first war room does not wait for
 /// them. Failures are only logged: both are asked again when needed.
-async fn warm_up(state: &AppState) {
+pub async fn warm_up(state: &AppState) {
     let (me, broadcast) = tokio::join!(state.slack.identity(), state.broadcast_channel());
     if let Err(e) = me {
         tracing::warn!(error = %e, "auth.test failed at start");
