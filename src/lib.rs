@@ -33,4 +33,5 @@ pub mod slack;
 pub mod socket_mode;
 pub mod standins;
 pub mod startup;
+pub mod state;
 pub mod store;

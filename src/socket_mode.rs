@@ -36,7 +36,7 @@ use crate::config::Secret;
 use crate::http::slack::{commands, events, interactions};
 use crate::observability;
 use crate::slack::SlackClient;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Sent when nothing else went out for this long, to keep the connection (and its liveness check) warm.
 const PING_EVERY: Duration = Duration::from_secs(10);

@@ -1,189 +1,20 @@
-//! Building and running the application: [`AppState`] (shared by `Arc` with every handler and worker) and
-//! [`Application`], which binds the listener (port 0 in tests), runs migrations, starts the background workers
-//! and serves HTTP.
+//! Building and running the application: [`Application`] builds the [`AppState`] once (the composition root:
+//! database, Slack client, pager, catalog, clock), binds the listener (port 0 in tests), runs migrations, starts
+//! the background workers and serves HTTP. Nothing below the application imports this module.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::OnceCell;
 
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Secrets, Settings};
 use crate::db::Db;
-use crate::incidents::setup::Runner;
 use crate::pager::Pager;
-use crate::slack::{SlackClient, SlackError};
-
-/// Who the bot is in Slack (from `auth.test`, asked once).
-#[derive(Debug, Clone)]
-pub struct BotIdentity {
-    pub user_id: String,
-    pub team_id: String,
-    /// Workspace URL, e.g. `https://acme.slack.com/`.
-    pub url: String,
-}
-
-/// Everything a handler or worker needs.
-pub struct AppState {
-    pub settings: Settings,
-    pub secrets: Secrets,
-    pub db: Db,
-    pub slack: SlackClient,
-    pub pager: Pager,
-    pub catalog: Arc<Catalog>,
-    pub clock: Arc<dyn Clock>,
-    /// For `response_url` replies.
-    pub http: reqwest::Client,
-    pub setup: Runner,
-    /// Stores declarations, batching those that arrive together.
-    pub intake: crate::incidents::declare::Intake,
-    /// Slack/pager side effects of phase changes (issue 4).
-    pub outbox: crate::incidents::outbox::Outbox,
-    /// Users' Slack time zones, for `/incident set 14:32`.
-    pub user_tz: crate::incidents::phases::TzCache,
-    /// Whether Slack accepts the bot token, for `/readyz`.
-    pub slack_auth: crate::http::health::SlackAuth,
-    identity: OnceCell<BotIdentity>,
-    /// Channel IDs of configured channel names, looked up once.
-    channel_ids: std::sync::Mutex<std::collections::HashMap<String, String>>,
-}
-
-impl AppState {
-    pub fn new(
-        settings: Settings,
-        secrets: Secrets,
-        db: Db,
-        catalog: Catalog,
-        clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<Self> {
-        let slack = SlackClient::new(
-            &settings.slack_api_base(),
-            secrets.slack_bot_token.as_ref(),
-            Duration::from_millis(settings.slack.call_timeout_ms),
-        )?;
-        let pager = Pager::new(settings.pager.clone())?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.slack.call_timeout_ms))
-            .build()?;
-        let setup = Runner::default();
-        let intake = crate::incidents::declare::Intake::start(
-            db.clone(),
-            setup.owner().to_string(),
-            settings.setup.lease_ms as i64,
-            clock.clone(),
-        )
-        .context("cannot start the declaration writer")?;
-        Ok(AppState {
-            settings,
-            secrets,
-            db,
-            slack,
-            pager,
-            catalog: Arc::new(catalog),
-            clock,
-            http,
-            setup,
-            intake,
-            outbox: Default::default(),
-            user_tz: Default::default(),
-            slack_auth: Default::default(),
-            identity: OnceCell::new(),
-            channel_ids: Default::default(),
-        })
-    }
-
-    /// The bot's own identity, asked of Slack once.
-    pub async fn identity(&self) -> Result<BotIdentity, SlackError> {
-        self.identity
-            .get_or_try_init(|| async {
-                let v = self.slack.call("auth.test", json!({})).await?;
-                Ok(BotIdentity {
-                    user_id: v["user_id"].as_str().unwrap_or_default().to_string(),
-                    team_id: v["team_id"].as_str().unwrap_or_default().to_string(),
-                    url: v["url"]
-                        .as_str()
-                        .unwrap_or("https://slack.com/")
-                        .to_string(),
-                })
-            })
-            .await
-            .cloned()
-    }
-
-    /// Learns the bot's identity and the broadcast channel's ID now, so the first war room does not wait for
-    /// them. Failures are only logged: both are asked again when needed.
-    pub async fn warm_up(&self) {
-        let (me, broadcast) = tokio::join!(self.identity(), self.broadcast_channel());
-        if let Err(e) = me {
-            tracing::warn!(error = %e, "auth.test failed at start");
-        }
-        if let Err(e) = broadcast {
-            tracing::warn!(error = %e, "could not find the broadcast channel at start");
-        }
-    }
-
-    /// A link to a channel that opens it in Slack.
-    pub async fn channel_link(&self, channel_id: &str) -> String {
-        match self.identity().await {
-            Ok(me) if me.url.starts_with("http") => {
-                format!("{}/archives/{channel_id}", me.url.trim_end_matches('/'))
-            }
-            _ => format!("https://slack.com/app_redirect?channel={channel_id}"),
-        }
-    }
-
-    /// The broadcast channel's ID (configured by name or ID).
-    pub async fn broadcast_channel(&self) -> Result<String, SlackError> {
-        self.channel_id(&self.settings.slack.broadcast_channel)
-            .await
-    }
-
-    /// A configured channel's ID: an ID as it is, a name (with or without `#`) looked up with
-    /// `conversations.list` once and remembered.
-    pub async fn channel_id(&self, configured: &str) -> Result<String, SlackError> {
-        let name = configured.trim().trim_start_matches('#').to_string();
-        if looks_like_channel_id(&name) {
-            return Ok(name);
-        }
-        if let Some(id) = self
-            .channel_ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&name)
-        {
-            return Ok(id.clone());
-        }
-        let found = self
-            .slack
-            .find_channel(|c| c["name"].as_str() == Some(name.as_str()))
-            .await?;
-        match found.as_ref().and_then(|c| c["id"].as_str()) {
-            Some(id) => {
-                self.channel_ids
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(name, id.to_string());
-                Ok(id.to_string())
-            }
-            None => Err(SlackError::Api {
-                method: "conversations.list".into(),
-                code: format!("channel #{name} not found"),
-            }),
-        }
-    }
-}
-
-/// Whether a configured channel is already an ID (`C…`, `G…`, `D…`) rather than a name.
-pub fn looks_like_channel_id(s: &str) -> bool {
-    s.len() >= 9
-        && s.starts_with(['C', 'G', 'D'])
-        && s.chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-}
+use crate::slack::SlackClient;
+use crate::state::AppState;
 
 /// A running bot: HTTP server plus background workers.
 pub struct Application {
@@ -214,9 +45,9 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let state = Arc::new(AppState::new(settings, secrets, db, catalog, clock)?);
+        let state = Arc::new(build_state(settings, secrets, db, catalog, clock)?);
         // Alive before claiming anything: other replicas must not take this process's work over.
-        crate::store::lease::beat(&state.db, state.setup.owner())
+        crate::store::lease::beat(&state.db, state.worker.owner())
             .await
             .context("cannot write this process's heartbeat")?;
         state.intake.start_war_rooms_for(&state);
@@ -244,14 +75,16 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         {
             let state = state.clone();
-            tokio::spawn(async move { state.warm_up().await });
+            tokio::spawn(async move { warm_up(&state).await });
         }
         let checkpointer = state.db.spawn_checkpointer().map(AbortOnDrop);
         let heartbeat = AbortOnDrop(tokio::spawn(crate::store::lease::beat_forever(
             state.db.clone(),
-            state.setup.owner().to_string(),
+            state.worker.owner().to_string(),
         )));
-        let sweeper = AbortOnDrop(tokio::spawn(Runner::sweep_forever(state.clone())));
+        let sweeper = AbortOnDrop(tokio::spawn(crate::incidents::setup::sweep_forever(
+            state.clone(),
+        )));
         let timers = AbortOnDrop(tokio::spawn(crate::incidents::timers::run_forever(
             state.clone(),
         )));
@@ -275,7 +108,7 @@ impl Application {
         drop(heartbeat);
         // Whatever this process leased and did not finish is taken over at once by another replica (or on the
         // next start).
-        let _ = crate::store::lease::retire(&state.db, state.setup.owner()).await;
+        let _ = crate::store::lease::retire(&state.db, state.worker.owner()).await;
         Ok(())
     }
 }
@@ -299,7 +132,7 @@ async fn finish_in_flight(state: &AppState, socket: Option<AbortOnDrop>) {
     }
     // Declarations acknowledged a moment ago become incidents now, and their war rooms start.
     let _ = tokio::time::timeout_at(deadline, state.intake.flush()).await;
-    let busy = state.setup.active_count();
+    let busy = state.worker.active_count();
     if busy > 0 {
         tracing::info!(
             incidents = busy,
@@ -307,14 +140,14 @@ async fn finish_in_flight(state: &AppState, socket: Option<AbortOnDrop>) {
         );
     }
     if state
-        .setup
+        .worker
         .drain(deadline.saturating_duration_since(tokio::time::Instant::now()))
         .await
     {
         tracing::info!("stopped cleanly");
     } else {
         tracing::warn!(
-            incidents = state.setup.active_count(),
+            incidents = state.worker.active_count(),
             "grace period over with war rooms unfinished; their steps resume on the next start"
         );
     }
@@ -362,13 +195,54 @@ impl StopSignals {
     }
 }
 
-impl AppState {
-    /// The time zone for times typed by users (`incidents.default_timezone`).
-    pub fn default_tz(&self) -> chrono_tz::Tz {
-        self.settings
-            .incidents
-            .default_timezone
-            .parse()
-            .unwrap_or(chrono_tz::UTC)
+/// Builds the parts every handler and worker shares (once per process).
+pub fn build_state(
+    settings: Settings,
+    secrets: Secrets,
+    db: Db,
+    catalog: Catalog,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<AppState> {
+    let slack = SlackClient::new(
+        &settings.slack_api_base(),
+        secrets.slack_bot_token.as_ref(),
+        Duration::from_millis(settings.slack.call_timeout_ms),
+    )?;
+    let pager = Pager::new(settings.pager.clone())?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(settings.slack.call_timeout_ms))
+        .build()?;
+    let worker = crate::store::lease::Worker::default();
+    let intake = crate::incidents::declare::Intake::start(
+        db.clone(),
+        worker.owner().to_string(),
+        settings.setup.lease_ms as i64,
+        clock.clone(),
+    )
+    .context("cannot start the declaration writer")?;
+    Ok(AppState {
+        settings,
+        secrets,
+        db,
+        slack,
+        pager,
+        catalog: Arc::new(catalog),
+        clock,
+        http,
+        worker,
+        intake,
+        outbox: Default::default(),
+    })
+}
+
+/// Learns the bot's identity and the broadcast channel's ID now, so the first war room does not wait for
+/// them. Failures are only logged: both are asked again when needed.
+pub async fn warm_up(state: &AppState) {
+    let (me, broadcast) = tokio::join!(state.slack.identity(), state.broadcast_channel());
+    if let Err(e) = me {
+        tracing::warn!(error = %e, "auth.test failed at start");
+    }
+    if let Err(e) = broadcast {
+        tracing::warn!(error = %e, "could not find the broadcast channel at start");
     }
 }

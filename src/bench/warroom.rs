@@ -35,7 +35,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     h.slack.set_latency(opts.latency);
     h.pager.set_latency(opts.latency);
     // The bot learns who it is and where the broadcast channel is once, at start; do it before measuring.
-    h.state.warm_up().await;
+    crate::startup::warm_up(&h.state).await;
     let rtt = opts.latency.as_secs_f64() * 1000.0;
     println!("bench warroom: Slack and pager stand-ins answer every call after {rtt:.0} ms; SQLite at {db_url}");
 

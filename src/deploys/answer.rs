@@ -17,7 +17,7 @@ use super::{history_services, recent, recent_all, Deploy};
 use crate::domain::question::{self, human_span, RECENTLY};
 use crate::domain::text::{self, escape_cut};
 use crate::slack::blocks::{deploy_line, unknown_service_line};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Most deploys listed in one answer.
 pub const MAX_LINES: usize = 15;
@@ -179,22 +179,9 @@ pub async fn mention_reply(state: &AppState, user: Option<&str>, text: &str) -> 
 
 /// The asker's time zone from `users.info`, else the configured default.
 async fn asker_tz(state: &AppState, user: Option<&str>) -> chrono_tz::Tz {
-    let Some(user) = user else {
-        return state.default_tz();
-    };
-    match state
-        .slack
-        .call("users.info", json!({ "user": user }))
-        .await
-    {
-        Ok(v) => v["user"]["tz"]
-            .as_str()
-            .and_then(|tz| tz.parse().ok())
-            .unwrap_or_else(|| state.default_tz()),
-        Err(e) => {
-            tracing::warn!(error = %e, "users.info failed; using the default time zone");
-            state.default_tz()
-        }
+    match user {
+        Some(user) => state.user_tz(user).await,
+        None => state.default_tz(),
     }
 }
 

@@ -23,7 +23,7 @@ use super::runs::{self, Claim, Claimed, Outcome, RunKey};
 use super::schedule::Schedule;
 use super::stats::{Digest, Filter, Period};
 use crate::slack::SlackError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Why posting did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -251,7 +251,7 @@ async fn history(state: &AppState, channel_id: &str) -> Result<Vec<Value>, PostE
 
 /// A channel ID for a configured channel (an ID, or a name looked up once).
 pub async fn resolve_channel(state: &AppState, configured: &str) -> Result<String, PostError> {
-    Ok(state.channel_id(configured).await?)
+    Ok(state.slack.channel_id(configured).await?)
 }
 
 // ----------------------------------------------------------------------------------------------------------
@@ -315,7 +315,7 @@ async fn configured_for(state: &AppState, channel_id: &str) -> Option<Schedule> 
         if s.channel == channel_id {
             return Some(s);
         }
-        if !crate::startup::looks_like_channel_id(s.channel.trim().trim_start_matches('#'))
+        if !crate::slack::memory::looks_like_channel_id(s.channel.trim().trim_start_matches('#'))
             && resolve_channel(state, &s.channel).await.ok().as_deref() == Some(channel_id)
         {
             return Some(s);
@@ -356,7 +356,7 @@ pub async fn run_forever(state: Arc<AppState>) {
     if schedules.is_empty() {
         return;
     }
-    let owner = state.setup.owner().to_string();
+    let owner = state.worker.owner().to_string();
     let mut done: HashSet<RunKey> = HashSet::new();
     let every = StdDuration::from_millis(state.settings.setup.sweep_interval_ms.max(50));
     loop {

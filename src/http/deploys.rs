@@ -22,7 +22,7 @@ use crate::deploys::input::{parse_body, parse_instant, FieldError};
 use crate::deploys::{self, ListFilter};
 use crate::errors::ApiError;
 use crate::slack::verify::tokens_match;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/api/v1/deploys", post(create).get(list))

@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::observability;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/metrics", get(metrics))

@@ -21,7 +21,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.settings.http.body_limit_bytes;

@@ -26,7 +26,7 @@ use crate::deploys::sources::{self, Outcome};
 use crate::deploys::{self};
 use crate::errors::ApiError;
 use crate::slack::verify::{tokens_match, verify_hub_signature};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()

@@ -6,7 +6,7 @@
 //!    becomes incidents.
 //! 2. **Then made an incident.** Once the burst has been answered ([`Intake::quiet`]), each log row becomes its
 //!    incident rows and their first war-room step (the channel, claimed by this process) in one transaction that
-//!    also deletes the row, and the war rooms start ([`super::setup::Runner::start_declared`]). A row left by a
+//!    also deletes the row, and the war rooms start ([`super::setup::start_declared`]). A row left by a
 //!    process that died between the two steps is taken over by any replica's sweeper ([`recover`]); deleting the
 //!    row in the transaction that inserts its incidents makes each declaration exactly one incident.
 //!
@@ -27,14 +27,14 @@ use sqlx::any::AnyRow;
 use sqlx::Row as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::setup::Runner;
+use super::setup;
 use super::Incident;
 use crate::clock::Clock;
 use crate::db::{from_ms, ms, Backend, Db};
 use crate::domain::phase::Timeline;
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::domain::text::Title;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// What a user asked for, already parsed.
 #[derive(Debug, Clone)]
@@ -475,7 +475,7 @@ impl Writer {
         };
         let _runtime = starter.runtime.enter();
         for inc in incidents {
-            Runner::start_declared(&state, inc);
+            setup::start_declared(&state, inc);
         }
     }
 }
@@ -502,7 +502,7 @@ pub async fn recover(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
                 continue;
             }
         };
-        let owner = state.setup.owner();
+        let owner = state.worker.owner();
         if materialize(&state.db, &logged, owner, lease_ms, state.clock.now()).await? {
             tracing::warn!(
                 seq = logged.seq,
@@ -511,7 +511,7 @@ pub async fn recover(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
             );
             taken += logged.incidents.len();
             for inc in logged.incidents {
-                Runner::start_declared(state, inc);
+                setup::start_declared(state, inc);
             }
         }
     }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::outbox::{self, Outbox};
+use super::outbox;
 use crate::db::ms;
 use crate::domain::severity::DetectionMethod;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `block_id` of the card's detection question.
 pub const ACTIONS_BLOCK: &str = "detection_actions";
@@ -111,7 +111,7 @@ pub async fn record(
         outbox::refresh_summaries(&mut tx, incident_id, now).await?;
     }
     tx.commit().await?;
-    Outbox::kick(state);
+    outbox::kick(state);
     tracing::info!(incident = %inc.key(), method = method.as_str(), by, "detection method recorded");
     Ok(Outcome::Recorded { line: text })
 }

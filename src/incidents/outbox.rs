@@ -12,7 +12,6 @@
 //! The card row is coalesced: one row per incident whose `generation` is bumped by every change; the worker
 //! renders the card from the database as it is when it runs, and goes again if the generation moved meanwhile.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -30,7 +29,7 @@ use crate::domain::severity::Severity;
 use crate::domain::text::{self, escape_cut};
 use crate::pager::{Page, PagerError};
 use crate::slack::blocks;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::lease::{self, claimable};
 
 /// Rows fetched per claim.
@@ -53,22 +52,6 @@ impl Escalation {
         match self {
             Escalation::Ack => "ack",
             Escalation::Unresolved => "unresolved",
-        }
-    }
-}
-
-/// This process's outbox worker.
-#[derive(Debug)]
-pub struct Outbox {
-    draining: AtomicBool,
-    again: AtomicBool,
-}
-
-impl Default for Outbox {
-    fn default() -> Self {
-        Outbox {
-            draining: AtomicBool::new(false),
-            again: AtomicBool::new(false),
         }
     }
 }
@@ -274,35 +257,24 @@ fn done(result: impl Into<String>) -> Run {
     }
 }
 
-impl Outbox {
-    /// Runs every due row now, in the background, unless this process is already doing so (then it goes round
-    /// once more).
-    pub fn kick(state: &Arc<AppState>) {
-        let me = &state.outbox;
-        me.again.store(true, Ordering::SeqCst);
-        if me.draining.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let state = state.clone();
-        tokio::spawn(async move {
-            loop {
-                state.outbox.again.store(false, Ordering::SeqCst);
-                if let Err(e) = drain(&state).await {
-                    tracing::warn!(error = %e, "outbox drain failed; the next tick retries");
-                }
-                if state.outbox.again.load(Ordering::SeqCst) {
-                    continue;
-                }
-                state.outbox.draining.store(false, Ordering::SeqCst);
-                if state.outbox.again.load(Ordering::SeqCst)
-                    && !state.outbox.draining.swap(true, Ordering::SeqCst)
-                {
-                    continue;
-                }
+/// Runs every due row now, in the background, unless this process is already doing so (then it goes round once
+/// more).
+pub fn kick(state: &Arc<AppState>) {
+    if !state.outbox.kick() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            state.outbox.round();
+            if let Err(e) = drain(&state).await {
+                tracing::warn!(error = %e, "outbox drain failed; the next tick retries");
+            }
+            if !state.outbox.again() {
                 break;
             }
-        });
-    }
+        }
+    });
 }
 
 /// Rows of the incident not finished yet (pending or running).
@@ -394,7 +366,7 @@ async fn claim(state: &AppState) -> Result<Vec<Job>, sqlx::Error> {
            AND "#, claimable!("", "$3", "$5", "$1"), r#"
          RETURNING seq, id, incident_id, kind, payload, attempts, generation"#),
     )
-    .bind(state.setup.owner())
+    .bind(state.worker.owner())
     .bind(lease_until)
     .bind(now)
     .bind(CLAIM_BATCH)
@@ -497,7 +469,7 @@ async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx:
     .bind(next_at)
     .bind(ms(now))
     .bind(job.seq)
-    .bind(state.setup.owner())
+    .bind(state.worker.owner())
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 1 {
@@ -840,7 +812,7 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
         ),
     };
     let link = match &inc.channel_id {
-        Some(c) => Some(state.channel_link(c).await),
+        Some(c) => Some(state.slack.channel_link(c).await),
         None => None,
     };
     let service = svc.map(|s| s.name.clone()).unwrap_or_default();

@@ -10,15 +10,14 @@
 //!
 //! The pure parts — planning a change ([`plan`]) and the timeline line it posts ([`line`]) — are unit-tested here.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
-use super::outbox::{self, Outbox};
+use super::outbox;
 use super::{timers, Incident};
 use crate::config::IncidentSettings;
 use crate::db::ms;
@@ -33,16 +32,13 @@ use crate::errors::ApiError;
 use crate::http::slack::commands::SlashCommand;
 use crate::http::slack::ephemeral;
 use crate::slack::blocks;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `action_id` of the Reopen button (shown while monitoring).
 pub const REOPEN_ACTION_ID: &str = "phase_reopen";
 
 /// How often a change is retried after losing the version race before giving up.
 const MAX_CONFLICTS: usize = 64;
-
-/// How long a user's Slack time zone is remembered.
-const TZ_CACHE_HOURS: i64 = 12;
 
 /// What someone asked to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +198,7 @@ pub async fn apply(
             continue;
         };
         tx.commit().await?;
-        Outbox::kick(state);
+        outbox::kick(state);
         tracing::info!(incident = %inc.key(), event = event.kind(), by = by.unwrap_or("-"), "phase change stored");
         let incident = Incident {
             timeline: after,
@@ -614,7 +610,7 @@ async fn set(
     when: TimeSpec,
 ) -> Result<Response, ApiError> {
     let needs_tz = matches!(when, TimeSpec::Clock(_) | TimeSpec::Local(_));
-    let cached = state.user_tz.get(&cmd.user_id, state.clock.now());
+    let cached = state.slack.known_time_zone(&cmd.user_id, state.clock.now());
     if !needs_tz || cached.is_some() {
         let tz = cached.unwrap_or_else(|| state.default_tz());
         let text = correct(state, &inc.id, &cmd.user_id, target, when, tz).await?;
@@ -626,7 +622,7 @@ async fn set(
     let url = cmd.response_url.clone();
     let channel = cmd.channel_id.clone();
     tokio::spawn(async move {
-        let tz = user_tz(&state2, &user).await;
+        let tz = state2.user_tz(&user).await;
         let text = match correct(&state2, &id, &user, target, when, tz).await {
             Ok(t) => t,
             Err(e) => {
@@ -770,61 +766,6 @@ pub async fn status_text(state: &AppState, inc: &Incident) -> Result<String, sql
         ));
     }
     Ok(text::cut(&out.join("\n"), text::SECTION_TEXT))
-}
-
-// ── users' time zones ──────────────────────────────────────────────────────────────────────────────────────────
-
-/// Users' Slack time zones (`users.info` → `user.tz`), remembered for [`TZ_CACHE_HOURS`].
-#[derive(Debug, Default)]
-pub struct TzCache {
-    map: Mutex<HashMap<String, (chrono_tz::Tz, DateTime<Utc>)>>,
-}
-
-impl TzCache {
-    /// The remembered zone of `user`, if still fresh at `now`.
-    pub fn get(&self, user: &str, now: DateTime<Utc>) -> Option<chrono_tz::Tz> {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(user)
-            .filter(|(_, at)| now - *at < Duration::hours(TZ_CACHE_HOURS))
-            .map(|(tz, _)| *tz)
-    }
-
-    fn put(&self, user: &str, tz: chrono_tz::Tz, now: DateTime<Utc>) {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(user.to_string(), (tz, now));
-    }
-}
-
-/// The user's Slack time zone; the configured default when Slack does not say (not remembered, so asked again).
-pub async fn user_tz(state: &AppState, user: &str) -> chrono_tz::Tz {
-    slack_tz(state, user)
-        .await
-        .unwrap_or_else(|| state.default_tz())
-}
-
-/// The user's Slack time zone (`users.info`, remembered for 12 h), or `None` when Slack does not say.
-pub async fn slack_tz(state: &AppState, user: &str) -> Option<chrono_tz::Tz> {
-    let now = state.clock.now();
-    if let Some(tz) = state.user_tz.get(user, now) {
-        return Some(tz);
-    }
-    match state
-        .slack
-        .call("users.info", json!({ "user": user }))
-        .await
-    {
-        Ok(v) => {
-            let tz = v["user"]["tz"].as_str().and_then(|s| s.parse().ok())?;
-            state.user_tz.put(user, tz, now);
-            Some(tz)
-        }
-        Err(e) => {
-            tracing::warn!(user, error = %e, "users.info failed; using the default time zone");
-            None
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1041,14 +982,5 @@ mod tests {
             line("INC-3", &tl, &after, &event, None, window()),
             "🔒 INC-3 is closed — 30m of monitoring passed without a reopen. Final *MTTR 20m*."
         );
-    }
-
-    #[test]
-    fn time_zones_are_remembered_for_a_while() {
-        let cache = TzCache::default();
-        assert_eq!(cache.get("U1", t(10, 0)), None);
-        cache.put("U1", chrono_tz::Europe::Berlin, t(10, 0));
-        assert_eq!(cache.get("U1", t(21, 59)), Some(chrono_tz::Europe::Berlin));
-        assert_eq!(cache.get("U1", t(22, 0)), None);
     }
 }

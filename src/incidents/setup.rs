@@ -7,8 +7,8 @@
 //! its lease runs out or its process stops heartbeating ([`crate::store::lease`]), and its next attempt reconciles before acting (see [`super::steps`]). A sweeper finds
 //! such steps after a restart.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,130 +19,73 @@ use tracing::Instrument;
 use super::steps::{self, Failure, Need, Step};
 use super::Incident;
 use crate::db::{ms, Db};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::lease::{self, claimable};
 
-/// This process's step runner.
-#[derive(Debug)]
-pub struct Runner {
-    /// Lease owner id of this process.
-    owner: String,
-    /// Incidents this process is driving right now.
-    active: Mutex<HashSet<String>>,
+/// Starts driving `incident_id` unless this process already is.
+pub fn kick(state: &Arc<AppState>, incident_id: &str) {
+    spawn_driver(state, incident_id, None);
 }
 
-impl Default for Runner {
-    fn default() -> Self {
-        Runner {
-            owner: uuid::Uuid::new_v4().to_string(),
-            active: Mutex::default(),
-        }
-    }
+/// Starts the war room of an incident this process has just stored with its channel step claimed (see
+/// [`crate::incidents::declare`]): no query before the first Slack call.
+pub fn start_declared(state: &Arc<AppState>, inc: Incident) {
+    let id = inc.id.clone();
+    spawn_driver(state, &id, Some(inc));
 }
 
-impl Runner {
-    /// Starts driving `incident_id` unless this process already is.
-    pub fn kick(state: &Arc<AppState>, incident_id: &str) {
-        Runner::spawn_driver(state, incident_id, None);
+fn spawn_driver(state: &Arc<AppState>, incident_id: &str, fresh: Option<Incident>) {
+    if !state.worker.start(incident_id) {
+        return;
     }
-
-    /// Starts the war room of an incident this process has just stored with its channel step claimed (see
-    /// [`crate::incidents::declare`]): no query before the first Slack call.
-    pub fn start_declared(state: &Arc<AppState>, inc: Incident) {
-        let id = inc.id.clone();
-        Runner::spawn_driver(state, &id, Some(inc));
-    }
-
-    /// The lease owner id of this process.
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
-    fn spawn_driver(state: &Arc<AppState>, incident_id: &str, fresh: Option<Incident>) {
-        if Runner::mark_active(state, incident_id) {
-            Runner::spawn_marked(state, incident_id, fresh);
-        }
-    }
-
-    /// Records that this process drives the incident; false if it already does.
-    fn mark_active(state: &AppState, incident_id: &str) -> bool {
-        let mut active = state.setup.active.lock().unwrap_or_else(|e| e.into_inner());
-        active.insert(incident_id.to_string())
-    }
-
-    /// Spawns the driver of an incident already marked active.
-    fn spawn_marked(state: &Arc<AppState>, incident_id: &str, fresh: Option<Incident>) {
-        let state = state.clone();
-        let id = incident_id.to_string();
-        // Every line logged while setting up this incident (steps, Slack and pager calls) carries its id.
-        let span = tracing::info_span!("setup", incident_id = %id);
-        tokio::spawn(
-            async move {
-                if let Err(e) = drive(&state, &id, fresh).await {
-                    tracing::warn!(error = %e, "setup driver stopped; the sweeper will resume it");
-                }
-                state
-                    .setup
-                    .active
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+    let state = state.clone();
+    let id = incident_id.to_string();
+    // Every line logged while setting up this incident (steps, Slack and pager calls) carries its id.
+    let span = tracing::info_span!("setup", incident_id = %id);
+    tokio::spawn(
+        async move {
+            if let Err(e) = drive(&state, &id, fresh).await {
+                tracing::warn!(error = %e, "setup driver stopped; the sweeper will resume it");
             }
-            .instrument(span),
-        );
-    }
-
-    /// How many incidents this process is setting up right now.
-    pub fn active_count(&self) -> usize {
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Waits until no incident is being set up by this process, at most `limit`. True when all finished.
-    pub async fn drain(&self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.active_count() > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            state.worker.finish(&id);
         }
-        true
-    }
+        .instrument(span),
+    );
+}
 
-    /// Resumes every incident that has due or abandoned steps, after taking over declarations a stopped
-    /// process acknowledged but did not store as incidents. Returns how many incidents were kicked.
-    pub async fn sweep(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
-        crate::incidents::declare::recover(state).await?;
-        let now = ms(state.clock.now());
-        let ids: Vec<String> = sqlx::query_scalar(concat!(
-            r#"SELECT DISTINCT incident_id FROM setup_steps
-             WHERE "#,
-            claimable!("", "$1", "$2", "$3"),
-            r#"
-             LIMIT 200"#
-        ))
-        .bind(now)
-        .bind(lease::alive_since())
-        .bind(state.setup.owner())
-        .fetch_all(&state.db.pool)
-        .await?;
-        for id in &ids {
-            Runner::kick(state, id);
-        }
-        Ok(ids.len())
+/// Resumes every incident that has due or abandoned steps, after taking over declarations a stopped
+/// process acknowledged but did not store as incidents. Returns how many incidents were kicked.
+pub async fn sweep(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
+    crate::incidents::declare::recover(state).await?;
+    let now = ms(state.clock.now());
+    let ids: Vec<String> = sqlx::query_scalar(concat!(
+        r#"SELECT DISTINCT incident_id FROM setup_steps
+         WHERE "#,
+        claimable!("", "$1", "$2", "$3"),
+        r#"
+         LIMIT 200"#
+    ))
+    .bind(now)
+    .bind(lease::alive_since())
+    .bind(state.worker.owner())
+    .fetch_all(&state.db.pool)
+    .await?;
+    for id in &ids {
+        kick(state, id);
     }
+    Ok(ids.len())
+}
 
-    /// Sweeps forever, every `setup.sweep_interval_ms`.
-    pub async fn sweep_forever(state: Arc<AppState>) {
-        let every = Duration::from_millis(state.settings.setup.sweep_interval_ms.max(50));
-        loop {
-            // Declarations coming in are answered first (see `Intake::quiet`).
-            state.intake.quiet().await;
-            if let Err(e) = Runner::sweep(&state).await {
-                tracing::warn!(error = %e, "setup sweep failed");
-            }
-            tokio::time::sleep(every).await;
+/// Sweeps forever, every `setup.sweep_interval_ms`.
+pub async fn sweep_forever(state: Arc<AppState>) {
+    let every = Duration::from_millis(state.settings.setup.sweep_interval_ms.max(50));
+    loop {
+        // Declarations coming in are answered first (see `Intake::quiet`).
+        state.intake.quiet().await;
+        if let Err(e) = sweep(&state).await {
+            tracing::warn!(error = %e, "setup sweep failed");
         }
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -201,7 +144,7 @@ async fn claim(
          WHERE incident_id = $4 AND "#, claimable!("", "$3", "$5", "$1"), r#"
          RETURNING step, attempts"#),
     )
-    .bind(&state.setup.owner)
+    .bind(state.worker.owner())
     .bind(lease_until)
     .bind(ms(now))
     .bind(incident_id)
@@ -315,7 +258,7 @@ async fn record(
     .bind(ms(now))
     .bind(incident_id)
     .bind(step.as_str())
-    .bind(&state.setup.owner)
+    .bind(state.worker.owner())
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 1 && new_state != "pending" {
@@ -455,6 +398,7 @@ pub async fn step_report(db: &Db, incident_id: &str) -> Result<Vec<StepReport>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     fn states(pairs: &[(Step, &str)]) -> HashMap<Step, String> {
         pairs.iter().map(|(s, st)| (*s, st.to_string())).collect()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::command::{not_in_future, TimeSpec, UsageError};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// When impact began, as declared.
 ///
@@ -50,7 +50,8 @@ impl ImpactStart {
         now: DateTime<Utc>,
     ) -> Result<ImpactStart, UsageError> {
         let (zone, tz) = match spec {
-            TimeSpec::Clock(_) | TimeSpec::Local(_) => match state.user_tz.get(user, now) {
+            TimeSpec::Clock(_) | TimeSpec::Local(_) => match state.slack.known_time_zone(user, now)
+            {
                 Some(tz) => (Zone::Known(tz), tz),
                 None => (Zone::Default(state.default_tz()), state.default_tz()),
             },
@@ -110,7 +111,7 @@ impl ImpactStart {
         };
         let state = state.clone();
         tokio::spawn(async move {
-            let Some(tz) = super::phases::slack_tz(&state, &user).await else {
+            let Some(tz) = state.slack.time_zone(&user, state.clock.now()).await else {
                 let text = format!(
                     "Impact started {}: Slack did not say your time zone, so {} was used. If that is wrong: \
                      `/incident set started &lt;time&gt;` in the incident channel.",

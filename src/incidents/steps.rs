@@ -17,7 +17,7 @@ use crate::pager::{Page, PagerError};
 use crate::slack::blocks;
 use crate::slack::client::is_already_done;
 use crate::slack::SlackError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// One war-room step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,7 +222,7 @@ async fn find_own_channel(
     inc: &Incident,
     base: &str,
 ) -> Result<Option<(String, String)>, Failure> {
-    let me = state.identity().await?;
+    let me = state.slack.identity().await?;
     let not_before = inc.timeline.declared_at.timestamp() - 60;
     let found = state
         .slack
@@ -259,7 +259,7 @@ async fn topic(state: &AppState, inc: &Incident) -> Result<String, Failure> {
 
 async fn invite(state: &AppState, inc: &Incident) -> Result<String, Failure> {
     let channel = channel_of(inc)?;
-    let me = state.identity().await?;
+    let me = state.slack.identity().await?;
     let mut users: Vec<String> = vec![inc.declared_by.clone()];
     if let Some(svc) = inc.service.as_deref().and_then(|s| state.catalog.get(s)) {
         users.extend(svc.slack_owners.iter().cloned());
@@ -452,7 +452,7 @@ async fn page(state: &AppState, inc: &Incident) -> Result<String, Failure> {
         return Ok(format!("{} has no pager route in the catalog", svc.name));
     };
     let link = match &inc.channel_id {
-        Some(c) => Some(state.channel_link(c).await),
+        Some(c) => Some(state.slack.channel_link(c).await),
         None => None,
     };
     let page = Page {
@@ -483,7 +483,7 @@ async fn announce(state: &AppState, inc: &Incident, attempt: i64) -> Result<Stri
         }
     }
     let link = match &inc.channel_id {
-        Some(c) => Some(state.channel_link(c).await),
+        Some(c) => Some(state.slack.channel_link(c).await),
         None => None,
     };
     let args = json!({

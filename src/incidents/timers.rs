@@ -17,13 +17,13 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Row;
 
-use super::outbox::{self, Escalation, Outbox};
+use super::outbox::{self, Escalation};
 use super::phases::{self, Change, Event};
 use super::{select_incidents, Incident};
 use crate::db::{from_ms, ms, Db};
 use crate::domain::phase::Status;
 use crate::domain::severity::Severity;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Incidents declared longer ago than this get no escalation timers armed (e.g. imported history).
 const ARM_HORIZON_HOURS: i64 = 24;
@@ -199,7 +199,7 @@ pub async fn tick(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
             Err(e) => tracing::warn!(timer = %id, error = %e, "timer not fired; retried next tick"),
         }
     }
-    Outbox::kick(state);
+    outbox::kick(state);
     Ok(fired)
 }
 

@@ -13,7 +13,7 @@ use crate::domain::phase::{Milestone, Status};
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::domain::text::{self, escape, escape_cut};
 use crate::incidents::{detection, Incident};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `block_id` of the card's first block: lets a retry find a card that was posted but not recorded.
 pub fn card_block_id(incident_id: &str) -> String {

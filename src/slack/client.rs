@@ -92,6 +92,8 @@ pub struct SlackClient {
     token: Option<SlackApiToken>,
     timeout: Duration,
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// What Slack said once and the bot remembers ([`super::memory`]).
+    pub(super) memory: Arc<super::memory::Memory>,
 }
 
 impl std::fmt::Debug for SlackClient {
@@ -117,6 +119,7 @@ impl SlackClient {
             token: token.map(|t| SlackApiToken::new(SlackApiTokenValue(t.expose().to_string()))),
             timeout,
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            memory: Arc::default(),
         })
     }
 

@@ -161,7 +161,7 @@ async fn run_on(db_url: &str) -> anyhow::Result<()> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
     if let Some(identified) = &inc.timeline.identified {
-        let tz = crate::incidents::phases::user_tz(&h.state, "U0PAYOWN1").await;
+        let tz = h.state.user_tz("U0PAYOWN1").await;
         let local = (identified.at - Span::minutes(5))
             .with_timezone(&tz)
             .format("%H:%M")

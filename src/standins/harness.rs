@@ -16,7 +16,8 @@ use crate::incidents::setup::{step_report, StepReport};
 use crate::slack::verify::sign;
 use crate::standins::pager::PagerStandin;
 use crate::standins::slack::SlackStandin;
-use crate::startup::{AppState, Application};
+use crate::startup::Application;
+use crate::state::AppState;
 
 pub const SIGNING_SECRET: &str = "harness-signing-secret";
 pub const BOT_TOKEN: &str = "xoxb-harness-token";

@@ -13,6 +13,9 @@
 //! mid-setup has its war rooms finished within seconds instead of after its lease. A process never takes its own
 //! rows over by heartbeat, and the lease still bounds a process that is alive but hung.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::db::Db;
@@ -123,6 +126,92 @@ pub async fn retire(db: &Db, owner: &str) -> Result<(), sqlx::Error> {
         .execute(&db.pool)
         .await?;
     Ok(())
+}
+
+/// This process in the lease queues: the owner id it claims rows under (one per process, so its heartbeat
+/// covers everything it holds), and the incidents whose war rooms it is driving right now.
+#[derive(Debug)]
+pub struct Worker {
+    owner: String,
+    active: Mutex<HashSet<String>>,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Worker {
+            owner: uuid::Uuid::new_v4().to_string(),
+            active: Mutex::default(),
+        }
+    }
+}
+
+impl Worker {
+    /// The lease owner id of this process.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Records that this process works on `key`; false if it already does.
+    pub fn start(&self, key: &str) -> bool {
+        self.active().insert(key.to_string())
+    }
+
+    /// Records that this process no longer works on `key`.
+    pub fn finish(&self, key: &str) {
+        self.active().remove(key);
+    }
+
+    /// How many keys this process is working on right now.
+    pub fn active_count(&self) -> usize {
+        self.active().len()
+    }
+
+    /// Waits until this process works on nothing, at most `limit`. True when everything finished.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.active_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One draining loop at a time per process: a kick while the loop runs makes it go round once more instead of
+/// starting a second one.
+#[derive(Debug, Default)]
+pub struct Coalesced {
+    draining: AtomicBool,
+    again: AtomicBool,
+}
+
+impl Coalesced {
+    /// Asks for a round; true when the caller must start the loop (none is running).
+    pub fn kick(&self) -> bool {
+        self.again.store(true, Ordering::SeqCst);
+        !self.draining.swap(true, Ordering::SeqCst)
+    }
+
+    /// Call at the start of each round.
+    pub fn round(&self) {
+        self.again.store(false, Ordering::SeqCst);
+    }
+
+    /// Call after each round: true when the loop must go round once more (kicked meanwhile), false when it
+    /// stopped.
+    pub fn again(&self) -> bool {
+        if self.again.load(Ordering::SeqCst) {
+            return true;
+        }
+        self.draining.store(false, Ordering::SeqCst);
+        self.again.load(Ordering::SeqCst) && !self.draining.swap(true, Ordering::SeqCst)
+    }
 }
 
 #[cfg(test)]

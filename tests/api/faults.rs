@@ -163,7 +163,7 @@ async fn slack_500s_429s_timeouts_and_dropped_connections_delay_the_war_room_and
         s.pager.call_timeout_ms = 400;
     })
     .await;
-    app.state.warm_up().await;
+    incident_bot::startup::warm_up(&app.state).await;
     let slack = &app.slack;
     let slow = Fault::Delay(Duration::from_millis(1_200));
     // Setup: every Web API call the war room needs fails at least once, in a different way.
@@ -383,7 +383,7 @@ fn event_body(event_id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_mid_run_loses_nothing_the_bot_acknowledged() {
     let app = spawn_app_with(|_| {}).await;
-    app.state.warm_up().await;
+    incident_bot::startup::warm_up(&app.state).await;
     let total = 48usize;
     let app = Arc::new(app);
     let begin = tokio::time::Instant::now();

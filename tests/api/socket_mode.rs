@@ -11,7 +11,8 @@ use incident_bot::standins::harness::{catalog_for, secrets_for, settings_for};
 use incident_bot::standins::pager::PagerStandin;
 use incident_bot::standins::slack::{SlackStandin, GENERAL_CHANNEL_ID, INCIDENTS_CHANNEL_ID};
 use incident_bot::standins::slack_socket::SocketHub;
-use incident_bot::startup::{AppState, Application};
+use incident_bot::startup::Application;
+use incident_bot::state::AppState;
 use serde_json::{json, Value};
 
 use crate::helpers::{fresh_database_url, SETUP_LIMIT};

@@ -21,7 +21,7 @@ use crate::errors::ApiError;
 use crate::incidents::declare::{self, DeclareRequest};
 use crate::incidents::started::ImpactStart;
 use crate::slack::blocks;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The fields of Slack's slash-command payload that the bot uses.
 #[derive(Debug, Deserialize)]

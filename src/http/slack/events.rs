@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::{bad_body, deadline, Signed};
 use crate::db::ms;
 use crate::errors::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,

@@ -18,7 +18,7 @@ use crate::errors::ApiError;
 use crate::incidents::declare::{self, DeclareRequest};
 use crate::incidents::detection;
 use crate::incidents::started::ImpactStart;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 struct Form {

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::errors::ApiError;
 use crate::slack::verify;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
