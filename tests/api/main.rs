@@ -15,6 +15,7 @@ mod openapi;
 mod ops;
 mod phases;
 mod recovery;
+mod replays;
 mod replicas;
 mod self_contained;
 mod socket_mode;

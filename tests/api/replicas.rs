@@ -60,22 +60,22 @@ const DECLARED: [(&str, &str); 6] = [
     ),
 ];
 
-/// Stand-ins, one database and the files every replica reads.
-struct Cluster {
-    slack: SlackStandin,
+/// Stand-ins, one database and the files every replica reads (also used by `replays`).
+pub(crate) struct Cluster {
+    pub(crate) slack: SlackStandin,
     pager: PagerStandin,
     catalog: Catalog,
     db_url: String,
-    db: Db,
+    pub(crate) db: Db,
     dir: PathBuf,
     catalog_path: PathBuf,
     config_path: PathBuf,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     next: AtomicUsize,
 }
 
 impl Cluster {
-    async fn new() -> Cluster {
+    pub(crate) async fn new() -> Cluster {
         incident_bot::startup::install_crypto_provider();
         let slack = SlackStandin::start().await.expect("slack stand-in");
         let pager = PagerStandin::start().await.expect("pager stand-in");
@@ -113,7 +113,7 @@ impl Cluster {
         }
     }
 
-    async fn replica(&self) -> BotProcess {
+    pub(crate) async fn replica(&self) -> BotProcess {
         let mut cmd = BotProcess::command(
             Path::new(env!("CARGO_BIN_EXE_incident-bot")),
             &self.db_url,
@@ -193,7 +193,7 @@ impl Cluster {
             .collect()
     }
 
-    async fn count(&self, sql: &'static str) -> i64 {
+    pub(crate) async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(&self.db.pool)
             .await
@@ -201,7 +201,7 @@ impl Cluster {
     }
 
     /// Waits until `sql` (a COUNT of unfinished things) is 0.
-    async fn settle(&self, what: &str, sql: &'static str) {
+    pub(crate) async fn settle(&self, what: &str, sql: &'static str) {
         let deadline = tokio::time::Instant::now() + LIMIT;
         loop {
             let left = self.count(sql).await;
@@ -216,7 +216,7 @@ impl Cluster {
         }
     }
 
-    async fn all_settled(&self) {
+    pub(crate) async fn all_settled(&self) {
         self.settle(
             "setup steps",
             "SELECT COUNT(*) FROM setup_steps WHERE state <> 'done'",
