@@ -9,6 +9,7 @@ mod faults;
 mod front_door;
 mod helpers;
 mod import;
+mod late_answers;
 mod manifest;
 mod mentions;
 mod openapi;

@@ -439,15 +439,18 @@ async fn three_replicas_with_one_killed_mid_setup_behave_as_one_bot() {
                     .await
                     .expect("load")
                     .expect("incident");
-                let body =
+                // Two clicks: each its own request (Slack gives each its own trigger_id), not one replayed.
+                let click = || {
                     block_actions_body(&inc, "U0RESPOND1", m.action_id(), &url, chrono::Utc::now())
-                        .expect("click body");
+                        .expect("click body")
+                };
+                let (body, again) = (click(), click());
                 let first = &replicas[k % replicas.len()];
                 let second = &replicas[(k + 1) % replicas.len()];
                 let ct = "application/x-www-form-urlencoded";
                 let (s1, s2) = tokio::join!(
                     c.post(first, "/slack/interactions", ct, body.clone(), 0),
-                    c.post(second, "/slack/interactions", ct, body, 0),
+                    c.post(second, "/slack/interactions", ct, again, 0),
                 );
                 assert_eq!((s1, s2), (200, 200), "both clicks are acknowledged");
                 pairs += 1;
