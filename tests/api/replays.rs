@@ -129,6 +129,8 @@ async fn a_replayed_slash_command_declares_one_incident() {
     let reply: Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(declared_number(&reply), 1, "{reply}");
     assert_ignored(&replays);
+    // Acknowledged once logged; the incident row follows within milliseconds.
+    app.incident_id(1).await.unwrap();
     assert_eq!(count(&app, "SELECT COUNT(*) FROM incidents").await, 1);
     assert_eq!(rooms_once_settled(&app).await, 1);
     assert_eq!(app.slack.count("conversations.create"), 1);
@@ -147,6 +149,7 @@ async fn a_replayed_declare_form_declares_one_incident() {
     let (first, replays) = sent_four_times(&app, &req).await;
     assert_eq!(first.0, 200, "{first:?}");
     assert_ignored(&replays);
+    app.incident_id(1).await.unwrap();
     assert_eq!(
         count(
             &app,
