@@ -353,7 +353,8 @@ async fn claim(state: &AppState) -> Result<Vec<Job>, sqlx::Error> {
     let lease_until = now + state.settings.setup.lease_ms as i64;
     let rows = sqlx::query(concat!(
         r#"UPDATE outbox
-         SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+         SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3,
+             first_attempt_at = COALESCE(first_attempt_at, $6)
          WHERE seq IN (
              SELECT o.seq FROM outbox o
              WHERE "#, claimable!("o.", "$3", "$5", "$1"), r#"
@@ -371,6 +372,7 @@ async fn claim(state: &AppState) -> Result<Vec<Job>, sqlx::Error> {
     .bind(now)
     .bind(CLAIM_BATCH)
     .bind(lease::alive_since())
+    .bind(lease::wall_ms())
     .fetch_all(&state.db.pool)
     .await?;
     let mut jobs = Vec::new();
@@ -556,6 +558,15 @@ async fn card(state: &AppState, inc: &Incident) -> Result<Run, Run> {
     )))
 }
 
+/// When the row's first attempt began (wall-clock epoch ms), for [`crate::slack::SlackClient::find_message`].
+async fn first_attempt_at(state: &AppState, job: &Job) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT first_attempt_at FROM outbox WHERE seq = $1")
+        .bind(job.seq)
+        .fetch_optional(&state.db.pool)
+        .await
+        .map(Option::flatten)
+}
+
 /// `block_id` of the first block of everything a row posts.
 fn block_id(job: &Job) -> String {
     format!("ob:{}", job.id)
@@ -579,7 +590,8 @@ async fn post(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Resu
     };
     let bid = block_id(job);
     if attempt > 1 {
-        if let Some(ts) = state.slack.find_message(&channel, &bid).await? {
+        let since = first_attempt_at(state, job).await?;
+        if let Some(ts) = state.slack.find_message(&channel, &bid, since).await? {
             return Ok(done(format!(
                 "posted {channel} {ts} (found after an interrupted attempt)"
             )));
@@ -671,7 +683,8 @@ async fn summary(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> R
     };
     let bid = block_id(job);
     if attempt > 1 {
-        if let Some(ts) = state.slack.find_message(&channel, &bid).await? {
+        let since = first_attempt_at(state, job).await?;
+        if let Some(ts) = state.slack.find_message(&channel, &bid, since).await? {
             return Ok(done(format!(
                 "posted {channel} {ts} (found after an interrupted attempt)"
             )));

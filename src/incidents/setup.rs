@@ -140,7 +140,8 @@ async fn claim(
     let lease_until = ms(now) + state.settings.setup.lease_ms as i64;
     let rows = sqlx::query(concat!(
         r#"UPDATE setup_steps
-         SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+         SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3,
+             first_attempt_at = COALESCE(first_attempt_at, $6)
          WHERE incident_id = $4 AND "#, claimable!("", "$3", "$5", "$1"), r#"
          RETURNING step, attempts"#),
     )
@@ -149,6 +150,7 @@ async fn claim(
     .bind(ms(now))
     .bind(incident_id)
     .bind(lease::alive_since())
+    .bind(lease::wall_ms())
     .fetch_all(&state.db.pool)
     .await?;
     let mut out = Vec::new();

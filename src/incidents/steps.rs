@@ -333,11 +333,28 @@ pub async fn deploys_before_impact(
     .await
 }
 
+/// When the step's first attempt began (wall-clock epoch ms), for [`crate::slack::SlackClient::find_message`].
+async fn first_attempt_at(
+    state: &AppState,
+    inc: &Incident,
+    step: Step,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT first_attempt_at FROM setup_steps WHERE incident_id = $1 AND step = $2",
+    )
+    .bind(&inc.id)
+    .bind(step.as_str())
+    .fetch_optional(&state.db.pool)
+    .await
+    .map(Option::flatten)
+}
+
 async fn card(state: &AppState, inc: &Incident, attempt: i64) -> Result<String, Failure> {
     let channel = channel_of(inc)?.to_string();
     let block_id = blocks::card_block_id(&inc.id);
     let ts = match if attempt > 1 {
-        state.slack.find_message(&channel, &block_id).await?
+        let since = first_attempt_at(state, inc, Step::Card).await?;
+        state.slack.find_message(&channel, &block_id, since).await?
     } else {
         None
     } {
@@ -476,7 +493,8 @@ async fn announce(state: &AppState, inc: &Incident, attempt: i64) -> Result<Stri
     let channel = state.broadcast_channel().await?;
     let block_id = blocks::announce_block_id(&inc.id);
     if attempt > 1 {
-        if let Some(ts) = state.slack.find_message(&channel, &block_id).await? {
+        let since = first_attempt_at(state, inc, Step::Announce).await?;
+        if let Some(ts) = state.slack.find_message(&channel, &block_id, since).await? {
             return Ok(format!(
                 "announced {ts} (found after an interrupted attempt)"
             ));

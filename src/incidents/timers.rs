@@ -29,7 +29,7 @@ use crate::state::AppState;
 const ARM_HORIZON_HOURS: i64 = 24;
 /// Most incidents whose timers one tick arms.
 const ARM_BATCH: i64 = 100;
-/// How often (in ticks) finished outbox rows are cleaned up.
+/// How often (in ticks) finished outbox rows, and the Slack requests already seen, are cleaned up.
 const JANITOR_EVERY_TICKS: u64 = 1_500;
 
 /// What a timer does when it fires.
@@ -216,6 +216,12 @@ pub async fn run_forever(state: Arc<AppState>) {
         if n.is_multiple_of(JANITOR_EVERY_TICKS) {
             if let Err(e) = outbox::forget_old(&state.db, state.clock.now()).await {
                 tracing::warn!(error = %e, "outbox clean-up failed");
+            }
+            let window = chrono::Duration::seconds(state.settings.slack.signature_tolerance_secs);
+            if let Err(e) =
+                crate::store::replays::forget_old(&state.db, state.clock.now(), window).await
+            {
+                tracing::warn!(error = %e, "clean-up of seen Slack requests failed");
             }
         }
         n = n.wrapping_add(1);

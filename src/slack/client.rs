@@ -85,6 +85,15 @@ impl SlackError {
 /// deadline, so a call that waits is never mistaken for one whose outcome is unknown).
 const MAX_IN_FLIGHT: usize = 128;
 
+/// Messages per `conversations.history` page (Slack recommends no more than 200).
+const HISTORY_PAGE: u32 = 200;
+
+/// Most `conversations.history` pages [`SlackClient::find_message`] reads (40,000 messages).
+const MAX_HISTORY_PAGES: usize = 200;
+
+/// How far Slack's clock may be behind this machine's: history is read back this much before an attempt began.
+const CLOCK_SKEW_MS: i64 = 60_000;
+
 /// A Slack Web API client bound to the bot token.
 #[derive(Clone)]
 pub struct SlackClient {
@@ -232,25 +241,47 @@ impl SlackClient {
         Ok(None)
     }
 
-    /// The `ts` of a recent message in `channel` whose blocks carry `block_id` — how a retried post finds the
-    /// message an interrupted attempt already made.
+    /// The `ts` of a message in `channel` whose blocks carry `block_id` — how a retried post finds the message an
+    /// interrupted attempt already made. Reads `conversations.history` page by page, newest first, back to
+    /// `since` (wall-clock epoch ms when the first attempt began, less [`CLOCK_SKEW_MS`] for Slack's clock; all
+    /// of it when unknown), so however many messages were posted since, the attempt's own post is found.
     pub async fn find_message(
         &self,
         channel: &str,
         block_id: &str,
+        since: Option<i64>,
     ) -> Result<Option<String>, SlackError> {
-        let v = self
-            .call(
-                "conversations.history",
-                serde_json::json!({ "channel": channel, "limit": 200 }),
-            )
-            .await?;
-        Ok(v["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| crate::slack::blocks::has_block_id(m, block_id))
-            .and_then(|m| m["ts"].as_str().map(str::to_string)))
+        let mut args = serde_json::json!({ "channel": channel, "limit": HISTORY_PAGE });
+        if let Some(ms) = since {
+            let oldest = (ms - CLOCK_SKEW_MS).max(0);
+            args["oldest"] =
+                Value::from(format!("{}.{:06}", oldest / 1000, (oldest % 1000) * 1000));
+        }
+        for _ in 0..MAX_HISTORY_PAGES {
+            let v = self.call("conversations.history", args.clone()).await?;
+            if let Some(ts) = v["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| crate::slack::blocks::has_block_id(m, block_id))
+                .and_then(|m| m["ts"].as_str())
+            {
+                return Ok(Some(ts.to_string()));
+            }
+            let cursor = v["response_metadata"]["next_cursor"]
+                .as_str()
+                .unwrap_or_default();
+            if !v["has_more"].as_bool().unwrap_or(false) || cursor.is_empty() {
+                return Ok(None);
+            }
+            args["cursor"] = Value::from(cursor);
+        }
+        tracing::warn!(
+            channel,
+            block_id,
+            "gave up looking for an earlier attempt's post after {MAX_HISTORY_PAGES} pages of history"
+        );
+        Ok(None)
     }
 
     /// `chat.postMessage`, joining the channel first when Slack says the bot is not in it.
@@ -273,6 +304,63 @@ impl SlackClient {
 mod tests {
     use super::*;
     use crate::standins::slack::SlackStandin;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn the_stand_ins_history_pages_like_slacks() {
+        let slack = SlackStandin::start().await.unwrap();
+        let client = SlackClient::new(
+            &slack.base_url(),
+            Some(&Secret::new("xoxb-test-token")),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let channel = crate::standins::slack::GENERAL_CHANNEL_ID;
+        assert!(slack.post_as(channel, "U1", 5));
+        let ts: Vec<String> = slack
+            .channel_by_name(channel)
+            .unwrap()
+            .messages
+            .iter()
+            .map(|m| m.ts.clone())
+            .collect();
+        let history = |args: Value| {
+            let client = client.clone();
+            async move {
+                let v = client.call("conversations.history", args).await.unwrap();
+                let got: Vec<String> = v["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["ts"].as_str().unwrap().to_string())
+                    .collect();
+                let next = v["response_metadata"]["next_cursor"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                (got, v["has_more"].as_bool().unwrap(), next)
+            }
+        };
+        // Newest first, two a page; a message posted between pages does not shift the next one.
+        let (first, more, cursor) = history(json!({ "channel": channel, "limit": 2 })).await;
+        assert_eq!(first, vec![ts[4].clone(), ts[3].clone()]);
+        assert!(more && !cursor.is_empty());
+        assert!(slack.post_as(channel, "U1", 1));
+        let (second, _, _) =
+            history(json!({ "channel": channel, "limit": 2, "cursor": cursor })).await;
+        assert_eq!(second, vec![ts[2].clone(), ts[1].clone()]);
+        // `oldest` and `latest` are exclusive unless `inclusive`.
+        let (bounded, more, cursor) =
+            history(json!({ "channel": channel, "oldest": ts[1], "latest": ts[4], "limit": 10 }))
+                .await;
+        assert_eq!(bounded, vec![ts[3].clone(), ts[2].clone()]);
+        assert!(!more && cursor.is_empty());
+        let (inclusive, _, _) = history(
+            json!({ "channel": channel, "oldest": ts[1], "latest": ts[4], "inclusive": true }),
+        )
+        .await;
+        assert_eq!(inclusive.len(), 4);
+    }
 
     #[tokio::test]
     async fn calls_beyond_the_in_flight_limit_wait_for_a_free_slot() {

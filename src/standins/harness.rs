@@ -305,7 +305,7 @@ pub fn block_actions_body(
         "api_app_id": "A0001",
         "token": "legacy-verification-token",
         "container": { "type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": false },
-        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        "trigger_id": trigger_id(),
         "channel": { "id": channel, "name": inc.channel_name.clone().unwrap_or_default() },
         "message": { "bot_id": crate::standins::slack::BOT_ID, "type": "message", "text": "incident card",
                      "user": crate::standins::slack::BOT_USER_ID, "ts": ts },
@@ -325,6 +325,16 @@ pub fn block_actions_body(
     )])?)
 }
 
+/// A fresh `trigger_id`, shaped like Slack's: Slack gives every command and interaction its own, so two
+/// requests alike in everything else still differ (and are not taken for a replay of each other).
+pub fn trigger_id() -> String {
+    format!(
+        "{}.738474920.{:019x}",
+        fastrand::u64(10_000_000_000..100_000_000_000),
+        fastrand::u64(..)
+    )
+}
+
 /// The form body Slack posts for `/incident <text>` typed by `user` in `channel`.
 pub fn slash_body(user: &str, channel: &str, text: &str, response_url: &str) -> String {
     serde_urlencoded::to_string([
@@ -339,7 +349,7 @@ pub fn slash_body(user: &str, channel: &str, text: &str, response_url: &str) -> 
         ("text", text),
         ("api_app_id", "A0001"),
         ("response_url", response_url),
-        ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+        ("trigger_id", &trigger_id()),
     ])
     .unwrap_or_default()
 }

@@ -499,6 +499,29 @@ impl SlackStandin {
         st.new_channel(name.trim_start_matches('#'), false, "U0ADMIN01")
     }
 
+    /// Posts `count` plain messages from `user` to a channel (by name or id) directly, as people talking there
+    /// would (no call recorded). Returns false when there is no such channel.
+    pub fn post_as(&self, channel: &str, user: &str, count: usize) -> bool {
+        let mut st = self.state();
+        let Some(i) = st.find_channel(channel) else {
+            return false;
+        };
+        for n in 0..count {
+            let ts = st.next_ts();
+            st.channels[i].messages.push(Message {
+                ts,
+                user: user.to_string(),
+                text: format!("message {n}"),
+                blocks: None,
+                attachments: None,
+                thread_ts: None,
+                edited: 0,
+                files: Vec::new(),
+            });
+        }
+        true
+    }
+
     /// Ephemeral messages posted: `(channel id, user, text)`.
     pub fn ephemerals(&self) -> Vec<(String, String, String)> {
         self.state().ephemerals.clone()
@@ -979,12 +1002,25 @@ impl SlackState {
         })))
     }
 
+    /// Like Slack's: top-level messages newest first, at most `limit` (default 100, at most 1000) a page; `oldest`
+    /// and `latest` bound the `ts` (exclusive unless `inclusive`); the `next_cursor` names where the next page
+    /// starts, so messages posted between two pages do not shift it.
     fn conversations_history(&mut self, params: &Map<String, Value>) -> Result<Reply, Reply> {
         let i = self.visible_channel(params, "channel")?;
         let limit = p_usize(params, "limit").unwrap_or(100).clamp(1, 1000);
-        let offset = match p_str(params, "cursor") {
-            None => 0,
-            Some(c) => decode_cursor(&c).ok_or_else(|| err("invalid_cursor"))?,
+        let bound = |key: &str| match p_str(params, key) {
+            None => Ok(None),
+            Some(v) => ts_micros(&v)
+                .map(Some)
+                .ok_or_else(|| err("invalid_ts_oldest")),
+        };
+        let oldest = bound("oldest")?;
+        let latest = bound("latest")?;
+        let inclusive = p_bool(params, "inclusive");
+        // The cursor holds the `ts` of the next message to return: that one and older ones follow.
+        let before = match p_str(params, "cursor") {
+            None => None,
+            Some(c) => Some(decode_history_cursor(&c).ok_or_else(|| err("invalid_cursor"))?),
         };
         let ch = &self.channels[i];
         // History holds top-level messages only (thread replies live in conversations.replies), newest first.
@@ -993,16 +1029,21 @@ impl SlackState {
             .iter()
             .rev()
             .filter(|m| m.thread_ts.as_deref().is_none_or(|t| t == m.ts))
+            .filter(|m| {
+                let at = ts_micros(&m.ts).unwrap_or_default();
+                let after_oldest = oldest.is_none_or(|o| at > o || (inclusive && at == o));
+                let before_latest = latest.is_none_or(|l| at < l || (inclusive && at == l));
+                after_oldest && before_latest && before.is_none_or(|b| at <= b)
+            })
             .collect();
         let page: Vec<Value> = top
             .iter()
-            .skip(offset)
             .take(limit)
             .map(|m| message_json(ch, m))
             .collect();
-        let has_more = offset + limit < top.len();
+        let has_more = top.len() > limit;
         let next = if has_more {
-            encode_cursor(offset + limit)
+            encode_history_cursor(&top[limit].ts)
         } else {
             String::new()
         };
@@ -1417,6 +1458,29 @@ fn encode_cursor(offset: usize) -> String {
 
 fn decode_cursor(cursor: &str) -> Option<usize> {
     cursor.strip_prefix("dXNlcjpV")?.parse().ok()
+}
+
+fn encode_history_cursor(ts: &str) -> String {
+    format!("bmV4dF90czo{ts}")
+}
+
+fn decode_history_cursor(cursor: &str) -> Option<i128> {
+    ts_micros(cursor.strip_prefix("bmV4dF90czo")?)
+}
+
+/// A message `ts` (`"1764100000.000100"`, or a number of seconds) in microseconds.
+fn ts_micros(ts: &str) -> Option<i128> {
+    let (secs, frac) = ts.split_once('.').unwrap_or((ts, ""));
+    if frac.len() > 6 || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i128 = secs.parse().ok()?;
+    let micros: i128 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}").parse().ok()?
+    };
+    Some(secs * 1_000_000 + micros)
 }
 
 fn ts_secs(ts: &str) -> i64 {

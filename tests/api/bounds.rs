@@ -103,7 +103,7 @@ async fn timed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_slack_request_is_answered_in_time_while_the_database_hangs() {
     let app = Arc::new(spawn_app().await);
-    app.state.warm_up().await;
+    incident_bot::startup::warm_up(&app.state).await;
     let (status, _) = app
         .slash("start Before the hang sev:P2")
         .await

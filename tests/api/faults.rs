@@ -974,6 +974,12 @@ fn storm(
                     8 => ("/slack/events", JSON, b"[]".to_vec()),
                     _ => ("/slack/events", JSON, "{\"type\":\"event_callback\",\"event_id\":\"\u{0}\"".as_bytes().to_vec()),
                 };
+                // No two requests from Slack are alike (each has its own trigger_id or timestamps): a copy sent in
+                // the same second would be taken for a replay and answered with an empty 200.
+                let mut body = body;
+                if ct == FORM {
+                    body.extend_from_slice(format!("&n={i}").as_bytes());
+                }
                 req(path, ct, body, Signing::Valid, &[400])
             }
             Kind::RandomSigned => req(

@@ -60,22 +60,22 @@ const DECLARED: [(&str, &str); 6] = [
     ),
 ];
 
-/// Stand-ins, one database and the files every replica reads.
-struct Cluster {
-    slack: SlackStandin,
+/// Stand-ins, one database and the files every replica reads (also used by `replays`).
+pub(crate) struct Cluster {
+    pub(crate) slack: SlackStandin,
     pager: PagerStandin,
     catalog: Catalog,
     db_url: String,
-    db: Db,
+    pub(crate) db: Db,
     dir: PathBuf,
     catalog_path: PathBuf,
     config_path: PathBuf,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     next: AtomicUsize,
 }
 
 impl Cluster {
-    async fn new() -> Cluster {
+    pub(crate) async fn new() -> Cluster {
         let slack = SlackStandin::start().await.expect("slack stand-in");
         let pager = PagerStandin::start().await.expect("pager stand-in");
         let db_url = crate::helpers::fresh_database_url().await;
@@ -112,7 +112,7 @@ impl Cluster {
         }
     }
 
-    async fn replica(&self) -> BotProcess {
+    pub(crate) async fn replica(&self) -> BotProcess {
         let mut cmd = BotProcess::command(
             Path::new(env!("CARGO_BIN_EXE_incident-bot")),
             &self.db_url,
@@ -192,7 +192,7 @@ impl Cluster {
             .collect()
     }
 
-    async fn count(&self, sql: &'static str) -> i64 {
+    pub(crate) async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(&self.db.pool)
             .await
@@ -200,7 +200,7 @@ impl Cluster {
     }
 
     /// Waits until `sql` (a COUNT of unfinished things) is 0.
-    async fn settle(&self, what: &str, sql: &'static str) {
+    pub(crate) async fn settle(&self, what: &str, sql: &'static str) {
         let deadline = tokio::time::Instant::now() + LIMIT;
         loop {
             let left = self.count(sql).await;
@@ -215,7 +215,7 @@ impl Cluster {
         }
     }
 
-    async fn all_settled(&self) {
+    pub(crate) async fn all_settled(&self) {
         self.settle(
             "setup steps",
             "SELECT COUNT(*) FROM setup_steps WHERE state <> 'done'",
@@ -438,15 +438,18 @@ async fn three_replicas_with_one_killed_mid_setup_behave_as_one_bot() {
                     .await
                     .expect("load")
                     .expect("incident");
-                let body =
+                // Two clicks: each its own request (Slack gives each its own trigger_id), not one replayed.
+                let click = || {
                     block_actions_body(&inc, "U0RESPOND1", m.action_id(), &url, chrono::Utc::now())
-                        .expect("click body");
+                        .expect("click body")
+                };
+                let (body, again) = (click(), click());
                 let first = &replicas[k % replicas.len()];
                 let second = &replicas[(k + 1) % replicas.len()];
                 let ct = "application/x-www-form-urlencoded";
                 let (s1, s2) = tokio::join!(
                     c.post(first, "/slack/interactions", ct, body.clone(), 0),
-                    c.post(second, "/slack/interactions", ct, body, 0),
+                    c.post(second, "/slack/interactions", ct, again, 0),
                 );
                 assert_eq!((s1, s2), (200, 200), "both clicks are acknowledged");
                 pairs += 1;

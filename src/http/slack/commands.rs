@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{bad_body, deadline, ephemeral, Signed};
+use super::{bad_body, deadline, ephemeral, replayed, Signed};
 use crate::domain::command::{self, Command, StartArgs, USAGE};
 use crate::domain::text::{self, escape_cut};
 use crate::errors::ApiError;
@@ -39,9 +39,17 @@ pub struct SlashCommand {
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,
-    Signed(body): Signed,
+    signed: Signed,
 ) -> Result<Response, ApiError> {
-    handle_form(state, body).await
+    match signed.first_sight(&state).await {
+        Ok(true) => handle_form(state, signed.body).await,
+        Ok(false) => Ok(replayed()),
+        Err(e) => {
+            tracing::error!(error = %e, "slash command not recorded as seen");
+            crate::observability::command("none", "error");
+            Ok(ephemeral(FAILED))
+        }
+    }
 }
 
 /// What the user sees when the bot could not do what they typed (its database did not answer, say): Slack does

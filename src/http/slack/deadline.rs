@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// What a late answer says; the slash command's reply is [`super::commands::FAILED`].
 pub const LATE: &str =

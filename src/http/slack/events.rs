@@ -1,5 +1,8 @@
 //! `POST /slack/events`: the Events API — the `url_verification` handshake and `event_callback`s.
-//! Slack retries a delivery it thinks failed with the same `event_id`; each id is handled once.
+//! Slack retries a delivery it thinks failed with the same `event_id`; each id is handled once, which also makes
+//! a byte-identical replay of a delivery a no-op (an empty 200). Signatures are not recorded here: an immediate
+//! retry by Slack may carry the same timestamp and signature, and must still be taken when the first delivery
+//! failed before its id was recorded.
 
 use std::sync::Arc;
 
@@ -17,9 +20,9 @@ use crate::state::AppState;
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,
-    Signed(body): Signed,
+    signed: Signed,
 ) -> Result<Response, ApiError> {
-    handle_body(state, body).await
+    handle_body(state, signed.body).await
 }
 
 /// An Events API delivery already known to come from Slack (a signed request or a Socket Mode envelope), as

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{bad_body, deadline, Signed};
+use super::{bad_body, deadline, replayed, Signed};
 use crate::domain::command;
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::domain::text::Title;
@@ -27,9 +27,12 @@ struct Form {
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,
-    Signed(body): Signed,
+    signed: Signed,
 ) -> Result<Response, ApiError> {
-    handle_form(state, body).await
+    if !signed.first_sight(&state).await? {
+        return Ok(replayed());
+    }
+    handle_form(state, signed.body).await
 }
 
 /// An interaction already known to come from Slack (a signed request or a Socket Mode envelope), as the

@@ -1,6 +1,8 @@
 //! Slack's three entry points. Every request is verified against the signing secret before its body is
-//! parsed: the handlers take their body as [`Signed`], whose extraction checks the signature ([`verified`]); a
-//! bad one gets 401 and leaves no trace. Handlers answer within Slack's 3 seconds: anything that calls Slack or a
+//! parsed: the handlers take their body as [`Signed`], whose extraction checks the signature; a bad one gets 401
+//! and leaves no trace, and missing, malformed or stale signature headers get it before the body is read. A
+//! byte-identical replay of a signed request inside the window has no second effect ([`Signed::first_sight`]):
+//! it is answered with an empty 200. Events are also recognised by their `event_id`, as Slack's retries are. Handlers answer within Slack's 3 seconds: anything that calls Slack or a
 //! pager runs after the answer, in the background.
 
 pub mod commands;
@@ -29,11 +31,17 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/slack/events", post(events::handle))
 }
 
-/// The body of a request signed by Slack: extracting it refuses what the headers alone condemn (no signature, a
-/// stale timestamp) before reading anything, then reads the body (413 over `http.body_limit_bytes`) and checks its
-/// v0 signature ([`verified`]), so a handler that takes one never sees an unverified body. The
-/// headers are taken out of the request rather than copied.
-pub struct Signed(pub Bytes);
+/// The body of a request signed by Slack: extracting it first checks the signature headers (present, well formed,
+/// timestamp inside the window) and refuses with 401 before reading a byte of the body, then reads the body
+/// (413 over `http.body_limit_bytes`) and checks its v0 signature ([`verified`]), so a handler that takes one
+/// never sees an unverified body. The headers are taken out of the request rather than copied.
+pub struct Signed {
+    pub body: Bytes,
+    /// [`verify::replay_key`] of the request: see [`Signed::first_sight`].
+    replay_key: String,
+    /// The request's timestamp, epoch milliseconds.
+    at_ms: i64,
+}
 
 impl FromRequest<Arc<AppState>> for Signed {
     type Rejection = Response;
@@ -41,24 +49,47 @@ impl FromRequest<Arc<AppState>> for Signed {
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
         let headers = std::mem::take(&mut parts.headers);
-        // What the headers alone can refuse (no secret, no or malformed signature, stale timestamp) is refused
-        // before the body is read.
-        if let Err(e) = check(state, &headers, &[]) {
-            if e != verify::SignatureError::Mismatch {
-                return Err(refused(e).into_response());
-            }
-        }
+        let checked = signature_headers(state, &headers).map_err(IntoResponse::into_response)?;
         let body = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(IntoResponse::into_response)?;
-        verified(state, &headers, &body).map_err(IntoResponse::into_response)?;
-        Ok(Signed(body))
+        verify::verify_body(secret(state), &checked, &body)
+            .map_err(refused)
+            .map_err(IntoResponse::into_response)?;
+        Ok(Signed {
+            body,
+            replay_key: verify::replay_key(&checked),
+            at_ms: checked.timestamp.saturating_mul(1_000),
+        })
     }
 }
 
-/// Checks the v0 signature of a Slack request; 401 when it does not hold.
-pub fn verified(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(), ApiError> {
-    check(state, headers, body).map_err(refused)
+impl Signed {
+    /// Records the request's signature; false when it was seen before: a byte-identical replay (same timestamp,
+    /// same signature) inside the window, which the caller answers with an empty 200 and otherwise ignores.
+    /// The record is one conditional insert, so of two replicas on one database only one sees it first.
+    pub async fn first_sight(&self, state: &AppState) -> Result<bool, sqlx::Error> {
+        let first =
+            crate::store::replays::first_sight(&state.db, &self.replay_key, self.at_ms).await?;
+        if !first {
+            tracing::warn!("ignored a replayed Slack request");
+        }
+        Ok(first)
+    }
+}
+
+/// The answer to a replayed request: an empty 200, as if it had been handled.
+pub fn replayed() -> Response {
+    axum::http::StatusCode::OK.into_response()
+}
+
+fn secret(state: &AppState) -> &[u8] {
+    state
+        .secrets
+        .slack_signing_secret
+        .as_ref()
+        .map(|s| s.expose().as_bytes())
+        .unwrap_or_default()
 }
 
 fn refused(e: verify::SignatureError) -> ApiError {
@@ -67,22 +98,20 @@ fn refused(e: verify::SignatureError) -> ApiError {
     ApiError::Unauthorized("invalid Slack signature")
 }
 
-fn check(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), verify::SignatureError> {
-    let secret = state
-        .secrets
-        .slack_signing_secret
-        .as_ref()
-        .map(|s| s.expose().as_bytes())
-        .unwrap_or_default();
+/// The signature headers of a Slack request, checked before its body is read; 401 when they do not hold.
+fn signature_headers(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<verify::SignatureHeaders, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    verify::verify(
-        secret,
+    verify::check_headers(
+        secret(state),
         header("x-slack-request-timestamp"),
         header("x-slack-signature"),
-        body,
         state.clock.now().timestamp(),
         state.settings.slack.signature_tolerance_secs,
     )
+    .map_err(refused)
 }
 
 /// A reply only the requester sees.
