@@ -41,15 +41,7 @@ pub async fn handle(
     State(state): State<Arc<AppState>>,
     signed: Signed,
 ) -> Result<Response, ApiError> {
-    match signed.first_sight(&state).await {
-        Ok(true) => handle_form(state, signed.body).await,
-        Ok(false) => Ok(replayed()),
-        Err(e) => {
-            tracing::error!(error = %e, "slash command not recorded as seen");
-            crate::observability::command("none", "error");
-            Ok(ephemeral(FAILED))
-        }
-    }
+    answer(state, signed.body.clone(), Some(&signed)).await
 }
 
 /// What the user sees when the bot could not do what they typed (its database did not answer, say): Slack does
@@ -61,14 +53,34 @@ Try again in a moment; `/incident list` shows the incidents it has. If this is u
 /// form-encoded payload. Counted in the metrics. An internal failure is logged and answered with [`FAILED`].
 #[tracing::instrument(name = "slash_command", skip_all, fields(incident_id = tracing::field::Empty))]
 pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    answer(state, body, None).await
+}
+
+/// Handles a slash command within the answer deadline; a signed request is first recorded as seen, and a
+/// replay is answered with an empty 200 (that record is inside the deadline too: it needs the database).
+async fn answer(
+    state: Arc<AppState>,
+    body: Bytes,
+    signed: Option<&Signed>,
+) -> Result<Response, ApiError> {
     let mut seen = Seen::default();
     let limits = state.clone();
-    let Some(result) =
-        deadline::within(&limits, "slash_command", run(state, body, &mut seen)).await
-    else {
+    let work = async {
+        if let Some(signed) = signed {
+            if !signed.first_sight(&state).await? {
+                seen.replay = true;
+                return Ok(replayed());
+            }
+        }
+        run(state, body, &mut seen).await
+    };
+    let Some(result) = deadline::within(&limits, "slash_command", work).await else {
         crate::observability::command(seen.subcommand, "late");
         return Ok(ephemeral(FAILED));
     };
+    if seen.replay {
+        return result;
+    }
     let outcome = match &result {
         Ok(_) if seen.usage => "usage",
         Ok(_) => "ok",
@@ -92,6 +104,8 @@ struct Seen {
     subcommand: &'static str,
     /// The text did not parse: the user got the usage reply.
     usage: bool,
+    /// A replay of a request already handled: answered empty, not counted.
+    replay: bool,
 }
 
 impl Default for Seen {
@@ -99,6 +113,7 @@ impl Default for Seen {
         Seen {
             subcommand: "none",
             usage: false,
+            replay: false,
         }
     }
 }

@@ -29,16 +29,23 @@ pub async fn handle(
     State(state): State<Arc<AppState>>,
     signed: Signed,
 ) -> Result<Response, ApiError> {
-    if !signed.first_sight(&state).await? {
-        return Ok(replayed());
-    }
-    handle_form(state, signed.body).await
+    answer(state, signed.body.clone(), Some(&signed)).await
 }
 
 /// An interaction already known to come from Slack (a signed request or a Socket Mode envelope), as the
 /// form-encoded `payload=<json>` body Slack posts.
 #[tracing::instrument(name = "interaction", skip_all, fields(incident_id = tracing::field::Empty))]
 pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    answer(state, body, None).await
+}
+
+/// Handles an interaction within the answer deadline; a signed request is first recorded as seen, and a replay
+/// is answered with an empty 200 (that record is inside the deadline too: it needs the database).
+async fn answer(
+    state: Arc<AppState>,
+    body: Bytes,
+    signed: Option<&Signed>,
+) -> Result<Response, ApiError> {
     let form: Form = serde_urlencoded::from_bytes(&body).map_err(bad_body)?;
     let payload: Value =
         serde_json::from_str(&form.payload).map_err(|e| ApiError::bad("payload", e.to_string()))?;
@@ -46,6 +53,11 @@ pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, 
         .as_str()
         .ok_or_else(|| ApiError::bad("payload.type", "missing"))?;
     let work = async {
+        if let Some(signed) = signed {
+            if !signed.first_sight(&state).await? {
+                return Ok(replayed());
+            }
+        }
         match kind {
             "view_submission"
                 if payload["view"]["callback_id"].as_str() == Some("incident_start") =>
