@@ -167,8 +167,8 @@ fn init_tracing(json: bool, default: &str) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // The one TLS provider of every client (Slack, pagers, Socket Mode). rustls is built with `ring` alone, so
-    // code run without this line (tests, the harness) gets the same provider from rustls' features.
+    // The one TLS provider of every client (Slack, pagers, Socket Mode). The tests, the benchmarks and the demo
+    // get the same from the stand-ins (`standins::install_tls`).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     // A file named explicitly must exist; the default one may be absent (defaults and environment apply).

@@ -120,6 +120,7 @@ impl Harness {
                 tracing::error!(error = %e, "harness server stopped");
             }
         });
+        super::install_tls();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;

@@ -8,6 +8,12 @@
 //! - [`harness`]: a whole bot wired to the stand-ins on a free port, driven with signed requests.
 //! - [`demo`]: `incident-bot demo`, a whole incident printed as the channels show it.
 
+/// Installs rustls' `ring` provider as the process default, as `main` does for the binary: the tests, the
+/// benchmarks and the demo build HTTP clients through the stand-ins without going through `main`. Idempotent.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub mod demo;
 pub mod harness;
 pub mod pager;

@@ -127,6 +127,7 @@ pub use super::pager_rest::{FakeIncident, PagerDutyRestFake, RestFault, RestRequ
 impl PagerStandin {
     /// Starts the stand-in on `127.0.0.1:0`.
     pub async fn start() -> io::Result<PagerStandin> {
+        super::install_tls();
         let listener = ServerListener::bind().await?;
         let server = Server::new(&listener)?;
         let rest = PagerDutyRestFake::default();
@@ -677,6 +678,7 @@ mod tests {
 
     /// A plain HTTP client (reqwest needs a process-wide TLS provider even for http:// URLs).
     fn http() -> reqwest::Client {
+        crate::standins::install_tls();
         reqwest::Client::new()
     }
 

@@ -355,6 +355,7 @@ fn decode_params(
 impl SlackStandin {
     /// Starts the stand-in on `127.0.0.1:0`, with `#incidents` (id `CINCIDENTS`) and `#general` pre-seeded.
     pub async fn start() -> io::Result<SlackStandin> {
+        super::install_tls();
         let state = SlackState {
             channels: vec![
                 seeded_channel(
@@ -2079,6 +2080,7 @@ mod tests {
 
     /// A plain HTTP client (reqwest needs a process-wide TLS provider even for http:// URLs).
     fn http() -> reqwest::Client {
+        crate::standins::install_tls();
         reqwest::Client::new()
     }
 

@@ -403,6 +403,7 @@ mod tests {
     use crate::standins::slack::SlackStandin;
 
     fn http() -> reqwest::Client {
+        crate::standins::install_tls();
         reqwest::Client::new()
     }
 

@@ -1100,6 +1100,7 @@ async fn ten_thousand_mixed_requests_are_each_answered_right_and_valid_ones_take
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    incident_bot::standins::install_tls();
     let slack = SlackStandin::start().await.expect("slack stand-in");
     let pager = PagerStandin::start().await.expect("pager stand-in");
     let db_url = crate::helpers::fresh_database_url().await;

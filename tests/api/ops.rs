@@ -32,6 +32,7 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 async fn scrape(base_url: &str) -> String {
+    incident_bot::standins::install_tls();
     let resp = reqwest::get(format!("{base_url}/metrics"))
         .await
         .expect("GET /metrics");
@@ -189,6 +190,7 @@ async fn try_signed_slash(
     text: &str,
     response_url: &str,
 ) -> reqwest::Result<reqwest::Response> {
+    incident_bot::standins::install_tls();
     let body = serde_urlencoded::to_string([
         ("team_id", "T0001"),
         ("user_id", "U0DECLARER"),
@@ -380,6 +382,7 @@ async fn metrics_count_commands_slack_calls_429s_retries_and_step_latency() {
 // ---------------------------------------------------------------------------------------------------------
 
 async fn readyz(base_url: &str) -> (u16, String) {
+    incident_bot::standins::install_tls();
     let resp = reqwest::get(format!("{base_url}/readyz"))
         .await
         .expect("GET /readyz");

@@ -63,6 +63,7 @@ enum Survivor {
 }
 
 async fn killed_mid_setup(survivor: Survivor) {
+    incident_bot::standins::install_tls();
     let slack = SlackStandin::start().await.unwrap();
     let pager = PagerStandin::start().await.unwrap();
     let db_url = crate::helpers::fresh_database_url().await;

@@ -76,6 +76,7 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) async fn new() -> Cluster {
+        incident_bot::standins::install_tls();
         let slack = SlackStandin::start().await.expect("slack stand-in");
         let pager = PagerStandin::start().await.expect("pager stand-in");
         let db_url = crate::helpers::fresh_database_url().await;

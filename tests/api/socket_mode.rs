@@ -128,6 +128,7 @@ async fn a_slash_command_over_socket_mode_is_acked_with_its_reply_and_sets_up_th
         "the bot connects"
     );
     // Without a signing secret, the HTTP route refuses: whatever happens next came over the socket.
+    incident_bot::standins::install_tls();
     let refused = reqwest::Client::new()
         .post(format!("{}/slack/commands", bot.base_url))
         .body("text=help")

@@ -373,6 +373,7 @@ fn serve_refuses_to_start_without_its_slack_secrets_naming_the_variable() {
 // ---------------------------------------------------------------------------------------------------------
 
 async fn readyz(base_url: &str) -> (u16, String) {
+    incident_bot::standins::install_tls();
     let resp = reqwest::get(format!("{base_url}/readyz"))
         .await
         .expect("GET /readyz");
