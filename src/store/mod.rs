@@ -3,5 +3,7 @@
 //! work of a process that died; and the requests already seen ([`replays`]), so that a replay has no second
 //! effect.
 
+pub mod deploys;
+pub mod imports;
 pub mod lease;
 pub mod replays;
