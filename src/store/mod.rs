@@ -4,6 +4,7 @@
 //! effect.
 
 pub mod deploys;
+pub mod digests;
 pub mod imports;
 pub mod lease;
 pub mod replays;
