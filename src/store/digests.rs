@@ -3,10 +3,10 @@
 //! several replicas on one database each digest is posted exactly once.
 //!
 //! A replica first makes sure the row exists (`INSERT … ON CONFLICT DO NOTHING`), then *claims* it through the
-//! lease queue ([`lease::claim_sql!`], atomic on SQLite and PostgreSQL): only a pending run that is due, or a
+//! lease queue (`lease::claim_sql!`, atomic on SQLite and PostgreSQL): only a pending run that is due, or a
 //! running one whose lease ran out or whose owner stopped heartbeating, can be claimed. Posting stores each
 //! finished step (the message's `ts`, then the chart's file id) while holding the lease, so a take-over resumes
-//! after the last stored step instead of posting twice; [`finish`] releases the run ([`lease::release_sql!`]).
+//! after the last stored step instead of posting twice; [`finish`] releases the run (`lease::release_sql!`).
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;

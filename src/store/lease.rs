@@ -7,6 +7,12 @@
 //! or running under a lease that ran out, or running for an owner that stopped heartbeating. A failure is retried
 //! after [`retry_delay`]: Slack's `Retry-After` when it said one, else exponential backoff with jitter.
 //!
+//! Written once for every table: [`claim_sql!`] / [`bind_claim`] (claim the rows a key selects),
+//! [`release_sql!`] / [`bind_release`] (store an [`Outcome`] while still holding the row) and
+//! [`Outcome::failure`] (retry or give up). Digest runs use all of them; setup steps and the outbox use
+//! [`claimable!`] and [`retry_delay`] in their own statements (they also set `first_attempt_at`, `result`, and
+//! the outbox claims lane heads in batches).
+//!
 //! Liveness: every process writes a heartbeat to `process_heartbeats` every [`BEAT_EVERY`], on the wall clock
 //! (a process is alive in real time, whatever clock the bot's logic runs on). Work leased by an owner whose
 //! heartbeat is older than [`STALE_AFTER_MS`] is claimable by any other process at once, so a replica killed
@@ -354,6 +360,46 @@ mod tests {
             "((o.state = 'pending' AND o.next_attempt_at <= $3) OR (o.state = 'running' AND (o.lease_until < $3 \
              OR (o.lease_owner <> $1 AND o.lease_owner NOT IN (SELECT owner FROM process_heartbeats WHERE beat_at >= $5)))))"
         );
+    }
+
+    #[test]
+    fn the_claim_and_release_statements_name_the_table_the_key_and_the_condition() {
+        let claim = claim_sql!("t", "k = $5", "attempts");
+        assert!(
+            claim.starts_with("UPDATE t SET state = 'running', lease_owner = $1, lease_until = $2")
+        );
+        assert!(claim.contains(concat!(
+            "WHERE k = $5 AND ",
+            claimable!("", "$3", "$4", "$1")
+        )));
+        assert!(claim.ends_with(" RETURNING attempts"));
+        let release = release_sql!("t", "k = $6");
+        assert!(
+            release.starts_with("UPDATE t SET state = $1, next_attempt_at = $2, last_error = $3")
+        );
+        assert!(release.ends_with("WHERE k = $6 AND lease_owner = $5 AND state = 'running'"));
+    }
+
+    #[test]
+    fn a_failure_is_retried_while_attempts_remain_then_fails() {
+        let policy = SetupSettings {
+            max_attempts: 3,
+            ..SetupSettings::default()
+        };
+        let now = chrono::Utc::now();
+        let asked = Some(Duration::from_secs(7));
+        let retry = Outcome::failure("busy".into(), true, asked, 2, &policy, now);
+        assert_eq!(
+            retry,
+            Outcome::Retry {
+                at: now + chrono::Duration::seconds(7),
+                error: "busy".into()
+            }
+        );
+        let last = Outcome::failure("busy".into(), true, asked, 3, &policy, now);
+        assert_eq!(last, Outcome::Failed("busy".into()));
+        let permanent = Outcome::failure("gone".into(), false, None, 1, &policy, now);
+        assert_eq!(permanent, Outcome::Failed("gone".into()));
     }
 
     async fn memory_db() -> Db {
