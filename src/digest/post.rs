@@ -12,7 +12,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::Duration;
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
@@ -411,24 +410,14 @@ pub async fn tick(
     let outcome = match &result {
         Ok(()) => Outcome::Done,
         Err(PostError::LeaseLost) => return Ok(Tick::Waiting),
-        Err(e) if e.retryable() && claimed.attempts < cfg.max_attempts => {
+        Err(e) => {
             let after = match e {
                 PostError::Slack(se) => se.retry_after(),
                 _ => None,
             };
-            let wait = crate::store::lease::retry_delay(
-                after,
-                cfg.backoff_base_ms,
-                cfg.backoff_max_ms,
-                claimed.attempts,
-            )
-            .as_millis() as i64;
-            Outcome::Retry {
-                at: now + Duration::milliseconds(wait),
-                error: e.to_string(),
-            }
+            let (retryable, attempt) = (e.retryable(), claimed.attempts);
+            Outcome::failure(e.to_string(), retryable, after, attempt, cfg, now)
         }
-        Err(e) => Outcome::Failed(e.to_string()),
     };
     runs::finish(&state.db, &key, owner, &outcome, now).await?;
     Ok(match outcome {

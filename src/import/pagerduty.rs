@@ -24,8 +24,9 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::catalog::Catalog;
-use crate::db::{ms, Db};
+use crate::db::Db;
 use crate::domain::severity::Severity;
+use crate::store::imports::{self, ImportedIncident};
 
 /// Where and what to import.
 #[derive(Debug, Clone)]
@@ -135,19 +136,6 @@ pub enum ImportError {
     Setup(String),
 }
 
-/// An incident as it will be stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Derived {
-    pub external_id: String,
-    pub number: i64,
-    pub title: String,
-    pub severity: Severity,
-    pub service: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub acknowledged_at: Option<DateTime<Utc>>,
-    pub resolved_at: DateTime<Utc>,
-}
-
 fn time(v: &Value) -> Option<DateTime<Utc>> {
     v.as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -195,7 +183,11 @@ pub fn service_of(incident: &Value, catalog: &Catalog) -> Option<String> {
 }
 
 /// Turns an incident and its log entries into what is stored; `Err` says why it is skipped.
-pub fn derive(incident: &Value, log: &[Value], catalog: &Catalog) -> Result<Derived, String> {
+pub fn derive(
+    incident: &Value,
+    log: &[Value],
+    catalog: &Catalog,
+) -> Result<ImportedIncident, String> {
     let id = incident["id"]
         .as_str()
         .filter(|s| !s.is_empty())
@@ -233,7 +225,7 @@ pub fn derive(incident: &Value, log: &[Value], catalog: &Catalog) -> Result<Deri
         .or_else(|| incident["summary"].as_str())
         .and_then(crate::domain::text::Title::parse)
         .map_or_else(|| "PagerDuty incident".to_string(), |t| t.into_string());
-    Ok(Derived {
+    Ok(ImportedIncident {
         external_id: id.to_string(),
         number: incident["incident_number"].as_i64().unwrap_or(0),
         title,
@@ -243,39 +235,6 @@ pub fn derive(incident: &Value, log: &[Value], catalog: &Catalog) -> Result<Deri
         acknowledged_at,
         resolved_at,
     })
-}
-
-/// Stores one incident; true when it was new.
-pub async fn store(db: &Db, d: &Derived) -> Result<bool, sqlx::Error> {
-    let existed: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM incidents WHERE source = 'pagerduty' AND external_id = $1",
-    )
-    .bind(&d.external_id)
-    .fetch_optional(&db.pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by,
-             started_at, declared_at, acknowledged_at, acknowledged_implicit, resolved_at, resolved_implicit,
-             closed_at, version, source, external_id)
-         VALUES ($1, 'pagerduty', $2, $3, $4, $5, 'unknown', 'pagerduty', $6, $6, $7, 0, $8, 0, $8, 0, 'pagerduty', $9)
-         ON CONFLICT (source, external_id) DO UPDATE SET
-             number = excluded.number, title = excluded.title, severity = excluded.severity,
-             service = excluded.service, started_at = excluded.started_at, declared_at = excluded.declared_at,
-             acknowledged_at = excluded.acknowledged_at, resolved_at = excluded.resolved_at,
-             closed_at = excluded.closed_at",
-    )
-    .bind(format!("pagerduty-{}", d.external_id))
-    .bind(d.number)
-    .bind(&d.title)
-    .bind(d.severity.as_str())
-    .bind(&d.service)
-    .bind(ms(d.started_at))
-    .bind(d.acknowledged_at.map(ms))
-    .bind(ms(d.resolved_at))
-    .bind(&d.external_id)
-    .execute(&db.pool)
-    .await?;
-    Ok(existed.is_none())
 }
 
 /// The REST client.
@@ -499,7 +458,7 @@ pub async fn run(
                 let id = inc["id"].as_str().unwrap_or("?").to_string();
                 match derive(&inc, &log?, catalog) {
                     Ok(d) => {
-                        if store(db, &d).await? {
+                        if imports::store(db, &d).await? {
                             summary.inserted += 1;
                         } else {
                             summary.updated += 1;

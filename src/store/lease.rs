@@ -7,6 +7,12 @@
 //! or running under a lease that ran out, or running for an owner that stopped heartbeating. A failure is retried
 //! after [`retry_delay`]: Slack's `Retry-After` when it said one, else exponential backoff with jitter.
 //!
+//! Written once for every table: [`claim_sql!`] / [`bind_claim`] (claim the rows a key selects),
+//! [`release_sql!`] / [`bind_release`] (store an [`Outcome`] while still holding the row) and
+//! [`Outcome::failure`] (retry or give up). Digest runs use all of them; setup steps and the outbox use
+//! [`claimable!`] and [`retry_delay`] in their own statements (they also set `first_attempt_at`, `result`, and
+//! the outbox claims lane heads in batches).
+//!
 //! Liveness: every process writes a heartbeat to `process_heartbeats` every [`BEAT_EVERY`], on the wall clock
 //! (a process is alive in real time, whatever clock the bot's logic runs on). Work leased by an owner whose
 //! heartbeat is older than [`STALE_AFTER_MS`] is claimable by any other process at once, so a replica killed
@@ -18,7 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::db::Db;
+use chrono::{DateTime, Utc};
+
+use crate::config::SetupSettings;
+use crate::db::{ms, AnyQuery, Db};
 
 /// How often a process writes its heartbeat.
 pub const BEAT_EVERY: Duration = Duration::from_millis(500);
@@ -57,6 +66,114 @@ macro_rules! claimable {
     };
 }
 pub(crate) use claimable;
+
+/// The statement that claims rows of the lease-queue table `$table` selected by `$key`: `$1` is the claiming
+/// owner, `$2` the lease's end, `$3` now (the bot's clock), `$4` the oldest heartbeat that counts; `$key`'s own
+/// parameters start at `$5`. Bind the first four with [`bind_claim`].
+macro_rules! claim_sql {
+    ($table:literal, $key:literal, $returning:literal) => {
+        concat!(
+            "UPDATE ",
+            $table,
+            " SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+             WHERE ",
+            $key,
+            " AND ",
+            $crate::store::lease::claimable!("", "$3", "$4", "$1"),
+            " RETURNING ",
+            $returning
+        )
+    };
+}
+pub(crate) use claim_sql;
+
+/// Binds [`claim_sql!`]'s `$1`–`$4`: `owner` claims until `now + lease_ms`.
+pub fn bind_claim<'q>(
+    q: AnyQuery<'q>,
+    owner: &'q str,
+    now: DateTime<Utc>,
+    lease_ms: i64,
+) -> AnyQuery<'q> {
+    q.bind(owner)
+        .bind(ms(now) + lease_ms)
+        .bind(ms(now))
+        .bind(alive_since())
+}
+
+/// The statement that releases a row of `$table` selected by `$key` with its [`Outcome`], only while `$5` holds
+/// it: `$1` state, `$2` next attempt, `$3` error, `$4` now; `$key`'s own parameters start at `$6`. Bind the first
+/// five with [`bind_release`].
+macro_rules! release_sql {
+    ($table:literal, $key:literal) => {
+        concat!(
+            "UPDATE ",
+            $table,
+            " SET state = $1, next_attempt_at = $2, last_error = $3, lease_owner = NULL, lease_until = NULL,
+                  updated_at = $4
+             WHERE ",
+            $key,
+            " AND lease_owner = $5 AND state = 'running'"
+        )
+    };
+}
+pub(crate) use release_sql;
+
+/// Binds [`release_sql!`]'s `$1`–`$5`.
+pub fn bind_release<'q>(
+    q: AnyQuery<'q>,
+    owner: &'q str,
+    outcome: &'q Outcome,
+    now: DateTime<Utc>,
+) -> AnyQuery<'q> {
+    let (state, next_at, error) = match outcome {
+        Outcome::Done => ("done", now, None),
+        Outcome::Retry { at, error } => ("pending", *at, Some(error.as_str())),
+        Outcome::Failed(e) => ("failed", now, Some(e.as_str())),
+    };
+    q.bind(state)
+        .bind(ms(next_at))
+        .bind(error)
+        .bind(ms(now))
+        .bind(owner)
+}
+
+/// What happened to an attempt at a claimed row, and so what the row becomes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished (`done`).
+    Done,
+    /// Try again at this instant (`pending`).
+    Retry { at: DateTime<Utc>, error: String },
+    /// Give up (`failed`).
+    Failed(String),
+}
+
+impl Outcome {
+    /// A failed attempt number `attempt`: retried after [`retry_delay`] (`retry_after` when the other side said
+    /// one) while it is retryable and attempts remain (`policy.max_attempts`), else failed.
+    pub fn failure(
+        error: String,
+        retryable: bool,
+        retry_after: Option<Duration>,
+        attempt: i64,
+        policy: &SetupSettings,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        if !retryable || attempt >= policy.max_attempts {
+            return Outcome::Failed(error);
+        }
+        let wait = retry_delay(
+            retry_after,
+            policy.backoff_base_ms,
+            policy.backoff_max_ms,
+            attempt,
+        );
+        Outcome::Retry {
+            at: now + chrono::Duration::milliseconds(wait.as_millis() as i64),
+            error,
+        }
+    }
+}
 
 /// Epoch milliseconds on the wall clock.
 pub fn wall_ms() -> i64 {
@@ -243,6 +360,46 @@ mod tests {
             "((o.state = 'pending' AND o.next_attempt_at <= $3) OR (o.state = 'running' AND (o.lease_until < $3 \
              OR (o.lease_owner <> $1 AND o.lease_owner NOT IN (SELECT owner FROM process_heartbeats WHERE beat_at >= $5)))))"
         );
+    }
+
+    #[test]
+    fn the_claim_and_release_statements_name_the_table_the_key_and_the_condition() {
+        let claim = claim_sql!("t", "k = $5", "attempts");
+        assert!(
+            claim.starts_with("UPDATE t SET state = 'running', lease_owner = $1, lease_until = $2")
+        );
+        assert!(claim.contains(concat!(
+            "WHERE k = $5 AND ",
+            claimable!("", "$3", "$4", "$1")
+        )));
+        assert!(claim.ends_with(" RETURNING attempts"));
+        let release = release_sql!("t", "k = $6");
+        assert!(
+            release.starts_with("UPDATE t SET state = $1, next_attempt_at = $2, last_error = $3")
+        );
+        assert!(release.ends_with("WHERE k = $6 AND lease_owner = $5 AND state = 'running'"));
+    }
+
+    #[test]
+    fn a_failure_is_retried_while_attempts_remain_then_fails() {
+        let policy = SetupSettings {
+            max_attempts: 3,
+            ..SetupSettings::default()
+        };
+        let now = chrono::Utc::now();
+        let asked = Some(Duration::from_secs(7));
+        let retry = Outcome::failure("busy".into(), true, asked, 2, &policy, now);
+        assert_eq!(
+            retry,
+            Outcome::Retry {
+                at: now + chrono::Duration::seconds(7),
+                error: "busy".into()
+            }
+        );
+        let last = Outcome::failure("busy".into(), true, asked, 3, &policy, now);
+        assert_eq!(last, Outcome::Failed("busy".into()));
+        let permanent = Outcome::failure("gone".into(), false, None, 1, &policy, now);
+        assert_eq!(permanent, Outcome::Failed("gone".into()));
     }
 
     async fn memory_db() -> Db {

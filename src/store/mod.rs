@@ -1,7 +1,18 @@
-//! The store layer: SQL that several features share. Today it holds the one durable lease queue ([`lease`])
-//! behind war-room setup steps, the outbox and digest runs, with the heartbeats that let a replica take over the
-//! work of a process that died; and the requests already seen ([`replays`]), so that a replay has no second
-//! effect.
+//! The store layer: the SQL, one file per table family, behind typed functions that take and return plain
+//! structs (never rows). Use cases (`incidents/`, `deploys/`, `digest/`, `import/`) call it; it calls only
+//! [`crate::db`] and pure [`crate::domain`] types.
+//!
+//! - [`lease`]: the one durable lease queue behind war-room setup steps (`setup_steps`), the outbox (`outbox`) and
+//!   digest runs (`digest_runs`) — the claim condition, the claim and release statements, backoff with jitter and
+//!   `Retry-After` — with the heartbeats (`process_heartbeats`) that let a replica take over the work of a process
+//!   that died;
+//! - [`deploys`]: deploy events (`deploys`) and the "recent deploys" query;
+//! - [`digests`]: the digest's reads of `incidents`, and `digest_runs`;
+//! - [`imports`]: incidents imported from other tools (their rows of `incidents`);
+//! - [`replays`]: the requests already seen (`slack_signatures`, `processed_events`), so that a replay has no second effect.
 
+pub mod deploys;
+pub mod digests;
+pub mod imports;
 pub mod lease;
 pub mod replays;
