@@ -39,8 +39,6 @@ pub struct AppState {
     /// For `response_url` replies.
     pub http: reqwest::Client,
     pub setup: Runner,
-    /// Stores declarations, batching those that arrive together.
-    pub intake: crate::incidents::declare::Intake,
     /// Slack/pager side effects of phase changes (issue 4).
     pub outbox: crate::incidents::outbox::Outbox,
     /// Users' Slack time zones, for `/incident set 14:32`.
@@ -70,13 +68,6 @@ impl AppState {
             .timeout(Duration::from_millis(settings.slack.call_timeout_ms))
             .build()?;
         let setup = Runner::default();
-        let intake = crate::incidents::declare::Intake::start(
-            db.clone(),
-            setup.owner().to_string(),
-            settings.setup.lease_ms as i64,
-            clock.clone(),
-        )
-        .context("cannot start the declaration writer")?;
         Ok(AppState {
             settings,
             secrets,
@@ -87,7 +78,6 @@ impl AppState {
             clock,
             http,
             setup,
-            intake,
             outbox: Default::default(),
             user_tz: Default::default(),
             slack_auth: Default::default(),
@@ -219,7 +209,6 @@ impl Application {
         crate::store::lease::beat(&state.db, state.setup.owner())
             .await
             .context("cannot write this process's heartbeat")?;
-        state.intake.start_war_rooms_for(&state);
         Ok(Application { listener, state })
     }
 
@@ -297,8 +286,6 @@ async fn finish_in_flight(state: &AppState, socket: Option<AbortOnDrop>) {
     if let Some(mut socket) = socket {
         let _ = tokio::time::timeout_at(deadline, &mut socket.0).await;
     }
-    // Declarations acknowledged a moment ago become incidents now, and their war rooms start.
-    let _ = tokio::time::timeout_at(deadline, state.intake.flush()).await;
     let busy = state.setup.active_count();
     if busy > 0 {
         tracing::info!(

@@ -109,10 +109,9 @@ impl Runner {
         true
     }
 
-    /// Resumes every incident that has due or abandoned steps, after taking over declarations a stopped
-    /// process acknowledged but did not store as incidents. Returns how many incidents were kicked.
+    /// Resumes every incident that has due or abandoned steps (among them the first step of a declaration whose
+    /// process stopped right after acknowledging it). Returns how many incidents were kicked.
     pub async fn sweep(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
-        crate::incidents::declare::recover(state).await?;
         let now = ms(state.clock.now());
         let ids: Vec<String> = sqlx::query_scalar(concat!(
             r#"SELECT DISTINCT incident_id FROM setup_steps
@@ -136,8 +135,6 @@ impl Runner {
     pub async fn sweep_forever(state: Arc<AppState>) {
         let every = Duration::from_millis(state.settings.setup.sweep_interval_ms.max(50));
         loop {
-            // Declarations coming in are answered first (see `Intake::quiet`).
-            state.intake.quiet().await;
             if let Err(e) = Runner::sweep(&state).await {
                 tracing::warn!(error = %e, "setup sweep failed");
             }
