@@ -111,9 +111,9 @@ enum BenchCmd {
     },
     /// Acknowledgement latency and time to a ready war room against a slow Slack.
     Warroom {
-        /// Slash commands in flight at once for the acknowledgement figure.
-        #[arg(long, default_value_t = 200)]
-        commands: usize,
+        /// Slash commands in flight at once for the acknowledgement figure: one figure for each number.
+        #[arg(long, value_delimiter = ',', default_value = "200,20")]
+        commands: Vec<usize>,
         /// How long the Slack stand-in takes to answer each call, in ms.
         #[arg(long, default_value_t = 100)]
         latency_ms: u64,
@@ -123,6 +123,16 @@ enum BenchCmd {
         /// Bursts of `commands` sent for the acknowledgement figure, one after another.
         #[arg(long, default_value_t = 5)]
         bursts: usize,
+    },
+    /// The load generator of `bench warroom`, which runs it as a child process: bursts on standard input.
+    #[command(hide = true)]
+    SlackLoad {
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        response_url: String,
+        #[arg(long)]
+        connections: usize,
     },
     /// What the bot costs to run: idle RSS, RSS under a burst of commands, start to /readyz, binary size.
     Resources {
@@ -203,6 +213,14 @@ async fn main() -> ExitCode {
                         bursts,
                     })
                     .await
+                }
+                BenchCmd::SlackLoad {
+                    addr,
+                    response_url,
+                    connections,
+                } => {
+                    incident_bot::bench::warroom::serve_load(&addr, &response_url, connections)
+                        .await
                 }
                 BenchCmd::Digest {
                     incidents,

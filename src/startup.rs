@@ -50,7 +50,6 @@ impl Application {
         crate::store::lease::beat(&state.db, state.worker.owner())
             .await
             .context("cannot write this process's heartbeat")?;
-        state.intake.start_war_rooms_for(&state);
         Ok(Application { listener, state })
     }
 
@@ -130,8 +129,6 @@ async fn finish_in_flight(state: &AppState, socket: Option<AbortOnDrop>) {
     if let Some(mut socket) = socket {
         let _ = tokio::time::timeout_at(deadline, &mut socket.0).await;
     }
-    // Declarations acknowledged a moment ago become incidents now, and their war rooms start.
-    let _ = tokio::time::timeout_at(deadline, state.intake.flush()).await;
     let busy = state.worker.active_count();
     if busy > 0 {
         tracing::info!(
@@ -213,13 +210,6 @@ pub fn build_state(
         .timeout(Duration::from_millis(settings.slack.call_timeout_ms))
         .build()?;
     let worker = crate::store::lease::Worker::default();
-    let intake = crate::incidents::declare::Intake::start(
-        db.clone(),
-        worker.owner().to_string(),
-        settings.setup.lease_ms as i64,
-        clock.clone(),
-    )
-    .context("cannot start the declaration writer")?;
     Ok(AppState {
         settings,
         secrets,
@@ -230,7 +220,6 @@ pub fn build_state(
         clock,
         http,
         worker,
-        intake,
         outbox: Default::default(),
     })
 }

@@ -24,8 +24,6 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// This process in the lease queues: its owner id and the war rooms it is driving.
     pub worker: crate::store::lease::Worker,
-    /// Stores declarations, batching those that arrive together.
-    pub intake: crate::incidents::declare::Intake,
     /// One outbox drain at a time in this process ([`crate::incidents::outbox::kick`]).
     pub outbox: crate::store::lease::Coalesced,
 }

@@ -53,10 +53,9 @@ fn spawn_driver(state: &Arc<AppState>, incident_id: &str, fresh: Option<Incident
     );
 }
 
-/// Resumes every incident that has due or abandoned steps, after taking over declarations a stopped
-/// process acknowledged but did not store as incidents. Returns how many incidents were kicked.
+/// Resumes every incident that has due or abandoned steps (among them the first step of a declaration whose
+/// process stopped right after acknowledging it). Returns how many incidents were kicked.
 pub async fn sweep(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
-    crate::incidents::declare::recover(state).await?;
     let now = ms(state.clock.now());
     let ids: Vec<String> = sqlx::query_scalar(concat!(
         r#"SELECT DISTINCT incident_id FROM setup_steps
@@ -80,8 +79,6 @@ pub async fn sweep(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
 pub async fn sweep_forever(state: Arc<AppState>) {
     let every = Duration::from_millis(state.settings.setup.sweep_interval_ms.max(50));
     loop {
-        // Declarations coming in are answered first (see `Intake::quiet`).
-        state.intake.quiet().await;
         if let Err(e) = sweep(&state).await {
             tracing::warn!(error = %e, "setup sweep failed");
         }

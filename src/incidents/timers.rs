@@ -208,8 +208,6 @@ pub async fn run_forever(state: Arc<AppState>) {
     let every = StdDuration::from_millis(state.settings.incidents.timer_tick_ms.max(20));
     let mut n: u64 = 0;
     loop {
-        // Declarations coming in are answered first (see `Intake::quiet`); a tick waits 25 ms at most.
-        state.intake.quiet().await;
         if let Err(e) = tick(&state).await {
             tracing::warn!(error = %e, "timer tick failed");
         }

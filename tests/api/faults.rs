@@ -95,13 +95,6 @@ async fn settle(db: &Db, what: &str, sql: &'static str, limit: Duration) {
 async fn everything_settled(db: &Db, limit: Duration) {
     settle(
         db,
-        "declarations not yet incidents",
-        "SELECT COUNT(*) FROM declaration_log",
-        limit,
-    )
-    .await;
-    settle(
-        db,
         "setup steps",
         "SELECT COUNT(*) FROM setup_steps WHERE state IN ('waiting', 'pending', 'running')",
         limit,

@@ -194,49 +194,38 @@ async fn killed_mid_setup(survivor: Survivor) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// What a process leaves behind when it dies after acknowledging a declaration and before storing its incident
-/// (`src/incidents/declare.rs`): the workspace counter bumped and one row in the declaration log. The row is
-/// written out by hand here, so this test also pins the log's format: rows written before an upgrade must still
-/// be read after it.
+/// What a process leaves behind when it dies right after acknowledging a declaration, before its war room
+/// started: the incident stored with its channel step claimed by that process (`src/incidents/declare.rs`).
+/// The process has no heartbeat, so any replica's sweeper takes the step over and sets the war room up once.
 #[tokio::test]
-async fn a_declaration_acknowledged_by_a_process_that_died_before_storing_its_incident_gets_one_war_room(
+async fn a_declaration_acknowledged_by_a_process_that_died_before_starting_its_war_room_gets_one_war_room(
 ) {
     let app = crate::helpers::spawn_app().await;
     let db = &app.state.db;
-    let acknowledged = chrono::Utc::now().timestamp_millis() - 10_000;
-    sqlx::query("INSERT INTO workspace_counters (team_id, last_number) VALUES ($1, 1)")
-        .bind(incident_bot::standins::harness::TEAM_ID)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    // id, workspace, how far below the workspace's last number, title, severity, service, detection, declarer,
-    // channel typed in, response_url, started_at, declared_at.
-    let declarations = serde_json::json!([[
-        "0b6f0c55-6d55-4d0e-9f57-1d2b34c5d001",
-        incident_bot::standins::harness::TEAM_ID,
-        0,
-        "Checkout down",
-        "P1",
-        "payments",
-        "customer",
-        "U0DECLARER",
-        incident_bot::standins::slack::GENERAL_CHANNEL_ID,
-        null,
-        acknowledged - 60_000,
-        acknowledged
-    ]]);
-    sqlx::query(
-        "INSERT INTO declaration_log (owner, received_at, last_numbers, declarations) VALUES ('a-dead-process', $1, $2, $3)",
+    let acknowledged = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let request = incident_bot::incidents::declare::DeclareRequest {
+        team_id: incident_bot::standins::harness::TEAM_ID.into(),
+        user_id: "U0DECLARER".into(),
+        origin_channel: Some(incident_bot::standins::slack::GENERAL_CHANNEL_ID.into()),
+        response_url: None,
+        title: incident_bot::domain::text::Title::parse("Checkout down").unwrap(),
+        severity: incident_bot::domain::severity::Severity::P1,
+        service: Some("payments".into()),
+        detection: incident_bot::domain::severity::DetectionMethod::parse("customer").unwrap(),
+        started_at: Some(acknowledged - chrono::Duration::minutes(1)),
+    };
+    let stored = incident_bot::incidents::declare::store(
+        db,
+        request,
+        acknowledged,
+        "a-dead-process",
+        30_000,
     )
-    .bind(acknowledged)
-    .bind(serde_json::json!({ incident_bot::standins::harness::TEAM_ID: 1 }).to_string())
-    .bind(declarations.to_string())
-    .execute(&db.pool)
     .await
     .unwrap();
 
-    let id = app.incident_id(1).await.expect("taken over by the sweeper");
-    assert_eq!(id, "0b6f0c55-6d55-4d0e-9f57-1d2b34c5d001");
+    let id = app.incident_id(1).await.expect("stored");
+    assert_eq!(id, stored.id);
     let steps = app
         .wait_for_setup(&id, crate::helpers::SETUP_LIMIT)
         .await
@@ -262,11 +251,6 @@ async fn a_declaration_acknowledged_by_a_process_that_died_before_storing_its_in
     assert_eq!(inc.channel_name.as_deref(), Some("inc-1-checkout-down"));
     assert_eq!(app.slack.count("conversations.create"), 1, "one channel");
     assert_eq!(app.pager.pagerduty_alerts().len(), 1, "paged once");
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM declaration_log")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(left, 0);
 
     // Numbering goes on after the taken-over declaration.
     let (status, reply) = app.slash("start Search slow").await.unwrap();
