@@ -27,7 +27,7 @@ async fn hang_database(app: &TestApp, hold: Duration) -> tokio::task::JoinHandle
         let lock = if url.starts_with("postgres") {
             vec![
                 "BEGIN",
-                "LOCK TABLE incidents, processed_events, declaration_log, workspace_counters, timeline_events \
+                "LOCK TABLE incidents, processed_events, slack_signatures, workspace_counters, timeline_events \
                  IN ACCESS EXCLUSIVE MODE",
             ]
         } else {
