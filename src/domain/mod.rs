@@ -1,6 +1,8 @@
 //! Pure domain logic: no I/O, no clocks read here — callers pass `now`.
 //!
 //! - [`severity`]: `P1`–`P3` and the detection method.
+//! - [`alert`]: alerts from Alertmanager, Grafana, Datadog, PagerDuty and the generic API read into one shape, and
+//!   the routes that decide what each does.
 //! - [`phase`]: milestones, the incident timeline state machine (skip rule, reopen, close, corrections).
 //! - [`mttr`]: phase breakdown, shares, tiers, medians.
 //! - [`duration`]: the one grammar for typed spans (`15m`, `1h30m`) and the human format of durations.
@@ -9,6 +11,7 @@
 //! - [`text`]: untrusted text → Slack text (escaping, invisible characters, links, limits), and titles.
 //! - [`question`]: reading deploy questions asked of the bot (`was there a deploy to X recently?`).
 
+pub mod alert;
 pub mod command;
 pub mod duration;
 pub mod mttr;
