@@ -101,6 +101,8 @@ pub struct SlackClient {
     token: Option<SlackApiToken>,
     timeout: Duration,
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// For what is not a Web API method: `response_url` replies and file uploads (same deadline).
+    http: reqwest::Client,
     /// What Slack said once and the bot remembers ([`super::memory`]).
     pub(super) memory: Arc<super::memory::Memory>,
 }
@@ -128,6 +130,7 @@ impl SlackClient {
             token: token.map(|t| SlackApiToken::new(SlackApiTokenValue(t.expose().to_string()))),
             timeout,
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            http: reqwest::Client::builder().timeout(timeout).build()?,
             memory: Arc::default(),
         })
     }
@@ -296,6 +299,89 @@ impl SlackClient {
                 self.call("chat.postMessage", args).await
             }
             other => other,
+        }
+    }
+}
+
+/// A reply through a `response_url` (Slack gives one with a slash command or a click): seen only by the person
+/// who typed or clicked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reply<'a> {
+    response_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replace_original: Option<bool>,
+    text: &'a str,
+}
+
+impl<'a> Reply<'a> {
+    /// An ephemeral reply.
+    pub fn ephemeral(text: &'a str) -> Self {
+        Reply {
+            response_type: "ephemeral",
+            replace_original: None,
+            text,
+        }
+    }
+
+    /// An ephemeral reply that leaves the message clicked (or the earlier reply) as it is.
+    pub fn ephemeral_beside(text: &'a str) -> Self {
+        Reply {
+            replace_original: Some(false),
+            ..Reply::ephemeral(text)
+        }
+    }
+}
+
+/// Replies to one person: `response_url` posts and ephemeral messages.
+impl SlackClient {
+    /// Posts `reply` to a `response_url`. Returns the HTTP status the URL answered, or why it could not be
+    /// reached (without the URL, which lets anyone reply).
+    pub async fn respond(
+        &self,
+        url: &str,
+        reply: &Reply<'_>,
+    ) -> Result<reqwest::StatusCode, reqwest::Error> {
+        match self.http.post(url).json(reply).send().await {
+            Ok(r) => Ok(r.status()),
+            Err(e) => Err(e.without_url()),
+        }
+    }
+
+    /// `chat.postEphemeral`: `text` to `user` in `channel`.
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        text: &str,
+    ) -> Result<(), SlackError> {
+        self.call(
+            "chat.postEphemeral",
+            serde_json::json!({ "channel": channel, "user": user, "text": text }),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Tells `user` something only they see: through `response_url` when there is one and it takes it, else
+    /// with `chat.postEphemeral` in `channel`. Failures are logged.
+    pub async fn tell(
+        &self,
+        response_url: Option<&str>,
+        channel: Option<&str>,
+        user: &str,
+        text: &str,
+    ) {
+        if let Some(url) = response_url {
+            match self.respond(url, &Reply::ephemeral_beside(text)).await {
+                Ok(s) if s.is_success() => return,
+                Ok(s) => tracing::warn!(status = %s, "response_url refused an ephemeral reply"),
+                Err(e) => tracing::warn!(error = %e, "response_url unreachable"),
+            }
+        }
+        if let Some(channel) = channel {
+            if let Err(e) = self.post_ephemeral(channel, user, text).await {
+                tracing::warn!(error = %e, "could not post an ephemeral reply");
+            }
         }
     }
 }
