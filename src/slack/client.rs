@@ -303,6 +303,26 @@ impl SlackClient {
     }
 }
 
+/// Messages.
+impl SlackClient {
+    /// `chat.postMessage` of plain `text` as a reply in the thread of `thread_ts` (links not unfurled).
+    pub async fn post_in_thread(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        text: &str,
+    ) -> Result<(), SlackError> {
+        let args = serde_json::json!({
+            "channel": channel,
+            "thread_ts": thread_ts,
+            "text": text,
+            "unfurl_links": false,
+            "unfurl_media": false,
+        });
+        self.call("chat.postMessage", args).await.map(drop)
+    }
+}
+
 /// A reply through a `response_url` (Slack gives one with a slash command or a click): seen only by the person
 /// who typed or clicked.
 #[derive(Debug, Clone, serde::Serialize)]
