@@ -279,12 +279,12 @@ pub fn on_demand(
                     }
                     _ => " Try again in a minute.",
                 };
-                let _ = state
-                    .http
-                    .post(url)
-                    .json(&json!({ "response_type": "ephemeral", "text": format!("Could not post the digest: {}.{hint}", crate::domain::text::escape_cut(&e.to_string(), 500)) }))
-                    .send()
-                    .await;
+                let text = format!(
+                    "Could not post the digest: {}.{hint}",
+                    crate::domain::text::escape_cut(&e.to_string(), 500)
+                );
+                let reply = crate::slack::client::Reply::ephemeral(&text);
+                let _ = state.slack.respond(&url, &reply).await;
             }
         }
     });
