@@ -209,9 +209,6 @@ pub fn build_state(
         Duration::from_millis(settings.slack.call_timeout_ms),
     )?;
     let pager = Pager::new(settings.pager.clone())?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(settings.slack.call_timeout_ms))
-        .build()?;
     let worker = crate::store::lease::Worker::default();
     let intake = crate::incidents::declare::Intake::start(
         db.clone(),
@@ -228,7 +225,6 @@ pub fn build_state(
         pager,
         catalog: Arc::new(catalog),
         clock,
-        http,
         worker,
         intake,
         outbox: Default::default(),
