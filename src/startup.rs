@@ -91,7 +91,7 @@ impl Application {
         let digests = AbortOnDrop(tokio::spawn(crate::digest::post::run_forever(
             state.clone(),
         )));
-        let socket = crate::socket_mode::spawn(&state, stop_rx).map(AbortOnDrop);
+        let socket = crate::http::slack::socket_mode::spawn(&state, stop_rx).map(AbortOnDrop);
         let app = crate::http::router(state.clone());
         let limits = state.settings.http.clone();
         crate::http::server::serve(self.listener, app, &limits, async move {

@@ -7,13 +7,15 @@
 //!
 //! The handlers only read payloads and write replies: each turns what Slack sent into a typed request for a use
 //! case ([`crate::incidents`], [`crate::deploys`], [`crate::digest`]) and renders its typed outcome
-//! ([`phases`]: the phase buttons and commands).
+//! ([`phases`]: the phase buttons and commands). [`socket_mode`] takes the same payloads over Slack's Socket
+//! Mode WebSocket instead of HTTP.
 
 pub mod commands;
 pub mod deadline;
 pub mod events;
 pub mod interactions;
 pub mod phases;
+pub mod socket_mode;
 
 use std::sync::Arc;
 
