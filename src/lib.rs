@@ -1,7 +1,8 @@
 //! incident-bot: a Slack bot that cuts Mean Time to Restore.
 //!
 //! Where things live:
-//! - [`http`]: the front door — Slack commands, interactions, events, deploy API, health.
+//! - [`http`]: the front door — Slack commands, interactions, events and Socket Mode (`http::slack`), deploy API,
+//!   health.
 //! - [`incidents`]: declaring incidents and the war-room setup steps.
 //! - [`domain`]: pure logic with no I/O — phases, MTTR math, tiers, command parsing, channel slugs.
 //! - [`slack`]: the Slack Web API client, request verification, Block Kit rendering.
@@ -30,7 +31,6 @@ pub mod incidents;
 pub mod observability;
 pub mod pager;
 pub mod slack;
-pub mod socket_mode;
 pub mod standins;
 pub mod startup;
 pub mod state;

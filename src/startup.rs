@@ -90,7 +90,7 @@ impl Application {
         let digests = AbortOnDrop(tokio::spawn(crate::digest::post::run_forever(
             state.clone(),
         )));
-        let socket = crate::socket_mode::spawn(&state, stop_rx).map(AbortOnDrop);
+        let socket = crate::http::slack::socket_mode::spawn(&state, stop_rx).map(AbortOnDrop);
         let app = crate::http::router(state.clone());
         let limits = state.settings.http.clone();
         crate::http::server::serve(self.listener, app, &limits, async move {
@@ -206,9 +206,6 @@ pub fn build_state(
         Duration::from_millis(settings.slack.call_timeout_ms),
     )?;
     let pager = Pager::new(settings.pager.clone())?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(settings.slack.call_timeout_ms))
-        .build()?;
     let worker = crate::store::lease::Worker::default();
     Ok(AppState {
         settings,
@@ -218,7 +215,6 @@ pub fn build_state(
         pager,
         catalog: Arc::new(catalog),
         clock,
-        http,
         worker,
         outbox: Default::default(),
     })

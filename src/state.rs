@@ -20,8 +20,6 @@ pub struct AppState {
     pub pager: Pager,
     pub catalog: Arc<Catalog>,
     pub clock: Arc<dyn Clock>,
-    /// For `response_url` replies.
-    pub http: reqwest::Client,
     /// This process in the lease queues: its owner id and the war rooms it is driving.
     pub worker: crate::store::lease::Worker,
     /// One outbox drain at a time in this process ([`crate::incidents::outbox::kick`]).

@@ -1,5 +1,5 @@
 //! Answering deploy questions in Slack: `@incident-bot was there a deploy to payments recently?` (answered in
-//! a thread, after the event is acknowledged) and `/incident deploys <service> [window]` (ephemeral).
+//! a thread by [`crate::http::slack::events`], after the event is acknowledged) and `/incident deploys <service> [window]` (ephemeral).
 //!
 //! The answer lists production deploys to the service and to the services it depends on (marked
 //! "(dependency)") with version, author, age and link, newest first, or says "None" plainly. A service that is
@@ -7,11 +7,7 @@
 //! suggestions from both. An unreadable question gets a one-line hint. Times like `since 14:00` are read in
 //! the asker's Slack time zone (`users.info`), else `incidents.default_timezone`.
 
-use std::sync::Arc;
-use std::time::Duration as StdDuration;
-
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{json, Value};
 
 use super::{history_services, recent, recent_all, Deploy};
 use crate::domain::question::{self, human_span, RECENTLY};
@@ -133,27 +129,6 @@ pub async fn for_command(
     answer_text(state, Some(service), since, now, &words).await
 }
 
-/// Answers an `app_mention` event in its thread, in the background (the event is acknowledged at once).
-/// Messages from bots are not answered.
-pub fn spawn_mention_answer(state: &Arc<AppState>, event: &Value) {
-    if event.get("bot_id").is_some_and(|b| !b.is_null()) {
-        return;
-    }
-    let (Some(channel), Some(ts)) = (event["channel"].as_str(), event["ts"].as_str()) else {
-        tracing::warn!("app_mention without channel or ts");
-        return;
-    };
-    let thread = event["thread_ts"].as_str().unwrap_or(ts).to_string();
-    let channel = channel.to_string();
-    let user = event["user"].as_str().map(str::to_string);
-    let text = event["text"].as_str().unwrap_or_default().to_string();
-    let state = state.clone();
-    tokio::spawn(async move {
-        let reply = mention_reply(&state, user.as_deref(), &text).await;
-        post_in_thread(&state, &channel, &thread, &reply).await;
-    });
-}
-
 /// The reply to a mention's text.
 pub async fn mention_reply(state: &AppState, user: Option<&str>, text: &str) -> String {
     let q = match question::parse(text) {
@@ -182,33 +157,6 @@ async fn asker_tz(state: &AppState, user: Option<&str>) -> chrono_tz::Tz {
     match user {
         Some(user) => state.user_tz(user).await,
         None => state.default_tz(),
-    }
-}
-
-/// Posts `text` in the thread, retrying a few times on rate limits and transient errors.
-async fn post_in_thread(state: &AppState, channel: &str, thread_ts: &str, text: &str) {
-    let args = json!({
-        "channel": channel,
-        "thread_ts": thread_ts,
-        "text": text,
-        "unfurl_links": false,
-        "unfurl_media": false,
-    });
-    let mut delay = StdDuration::from_millis(500);
-    for attempt in 1..=4 {
-        match state.slack.call("chat.postMessage", args.clone()).await {
-            Ok(_) => return,
-            Err(e) if e.is_retryable() && attempt < 4 => {
-                let wait = e.retry_after().unwrap_or(delay);
-                tracing::warn!(error = %e, attempt, "answer not posted yet; retrying");
-                tokio::time::sleep(wait).await;
-                delay *= 2;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, channel, "could not post the deploy answer");
-                return;
-            }
-        }
     }
 }
 

@@ -21,6 +21,7 @@ use super::render::{self, Heading};
 use super::runs::{self, Claim, Claimed, Outcome, RunKey};
 use super::schedule::Schedule;
 use super::stats::{Digest, Filter, Period};
+use crate::slack::client::{File, UploadError};
 use crate::slack::SlackError;
 use crate::state::AppState;
 
@@ -119,72 +120,6 @@ async fn post_message(
     Ok(v["ts"].as_str().unwrap_or_default().to_string())
 }
 
-/// Calls a Web API method with a form-encoded body (`files.getUploadURLExternal` takes no JSON).
-async fn call_form(
-    state: &AppState,
-    method: &str,
-    params: &[(&str, String)],
-) -> Result<Value, PostError> {
-    let token = state
-        .secrets
-        .slack_bot_token
-        .as_ref()
-        .ok_or(SlackError::NoToken)?;
-    let url = format!("{}/{method}", state.settings.slack_api_base());
-    let resp = state
-        .http
-        .post(url)
-        .bearer_auth(token.expose())
-        .form(params)
-        .send()
-        .await
-        .map_err(|e| {
-            PostError::Slack(if e.is_timeout() {
-                SlackError::Timeout {
-                    method: method.into(),
-                }
-            } else {
-                SlackError::Transport {
-                    method: method.into(),
-                    message: format!("{e}")
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string(),
-                    retryable: true,
-                }
-            })
-        })?;
-    let status = resp.status().as_u16();
-    if status == 429 {
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(StdDuration::from_secs);
-        return Err(SlackError::RateLimited {
-            method: method.into(),
-            retry_after,
-        }
-        .into());
-    }
-    let v: Value = resp.json().await.map_err(|_| SlackError::Transport {
-        method: method.into(),
-        message: format!("HTTP {status}: not JSON"),
-        retryable: status >= 500,
-    })?;
-    if v["ok"].as_bool() == Some(true) {
-        Ok(v)
-    } else {
-        Err(SlackError::Api {
-            method: method.into(),
-            code: v["error"].as_str().unwrap_or("unknown_error").to_string(),
-        }
-        .into())
-    }
-}
-
 /// Uploads the chart and shares it in the channel; returns the file id.
 async fn upload_chart(
     state: &AppState,
@@ -192,48 +127,17 @@ async fn upload_chart(
     png: &[u8],
     title: &str,
 ) -> Result<String, PostError> {
-    let filename = "mttr-per-phase.png";
-    let v = call_form(
-        state,
-        "files.getUploadURLExternal",
-        &[
-            ("filename", filename.to_string()),
-            ("length", png.len().to_string()),
-            ("alt_txt", title.to_string()),
-        ],
-    )
-    .await?;
-    let (Some(url), Some(file_id)) = (v["upload_url"].as_str(), v["file_id"].as_str()) else {
-        return Err(PostError::Upload(
-            "files.getUploadURLExternal gave no upload_url".into(),
-        ));
+    let comment = crate::domain::text::escape_cut(title, crate::domain::text::SECTION_TEXT);
+    let file = File {
+        filename: "mttr-per-phase.png",
+        bytes: png,
+        title,
     };
-    let resp = state
-        .http
-        .post(url)
-        .header("content-type", "application/octet-stream")
-        .body(png.to_vec())
-        .send()
-        .await
-        .map_err(|e| PostError::Upload(e.to_string()))?;
-    if !resp.status().is_success() {
-        return Err(PostError::Upload(format!(
-            "upload URL answered HTTP {}",
-            resp.status().as_u16()
-        )));
+    match state.slack.upload_file(channel_id, &file, &comment).await {
+        Ok(id) => Ok(id),
+        Err(UploadError::Slack(e)) => Err(PostError::Slack(e)),
+        Err(UploadError::Upload(e)) => Err(PostError::Upload(e)),
     }
-    state
-        .slack
-        .call(
-            "files.completeUploadExternal",
-            json!({
-                "files": [{ "id": file_id, "title": title }],
-                "channel_id": channel_id,
-                "initial_comment": crate::domain::text::escape_cut(title, crate::domain::text::SECTION_TEXT),
-            }),
-        )
-        .await?;
-    Ok(file_id.to_string())
 }
 
 /// The channel's recent messages (newest first).
@@ -278,12 +182,12 @@ pub fn on_demand(
                     }
                     _ => " Try again in a minute.",
                 };
-                let _ = state
-                    .http
-                    .post(url)
-                    .json(&json!({ "response_type": "ephemeral", "text": format!("Could not post the digest: {}.{hint}", crate::domain::text::escape_cut(&e.to_string(), 500)) }))
-                    .send()
-                    .await;
+                let text = format!(
+                    "Could not post the digest: {}.{hint}",
+                    crate::domain::text::escape_cut(&e.to_string(), 500)
+                );
+                let reply = crate::slack::client::Reply::ephemeral(&text);
+                let _ = state.slack.respond(&url, &reply).await;
             }
         }
     });

@@ -1,6 +1,8 @@
 //! Phase changes of an incident: recording a milestone (the card's buttons and `/incident ack|identified|fixed|
 //! resolved`), reopening during monitoring (`phase_reopen`, `/incident reopen`), correcting a timestamp
-//! (`/incident set`), closing when the monitoring window ends (a timer), and `/incident status`.
+//! (`/incident set`), closing when the monitoring window ends (a timer), and `/incident status`. The Slack side
+//! (reading the payloads, the replies) is [`crate::http::slack::phases`]; here a change is a [`Change`] by a
+//! user, and its result an [`Outcome`].
 //!
 //! Exactly once: a change is one transaction that writes the new timeline with
 //! `UPDATE incidents … WHERE id = $ AND version = $` (optimistic concurrency), the timeline line
@@ -12,25 +14,18 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{json, Value};
 
 use super::outbox;
 use super::{timers, Incident};
 use crate::config::IncidentSettings;
 use crate::db::ms;
-use crate::domain::command::{Command, TimeSpec};
 use crate::domain::duration::format_duration;
 use crate::domain::mttr::{self, PhaseKind};
 use crate::domain::phase::{
     CorrectionTarget, Milestone, Stamp, Status, Timeline, Transition, TransitionError,
 };
 use crate::domain::text::{self, escape_cut};
-use crate::errors::ApiError;
-use crate::http::slack::commands::SlashCommand;
-use crate::http::slack::ephemeral;
 use crate::slack::blocks;
 use crate::state::AppState;
 
@@ -453,220 +448,27 @@ pub fn line(
     }
 }
 
-// ── Slack entry points ─────────────────────────────────────────────────────────────────────────────────────────
+// ── asked from Slack ─────────────────────────────────────────────────────────────────────────────────────────
 
-/// A `block_actions` payload: a phase button on the incident card. Answers Slack at once; a refused click (a
-/// stale card) tells the clicker the current phase, ephemerally, after the answer.
-pub async fn on_block_actions(state: &Arc<AppState>, p: &Value) -> Result<Response, ApiError> {
-    let Some(action) = p["actions"].as_array().and_then(|a| a.first()) else {
-        return Ok(StatusCode::OK.into_response());
-    };
-    let Some(change) = action["action_id"]
-        .as_str()
-        .and_then(Change::from_action_id)
-    else {
-        return Ok(StatusCode::OK.into_response());
-    };
-    let user = p["user"]["id"]
-        .as_str()
-        .ok_or_else(|| ApiError::bad("payload.user.id", "missing"))?;
-    let incident_id = action["value"]
-        .as_str()
-        .ok_or_else(|| ApiError::bad("payload.actions[0].value", "missing"))?;
-    let channel = p["channel"]["id"]
-        .as_str()
-        .or(p["container"]["channel_id"].as_str())
-        .map(str::to_string);
-    let team = p["team"]["id"].as_str().or(p["user"]["team_id"].as_str());
+/// A click on the card's phase button for `change` in workspace `team` (when the payload says): [`apply`], unless
+/// the incident belongs to another workspace.
+pub async fn click(
+    state: &Arc<AppState>,
+    team: Option<&str>,
+    incident_id: &str,
+    change: Change,
+    user: &str,
+) -> Result<Outcome, sqlx::Error> {
     let foreign = match (team, super::load(&state.db, incident_id).await?) {
         (Some(t), Some(inc)) => !t.is_empty() && inc.team_id != t,
         _ => false,
     };
-    let outcome = if foreign {
-        Outcome::Refused {
+    if foreign {
+        return Ok(Outcome::Refused {
             reason: "That incident belongs to another workspace.".into(),
-        }
-    } else {
-        apply(state, incident_id, change, Some(user)).await?
-    };
-    if let Outcome::Refused { reason } = outcome {
-        tell(
-            state,
-            p["response_url"].as_str().map(str::to_string),
-            channel,
-            user.to_string(),
-            reason,
-        );
+        });
     }
-    Ok(StatusCode::OK.into_response())
-}
-
-/// Tells one user something, ephemerally, in the background: via the action's `response_url`, else
-/// `chat.postEphemeral`.
-pub(crate) fn tell(
-    state: &Arc<AppState>,
-    response_url: Option<String>,
-    channel: Option<String>,
-    user: String,
-    text: String,
-) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        if let Some(url) = response_url {
-            let body =
-                json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
-            match state.http.post(&url).json(&body).send().await {
-                Ok(r) if r.status().is_success() => return,
-                Ok(r) => {
-                    tracing::warn!(status = %r.status(), "response_url refused an ephemeral reply")
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e.without_url(), "response_url unreachable")
-                }
-            }
-        }
-        if let Some(channel) = channel {
-            if let Err(e) = state
-                .slack
-                .call(
-                    "chat.postEphemeral",
-                    json!({ "channel": channel, "user": user, "text": text }),
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "could not post an ephemeral reply");
-            }
-        }
-    });
-}
-
-/// `/incident ack|identified|fixed|resolved|reopen|set|status`.
-pub async fn on_slash(
-    state: &Arc<AppState>,
-    cmd: &SlashCommand,
-    parsed: Command,
-) -> Result<Response, ApiError> {
-    let word = cmd.text.split_whitespace().next().unwrap_or_default();
-    let Some(inc) = super::by_channel(&state.db, &cmd.channel_id).await? else {
-        return Ok(ephemeral(not_an_incident_channel(state, cmd, word).await?));
-    };
-    let by = Some(cmd.user_id.as_str());
-    match parsed {
-        Command::Milestone(m) => Ok(ephemeral(reply(
-            apply(state, &inc.id, Change::Record(m), by).await?,
-        ))),
-        Command::Reopen => Ok(ephemeral(reply(
-            apply(state, &inc.id, Change::Reopen, by).await?,
-        ))),
-        Command::Set { target, when } => set(state, cmd, &inc, target, when).await,
-        Command::Status => Ok(ephemeral(status_text(state, &inc).await?)),
-        _ => Ok(StatusCode::OK.into_response()),
-    }
-}
-
-fn reply(outcome: Outcome) -> String {
-    match outcome {
-        Outcome::Applied { line, .. } => format!("Recorded. {line}"),
-        Outcome::Refused { reason } => reason,
-    }
-}
-
-/// "Use it in the incident's channel", with the open incidents' channels.
-async fn not_an_incident_channel(
-    state: &AppState,
-    cmd: &SlashCommand,
-    word: &str,
-) -> Result<String, sqlx::Error> {
-    let open = super::open(&state.db, &cmd.team_id).await?;
-    let mut s =
-        format!("`/incident {word}` works in an incident's own channel, and this is not one.");
-    if open.is_empty() {
-        s.push_str(" There are no open incidents right now.");
-    } else {
-        s.push_str(" Open incidents:");
-        for i in open.iter().take(10) {
-            let room = i
-                .channel_id
-                .as_deref()
-                .map(text::channel)
-                .unwrap_or_else(|| "no channel".into());
-            s.push_str(&format!(
-                "\n• {room} — *{}* {}",
-                i.key(),
-                escape_cut(&i.title, 200)
-            ));
-        }
-    }
-    Ok(s)
-}
-
-/// `/incident set <phase|started> <time>`. Clock times are read in the user's Slack time zone (`users.info`,
-/// cached); when that is not known yet, Slack gets its answer at once and the reply follows via `response_url`.
-async fn set(
-    state: &Arc<AppState>,
-    cmd: &SlashCommand,
-    inc: &Incident,
-    target: CorrectionTarget,
-    when: TimeSpec,
-) -> Result<Response, ApiError> {
-    let needs_tz = matches!(when, TimeSpec::Clock(_) | TimeSpec::Local(_));
-    let cached = state.slack.known_time_zone(&cmd.user_id, state.clock.now());
-    if !needs_tz || cached.is_some() {
-        let tz = cached.unwrap_or_else(|| state.default_tz());
-        let text = correct(state, &inc.id, &cmd.user_id, target, when, tz).await?;
-        return Ok(ephemeral(text));
-    }
-    let state2 = state.clone();
-    let user = cmd.user_id.clone();
-    let id = inc.id.clone();
-    let url = cmd.response_url.clone();
-    let channel = cmd.channel_id.clone();
-    tokio::spawn(async move {
-        let tz = state2.user_tz(&user).await;
-        let text = match correct(&state2, &id, &user, target, when, tz).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(error = %e, "correction failed");
-                "Something went wrong storing the correction; see the bot's logs.".to_string()
-            }
-        };
-        tell(&state2, url, Some(channel), user, text);
-    });
-    Ok(StatusCode::OK.into_response())
-}
-
-async fn correct(
-    state: &Arc<AppState>,
-    incident_id: &str,
-    user: &str,
-    target: CorrectionTarget,
-    when: TimeSpec,
-    tz: chrono_tz::Tz,
-) -> Result<String, sqlx::Error> {
-    let now = state.clock.now();
-    let at = when.resolve(now, tz);
-    let asked = match when {
-        TimeSpec::Clock(_) | TimeSpec::Local(_) => {
-            format!("{when} {} = {}", tz.name(), at.format("%Y-%m-%d %H:%M UTC"))
-        }
-        _ => at.format("%Y-%m-%d %H:%M UTC").to_string(),
-    };
-    Ok(
-        match apply(
-            state,
-            incident_id,
-            Change::Correct { target, at },
-            Some(user),
-        )
-        .await?
-        {
-            Outcome::Applied { line, .. } => format!("Corrected ({asked}). {line}"),
-            Outcome::Refused { reason } => format!(
-                "Not changed: {reason}. You asked for {} at {asked}.",
-                target.as_str()
-            ),
-        },
-    )
+    apply(state, incident_id, change, Some(user)).await
 }
 
 /// `/incident status`: where the incident stands, every timestamp, the elapsed time, the monitoring window, and

@@ -118,7 +118,10 @@ impl ImpactStart {
                     self.read_as(default, self.at),
                     default.name()
                 );
-                super::phases::tell(&state, response_url, channel, user, text);
+                state
+                    .slack
+                    .tell(response_url.as_deref(), channel.as_deref(), &user, &text)
+                    .await;
                 return;
             };
             let meant = self.spec.resolve(self.now, tz);
@@ -126,7 +129,10 @@ impl ImpactStart {
                 let text = self
                     .future_in_users_zone(&state, &incident_id, &user, tz, &e)
                     .await;
-                super::phases::tell(&state, response_url, channel, user, text);
+                state
+                    .slack
+                    .tell(response_url.as_deref(), channel.as_deref(), &user, &text)
+                    .await;
                 return;
             }
             let at = meant.min(self.now);
@@ -150,7 +156,10 @@ impl ImpactStart {
                     }
                 }
             }
-            super::phases::tell(&state, response_url, channel, user, text);
+            state
+                .slack
+                .tell(response_url.as_deref(), channel.as_deref(), &user, &text)
+                .await;
         });
     }
 }

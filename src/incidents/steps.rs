@@ -15,7 +15,7 @@ use crate::domain::slug;
 use crate::domain::text;
 use crate::pager::{Page, PagerError};
 use crate::slack::blocks;
-use crate::slack::client::is_already_done;
+use crate::slack::client::{is_already_done, Reply};
 use crate::slack::SlackError;
 use crate::state::AppState;
 
@@ -538,20 +538,18 @@ async fn notify(state: &AppState, inc: &Incident) -> Result<String, Failure> {
         ),
     };
     if let Some(url) = &inc.response_url {
-        let resp = state
-            .http
-            .post(url)
-            .json(&json!({ "response_type": "ephemeral", "replace_original": false, "text": text }))
-            .send()
+        let status = state
+            .slack
+            .respond(url, &Reply::ephemeral_beside(&text))
             .await
             .map_err(|_| Failure::Retry {
                 after: None,
                 error: "response_url unreachable".into(),
             })?;
-        if resp.status().is_server_error() {
+        if status.is_server_error() {
             return Err(Failure::Retry {
                 after: None,
-                error: format!("response_url HTTP {}", resp.status()),
+                error: format!("response_url HTTP {status}"),
             });
         }
         return Ok("told the declarer (response_url)".into());

@@ -1,4 +1,5 @@
-//! The Slack Web API client: slack-morphism's hyper transport, one generic [`SlackClient::call`] and a
+//! The Slack Web API client, the only code that calls Slack: slack-morphism's hyper transport, one generic
+//! [`SlackClient::call`] with typed methods on it (uploads and `response_url` replies included), and a
 //! classification of failures ([`SlackError`]) that the retry logic of the war-room steps relies on.
 //!
 //! Every call has a deadline (`slack.call_timeout_ms`): a slow or dropped response becomes
@@ -101,6 +102,10 @@ pub struct SlackClient {
     token: Option<SlackApiToken>,
     timeout: Duration,
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// For what is not a Web API method: `response_url` replies and file uploads (same deadline).
+    http: reqwest::Client,
+    /// `https://slack.com/api` (no trailing slash), for the form-encoded calls.
+    base_url: String,
     /// What Slack said once and the bot remembers ([`super::memory`]).
     pub(super) memory: Arc<super::memory::Memory>,
 }
@@ -128,6 +133,8 @@ impl SlackClient {
             token: token.map(|t| SlackApiToken::new(SlackApiTokenValue(t.expose().to_string()))),
             timeout,
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            http: reqwest::Client::builder().timeout(timeout).build()?,
+            base_url: base_url.trim_end_matches('/').to_string(),
             memory: Arc::default(),
         })
     }
@@ -296,6 +303,239 @@ impl SlackClient {
                 self.call("chat.postMessage", args).await
             }
             other => other,
+        }
+    }
+}
+
+/// A file to upload ([`SlackClient::upload_file`]).
+pub struct File<'a> {
+    pub filename: &'a str,
+    pub bytes: &'a [u8],
+    /// Its title, also its alt text.
+    pub title: &'a str,
+}
+
+/// A failed upload.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Slack(#[from] SlackError),
+    /// The upload URL did not take the bytes.
+    #[error("{0}")]
+    Upload(String),
+}
+
+/// Files.
+impl SlackClient {
+    /// Uploads `file` and shares it in `channel_id` with `comment` (`files.getUploadURLExternal`, the bytes,
+    /// `files.completeUploadExternal`); returns the file id.
+    pub async fn upload_file(
+        &self,
+        channel_id: &str,
+        file: &File<'_>,
+        comment: &str,
+    ) -> Result<String, UploadError> {
+        let v = self
+            .call_form(
+                "files.getUploadURLExternal",
+                &[
+                    ("filename", file.filename.to_string()),
+                    ("length", file.bytes.len().to_string()),
+                    ("alt_txt", file.title.to_string()),
+                ],
+            )
+            .await?;
+        let (Some(url), Some(file_id)) = (v["upload_url"].as_str(), v["file_id"].as_str()) else {
+            return Err(UploadError::Upload(
+                "files.getUploadURLExternal gave no upload_url".into(),
+            ));
+        };
+        let resp = self
+            .http
+            .post(url)
+            .header("content-type", "application/octet-stream")
+            .body(file.bytes.to_vec())
+            .send()
+            .await
+            .map_err(|e| UploadError::Upload(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(UploadError::Upload(format!(
+                "upload URL answered HTTP {}",
+                resp.status().as_u16()
+            )));
+        }
+        self.call(
+            "files.completeUploadExternal",
+            serde_json::json!({
+                "files": [{ "id": file_id, "title": file.title }],
+                "channel_id": channel_id,
+                "initial_comment": comment,
+            }),
+        )
+        .await?;
+        Ok(file_id.to_string())
+    }
+
+    /// Calls a Web API method with a form-encoded body (`files.getUploadURLExternal` takes no JSON).
+    async fn call_form(
+        &self,
+        method: &str,
+        params: &[(&str, String)],
+    ) -> Result<Value, SlackError> {
+        let token = self.token.as_ref().ok_or(SlackError::NoToken)?;
+        let url = format!("{}/{method}", self.base_url);
+        let resp = self
+            .http
+            .post(url)
+            .bearer_auth(&token.token_value.0)
+            .form(params)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    SlackError::Timeout {
+                        method: method.into(),
+                    }
+                } else {
+                    SlackError::Transport {
+                        method: method.into(),
+                        message: format!("{e}")
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                        retryable: true,
+                    }
+                }
+            })?;
+        let status = resp.status().as_u16();
+        if status == 429 {
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(SlackError::RateLimited {
+                method: method.into(),
+                retry_after,
+            });
+        }
+        let v: Value = resp.json().await.map_err(|_| SlackError::Transport {
+            method: method.into(),
+            message: format!("HTTP {status}: not JSON"),
+            retryable: status >= 500,
+        })?;
+        if v["ok"].as_bool() == Some(true) {
+            Ok(v)
+        } else {
+            Err(SlackError::Api {
+                method: method.into(),
+                code: v["error"].as_str().unwrap_or("unknown_error").to_string(),
+            })
+        }
+    }
+}
+
+/// Messages.
+impl SlackClient {
+    /// `chat.postMessage` of plain `text` as a reply in the thread of `thread_ts` (links not unfurled).
+    pub async fn post_in_thread(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        text: &str,
+    ) -> Result<(), SlackError> {
+        let args = serde_json::json!({
+            "channel": channel,
+            "thread_ts": thread_ts,
+            "text": text,
+            "unfurl_links": false,
+            "unfurl_media": false,
+        });
+        self.call("chat.postMessage", args).await.map(drop)
+    }
+}
+
+/// A reply through a `response_url` (Slack gives one with a slash command or a click): seen only by the person
+/// who typed or clicked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reply<'a> {
+    response_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replace_original: Option<bool>,
+    text: &'a str,
+}
+
+impl<'a> Reply<'a> {
+    /// An ephemeral reply.
+    pub fn ephemeral(text: &'a str) -> Self {
+        Reply {
+            response_type: "ephemeral",
+            replace_original: None,
+            text,
+        }
+    }
+
+    /// An ephemeral reply that leaves the message clicked (or the earlier reply) as it is.
+    pub fn ephemeral_beside(text: &'a str) -> Self {
+        Reply {
+            replace_original: Some(false),
+            ..Reply::ephemeral(text)
+        }
+    }
+}
+
+/// Replies to one person: `response_url` posts and ephemeral messages.
+impl SlackClient {
+    /// Posts `reply` to a `response_url`. Returns the HTTP status the URL answered, or why it could not be
+    /// reached (without the URL, which lets anyone reply).
+    pub async fn respond(
+        &self,
+        url: &str,
+        reply: &Reply<'_>,
+    ) -> Result<reqwest::StatusCode, reqwest::Error> {
+        match self.http.post(url).json(reply).send().await {
+            Ok(r) => Ok(r.status()),
+            Err(e) => Err(e.without_url()),
+        }
+    }
+
+    /// `chat.postEphemeral`: `text` to `user` in `channel`.
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        text: &str,
+    ) -> Result<(), SlackError> {
+        self.call(
+            "chat.postEphemeral",
+            serde_json::json!({ "channel": channel, "user": user, "text": text }),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Tells `user` something only they see: through `response_url` when there is one and it takes it, else
+    /// with `chat.postEphemeral` in `channel`. Failures are logged.
+    pub async fn tell(
+        &self,
+        response_url: Option<&str>,
+        channel: Option<&str>,
+        user: &str,
+        text: &str,
+    ) {
+        if let Some(url) = response_url {
+            match self.respond(url, &Reply::ephemeral_beside(text)).await {
+                Ok(s) if s.is_success() => return,
+                Ok(s) => tracing::warn!(status = %s, "response_url refused an ephemeral reply"),
+                Err(e) => tracing::warn!(error = %e, "response_url unreachable"),
+            }
+        }
+        if let Some(channel) = channel {
+            if let Err(e) = self.post_ephemeral(channel, user, text).await {
+                tracing::warn!(error = %e, "could not post an ephemeral reply");
+            }
         }
     }
 }

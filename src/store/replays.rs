@@ -25,6 +25,23 @@ pub async fn first_sight(db: &Db, digest: &str, at_ms: i64) -> Result<bool, sqlx
     Ok(r.rows_affected() == 1)
 }
 
+/// Records an Events API delivery's `event_id` (received `at`); false when it was already recorded (a Slack
+/// retry).
+pub async fn first_delivery(
+    db: &Db,
+    event_id: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO processed_events (event_id, at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(ms(at))
+    .execute(&db.pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Deletes signatures whose timestamp is more than `window` (the signature tolerance) and a minute before `now`
 /// (the minute covers the rounding of the window check to seconds), and event ids older than
 /// [`EVENT_IDS_KEPT`]. Returns how many rows went.

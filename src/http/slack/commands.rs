@@ -11,10 +11,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::json;
 
-use super::{bad_body, deadline, ephemeral, replayed, Signed};
+use super::{bad_body, deadline, ephemeral, replayed, Signed, SlashCommand};
 use crate::domain::command::{self, Command, StartArgs, USAGE};
 use crate::domain::text::{self, escape_cut};
 use crate::errors::ApiError;
@@ -22,20 +21,6 @@ use crate::incidents::declare::{self, DeclareRequest};
 use crate::incidents::started::ImpactStart;
 use crate::slack::blocks;
 use crate::state::AppState;
-
-/// The fields of Slack's slash-command payload that the bot uses.
-#[derive(Debug, Deserialize)]
-pub struct SlashCommand {
-    pub team_id: String,
-    pub user_id: String,
-    pub channel_id: String,
-    #[serde(default)]
-    pub text: String,
-    #[serde(default)]
-    pub response_url: Option<String>,
-    #[serde(default)]
-    pub trigger_id: Option<String>,
-}
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,
@@ -140,7 +125,7 @@ async fn run(state: Arc<AppState>, body: Bytes, seen: &mut Seen) -> Result<Respo
         }
         Command::List => Box::pin(list(&state, &cmd)).await,
         Command::Status | Command::Milestone(_) | Command::Reopen | Command::Set { .. } => {
-            Box::pin(crate::incidents::phases::on_slash(&state, &cmd, parsed)).await
+            Box::pin(super::phases::on_slash(&state, &cmd, parsed)).await
         }
         Command::Deploys { service, window } => Ok(ephemeral(
             Box::pin(crate::deploys::answer::for_command(

@@ -3,6 +3,8 @@
 //! a byte-identical replay of a delivery a no-op (an empty 200). Signatures are not recorded here: an immediate
 //! retry by Slack may carry the same timestamp and signature, and must still be taken when the first delivery
 //! failed before its id was recorded.
+//!
+//! An `app_mention` is a deploy question: answered ([`crate::deploys::answer::mention_reply`]) in its thread.
 
 use std::sync::Arc;
 
@@ -14,7 +16,6 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::{bad_body, deadline, Signed};
-use crate::db::ms;
 use crate::errors::ApiError;
 use crate::state::AppState;
 
@@ -53,7 +54,7 @@ pub async fn handle_body(state: Arc<AppState>, body: Bytes) -> Result<Response, 
                     "event received"
                 );
                 if envelope["event"]["type"].as_str() == Some("app_mention") {
-                    crate::deploys::answer::spawn_mention_answer(&state, &envelope["event"]);
+                    answer_mention(&state, &envelope["event"]);
                 }
             }
             Ok(StatusCode::OK.into_response())
@@ -65,10 +66,46 @@ pub async fn handle_body(state: Arc<AppState>, body: Bytes) -> Result<Response, 
 
 /// Records `event_id`; false when it was already handled (a Slack retry).
 pub async fn first_delivery(state: &AppState, event_id: &str) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("INSERT INTO processed_events (event_id, at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING")
-        .bind(event_id)
-        .bind(ms(state.clock.now()))
-        .execute(&state.db.pool)
-        .await?;
-    Ok(r.rows_affected() == 1)
+    crate::store::replays::first_delivery(&state.db, event_id, state.clock.now()).await
+}
+
+/// Answers an `app_mention` event ([`crate::deploys::answer::mention_reply`]) in its thread, in the background
+/// (the event is acknowledged at once). Messages from bots are not answered.
+fn answer_mention(state: &Arc<AppState>, event: &Value) {
+    if event.get("bot_id").is_some_and(|b| !b.is_null()) {
+        return;
+    }
+    let (Some(channel), Some(ts)) = (event["channel"].as_str(), event["ts"].as_str()) else {
+        tracing::warn!("app_mention without channel or ts");
+        return;
+    };
+    let thread = event["thread_ts"].as_str().unwrap_or(ts).to_string();
+    let channel = channel.to_string();
+    let user = event["user"].as_str().map(str::to_string);
+    let text = event["text"].as_str().unwrap_or_default().to_string();
+    let state = state.clone();
+    tokio::spawn(async move {
+        let reply = crate::deploys::answer::mention_reply(&state, user.as_deref(), &text).await;
+        post_in_thread(&state, &channel, &thread, &reply).await;
+    });
+}
+
+/// Posts `text` in the thread, retrying a few times on rate limits and transient errors.
+async fn post_in_thread(state: &AppState, channel: &str, thread_ts: &str, text: &str) {
+    let mut delay = std::time::Duration::from_millis(500);
+    for attempt in 1..=4 {
+        match state.slack.post_in_thread(channel, thread_ts, text).await {
+            Ok(()) => return,
+            Err(e) if e.is_retryable() && attempt < 4 => {
+                let wait = e.retry_after().unwrap_or(delay);
+                tracing::warn!(error = %e, attempt, "answer not posted yet; retrying");
+                tokio::time::sleep(wait).await;
+                delay *= 2;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, channel, "could not post the deploy answer");
+                return;
+            }
+        }
+    }
 }

@@ -67,7 +67,7 @@ async fn answer(
             "block_actions" if detection_answer(&payload).is_some() => {
                 on_detection_answer(&state, &payload).await
             }
-            "block_actions" => crate::incidents::phases::on_block_actions(&state, &payload).await,
+            "block_actions" => super::phases::on_block_actions(&state, &payload).await,
             _ => Ok(StatusCode::OK.into_response()),
         }
     };
@@ -76,18 +76,7 @@ async fn answer(
         None if kind == "view_submission" => Ok(deadline::late_view_submission()),
         None => {
             // A click's answer body is not shown: tell the clicker where they look.
-            let user = payload["user"]["id"].as_str().unwrap_or_default();
-            let channel = payload["channel"]["id"]
-                .as_str()
-                .or(payload["container"]["channel_id"].as_str())
-                .map(str::to_string);
-            crate::incidents::phases::tell(
-                &state,
-                payload["response_url"].as_str().map(str::to_string),
-                channel,
-                user.to_string(),
-                deadline::LATE.to_string(),
-            );
+            super::phases::tell_later(&state, &payload, deadline::LATE.to_string());
             Ok(StatusCode::OK.into_response())
         }
     }
@@ -121,12 +110,7 @@ async fn on_detection_answer(state: &Arc<AppState>, p: &Value) -> Result<Respons
         }
         detection::Outcome::NotFound => "That incident does not exist in this workspace.".into(),
     };
-    let channel = p["channel"]["id"]
-        .as_str()
-        .or(p["container"]["channel_id"].as_str())
-        .map(str::to_string);
-    let response_url = p["response_url"].as_str().map(str::to_string);
-    crate::incidents::phases::tell(state, response_url, channel, user.to_string(), reason);
+    super::phases::tell_later(state, p, reason);
     Ok(StatusCode::OK.into_response())
 }
 

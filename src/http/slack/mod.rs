@@ -4,11 +4,18 @@
 //! byte-identical replay of a signed request inside the window has no second effect ([`Signed::first_sight`]):
 //! it is answered with an empty 200. Events are also recognised by their `event_id`, as Slack's retries are. Handlers answer within Slack's 3 seconds: anything that calls Slack or a
 //! pager runs after the answer, in the background.
+//!
+//! The handlers only read payloads and write replies: each turns what Slack sent into a typed request for a use
+//! case ([`crate::incidents`], [`crate::deploys`], [`crate::digest`]) and renders its typed outcome
+//! ([`phases`]: the phase buttons and commands). [`socket_mode`] takes the same payloads over Slack's Socket
+//! Mode WebSocket instead of HTTP.
 
 pub mod commands;
 pub mod deadline;
 pub mod events;
 pub mod interactions;
+pub mod phases;
+pub mod socket_mode;
 
 use std::sync::Arc;
 
@@ -18,7 +25,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::errors::ApiError;
 use crate::slack::verify;
@@ -112,6 +119,20 @@ fn signature_headers(
         state.settings.slack.signature_tolerance_secs,
     )
     .map_err(refused)
+}
+
+/// The fields of Slack's slash-command payload that the bot uses.
+#[derive(Debug, Deserialize)]
+pub struct SlashCommand {
+    pub team_id: String,
+    pub user_id: String,
+    pub channel_id: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub response_url: Option<String>,
+    #[serde(default)]
+    pub trigger_id: Option<String>,
 }
 
 /// A reply only the requester sees.

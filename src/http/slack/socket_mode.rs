@@ -32,8 +32,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::Instrument;
 
+use super::{commands, events, interactions};
 use crate::config::Secret;
-use crate::http::slack::{commands, events, interactions};
 use crate::observability;
 use crate::slack::SlackClient;
 use crate::state::AppState;
