@@ -193,9 +193,12 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
                 .and_then(DetectionMethod::parse)
                 .unwrap_or_default(),
             started_at: started.as_ref().map(|s| s.at),
+            // Recorded as seen before the submission was read (see `answer`).
+            sighting: None,
         },
     )
-    .await?;
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("a declaration without a sighting was taken for a replay"))?;
     tracing::Span::current().record("incident_id", inc.id.as_str());
     if let Some(started) = started {
         started.confirm(
