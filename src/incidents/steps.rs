@@ -165,12 +165,7 @@ async fn save_channel(
     id: &str,
     name: &str,
 ) -> Result<(), Failure> {
-    sqlx::query("UPDATE incidents SET channel_id = $1, channel_name = $2 WHERE id = $3")
-        .bind(id)
-        .bind(name)
-        .bind(&inc.id)
-        .execute(&state.db.pool)
-        .await?;
+    crate::store::incidents::set_channel(&state.db, &inc.id, id, name).await?;
     Ok(())
 }
 
@@ -339,14 +334,7 @@ async fn first_attempt_at(
     inc: &Incident,
     step: Step,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT first_attempt_at FROM setup_steps WHERE incident_id = $1 AND step = $2",
-    )
-    .bind(&inc.id)
-    .bind(step.as_str())
-    .fetch_optional(&state.db.pool)
-    .await
-    .map(Option::flatten)
+    crate::store::setup_steps::first_attempt_at(&state.db, &inc.id, step.as_str()).await
 }
 
 async fn card(state: &AppState, inc: &Incident, attempt: i64) -> Result<String, Failure> {
@@ -361,7 +349,7 @@ async fn card(state: &AppState, inc: &Incident, attempt: i64) -> Result<String, 
         Some(ts) => ts,
         None => {
             let deploys = deploys_before_impact(state, inc).await?;
-            let view = blocks::CardView::new(state, inc, deploys);
+            let view = super::card_view(state, inc, deploys);
             let v = state
                 .slack
                 .call(
@@ -375,11 +363,7 @@ async fn card(state: &AppState, inc: &Incident, attempt: i64) -> Result<String, 
                 .to_string()
         }
     };
-    sqlx::query("UPDATE incidents SET card_ts = $1 WHERE id = $2")
-        .bind(&ts)
-        .bind(&inc.id)
-        .execute(&state.db.pool)
-        .await?;
+    crate::store::incidents::set_card_ts(&state.db, &inc.id, &ts).await?;
     Ok(format!("card {ts}"))
 }
 
@@ -516,13 +500,7 @@ async fn announce(state: &AppState, inc: &Incident, attempt: i64) -> Result<Stri
 
 /// Tells the declarer where the war room is, or why there is none.
 async fn notify(state: &AppState, inc: &Incident) -> Result<String, Failure> {
-    let failure: Option<String> = sqlx::query_scalar(
-        "SELECT last_error FROM setup_steps WHERE incident_id = $1 AND step = 'channel' AND state = 'failed'",
-    )
-    .bind(&inc.id)
-    .fetch_optional(&state.db.pool)
-    .await?
-    .flatten();
+    let failure = crate::store::setup_steps::channel_failure(&state.db, &inc.id).await?;
     let text = match (&inc.channel_id, failure) {
         (Some(c), _) => format!(
             ":rotating_light: *{}* is declared — war room {}.",

@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 
 use super::blocks::{self, CardView};
 use super::limits::{check_message, check_view};
-use crate::deploys::Deploy;
 use crate::digest::render::{self, Heading};
 use crate::digest::stats::{self, IncidentRow, Origin, Period};
 use crate::domain::command;
+use crate::domain::deploy::Deploy;
 use crate::domain::phase::{Milestone, Timeline};
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::domain::text::{is_invisible, HOSTILE, TOPIC};
