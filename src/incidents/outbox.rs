@@ -26,6 +26,7 @@ use crate::db::{ms, Db};
 use crate::domain::duration::format_duration;
 use crate::domain::text::{self, escape_cut};
 use crate::pager::{Page, PagerError};
+use crate::slack::client::Post;
 use crate::state::AppState;
 use crate::store::incidents;
 use crate::store::lease;
@@ -397,12 +398,10 @@ async fn card(state: &AppState, inc: &Incident) -> Result<Run, Run> {
     };
     let deploys = deploys_before_impact(state, inc).await?;
     let view = super::card_view(state, inc, deploys);
+    let text = view.fallback_text();
     state
         .slack
-        .call(
-            "chat.update",
-            json!({ "channel": channel, "ts": ts, "text": view.fallback_text(), "blocks": view.blocks() }),
-        )
+        .update_message(ts, &Post::blocks(&channel, &text, view.blocks()))
         .await?;
     Ok(done(format!(
         "card updated ({})",
@@ -441,17 +440,14 @@ async fn post(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Resu
             )));
         }
     }
-    let v = state.slack.post_message_joining(json!({
-            "channel": channel,
-            "text": text,
-            "blocks": [{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": text::cut(&text, text::SECTION_TEXT) } }],
-            "unfurl_links": false,
-        }),
-    )
-    .await?;
+    let blocks = json!([{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": text::cut(&text, text::SECTION_TEXT) } }]);
+    let ts = state
+        .slack
+        .post_message_joining(&Post::blocks(&channel, &text, blocks))
+        .await?;
     Ok(done(format!(
         "posted {channel} {}",
-        v["ts"].as_str().unwrap_or("?")
+        ts.as_deref().unwrap_or("?")
     )))
 }
 
@@ -502,12 +498,14 @@ async fn summary(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> R
             )));
         }
     }
-    let v = state.slack.post_message_joining(json!({ "channel": channel, "text": s.fallback(), "blocks": s.render(&bid, broadcast), "unfurl_links": false }),
-    )
-    .await?;
+    let text = s.fallback();
+    let ts = state
+        .slack
+        .post_message_joining(&Post::blocks(&channel, &text, s.render(&bid, broadcast)))
+        .await?;
     Ok(done(format!(
         "posted {channel} {}",
-        v["ts"].as_str().unwrap_or("?")
+        ts.as_deref().unwrap_or("?")
     )))
 }
 
@@ -534,12 +532,11 @@ async fn refresh(state: &AppState, inc: &Incident) -> Result<Run, Run> {
             continue;
         };
         let broadcast = payload.contains("broadcast");
+        let text = s.fallback();
+        let blocks = s.render(&format!("ob:{id}"), broadcast);
         state
             .slack
-            .call(
-                "chat.update",
-                json!({ "channel": channel, "ts": ts, "text": s.fallback(), "blocks": s.render(&format!("ob:{id}"), broadcast) }),
-            )
+            .update_message(ts, &Post::blocks(channel, &text, blocks))
             .await?;
         updated += 1;
     }

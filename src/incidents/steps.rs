@@ -15,7 +15,7 @@ use crate::domain::slug;
 use crate::domain::text;
 use crate::pager::{Page, PagerError};
 use crate::slack::blocks;
-use crate::slack::client::{is_already_done, Reply};
+use crate::slack::client::{is_already_done, Channel, Post, Reply};
 use crate::slack::SlackError;
 use crate::state::AppState;
 
@@ -183,22 +183,11 @@ async fn channel(state: &AppState, inc: &Incident, attempt: i64) -> Result<Strin
         } else {
             slug::with_suffix(&base, n)
         };
-        match state
-            .slack
-            .call(
-                "conversations.create",
-                json!({ "name": name, "is_private": false }),
-            )
-            .await
-        {
-            Ok(v) => {
-                let id = v["channel"]["id"]
-                    .as_str()
-                    .ok_or_else(|| {
-                        Failure::Permanent("conversations.create returned no channel id".into())
-                    })?
-                    .to_string();
-                let name = v["channel"]["name"].as_str().unwrap_or(&name).to_string();
+        match state.slack.create_channel(&name).await {
+            Ok(created) => {
+                let Channel { id, name } = created.ok_or_else(|| {
+                    Failure::Permanent("conversations.create returned no channel id".into())
+                })?;
                 save_channel(state, inc, &id, &name).await?;
                 return Ok(format!("#{name}"));
             }
@@ -242,13 +231,7 @@ async fn find_own_channel(
 async fn topic(state: &AppState, inc: &Incident) -> Result<String, Failure> {
     let channel = channel_of(inc)?;
     let topic = blocks::topic(inc);
-    state
-        .slack
-        .call(
-            "conversations.setTopic",
-            json!({ "channel": channel, "topic": topic }),
-        )
-        .await?;
+    state.slack.set_topic(channel, &topic).await?;
     Ok(topic)
 }
 
@@ -266,14 +249,7 @@ async fn invite(state: &AppState, inc: &Incident) -> Result<String, Failure> {
         return Ok("nobody to invite".into());
     }
     let all = users.join(",");
-    match state
-        .slack
-        .call(
-            "conversations.invite",
-            json!({ "channel": channel, "users": all }),
-        )
-        .await
-    {
+    match state.slack.invite(channel, &all).await {
         Ok(_) => return Ok(format!("invited {all}")),
         Err(e) if e.code().is_some_and(is_already_done) => return Ok(format!("{all} already in")),
         Err(e) if e.is_retryable() || users.len() == 1 => return Err(e.into()),
@@ -282,14 +258,7 @@ async fn invite(state: &AppState, inc: &Incident) -> Result<String, Failure> {
     // One bad user fails the whole call: invite one by one and report who could not be added.
     let mut failed = Vec::new();
     for u in &users {
-        match state
-            .slack
-            .call(
-                "conversations.invite",
-                json!({ "channel": channel, "users": u }),
-            )
-            .await
-        {
+        match state.slack.invite(channel, u).await {
             Ok(_) => {}
             Err(e) if e.code().is_some_and(is_already_done) => {}
             Err(e) if e.is_retryable() => return Err(e.into()),
@@ -350,17 +319,12 @@ async fn card(state: &AppState, inc: &Incident, attempt: i64) -> Result<String, 
         None => {
             let deploys = deploys_before_impact(state, inc).await?;
             let view = super::card_view(state, inc, deploys);
-            let v = state
+            let text = view.fallback_text();
+            state
                 .slack
-                .call(
-                    "chat.postMessage",
-                    json!({ "channel": channel, "text": view.fallback_text(), "blocks": view.blocks(), "unfurl_links": false }),
-                )
-                .await?;
-            v["ts"]
-                .as_str()
+                .post_message(&Post::blocks(&channel, &text, view.blocks()))
+                .await?
                 .ok_or_else(|| Failure::Permanent("chat.postMessage returned no ts".into()))?
-                .to_string()
         }
     };
     crate::store::incidents::set_card_ts(&state.db, &inc.id, &ts).await?;
@@ -373,11 +337,7 @@ async fn pin(state: &AppState, inc: &Incident) -> Result<String, Failure> {
         .card_ts
         .as_deref()
         .ok_or_else(|| Failure::Permanent("no card to pin".into()))?;
-    match state
-        .slack
-        .call("pins.add", json!({ "channel": channel, "timestamp": ts }))
-        .await
-    {
+    match state.slack.pin(channel, ts).await {
         Ok(_) => Ok("pinned".into()),
         Err(e) if e.code().is_some_and(is_already_done) => Ok("already pinned".into()),
         Err(e) => Err(e.into()),
@@ -410,28 +370,14 @@ async fn bookmarks(state: &AppState, inc: &Incident, attempt: i64) -> Result<Str
         ));
     }
     let existing: Vec<String> = if attempt > 1 {
-        let v = state
-            .slack
-            .call("bookmarks.list", json!({ "channel_id": channel }))
-            .await?;
-        v["bookmarks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b["link"].as_str().map(str::to_string))
-            .collect()
+        state.slack.bookmark_links(channel).await?
     } else {
         Vec::new()
     };
     let calls = wanted
         .iter()
         .filter(|(_, link)| !existing.iter().any(|e| e == link))
-        .map(|(title, link)| {
-            state.slack.call(
-                "bookmarks.add",
-                json!({ "channel_id": channel, "title": title, "type": "link", "link": link }),
-            )
-        });
+        .map(|(title, link)| state.slack.add_bookmark(channel, title, link));
     for r in futures::future::join_all(calls).await {
         r?;
     }
@@ -488,14 +434,10 @@ async fn announce(state: &AppState, inc: &Incident, attempt: i64) -> Result<Stri
         Some(c) => Some(state.slack.channel_link(c).await),
         None => None,
     };
-    let args = json!({
-        "channel": channel,
-        "text": blocks::announcement_text(inc),
-        "blocks": blocks::announcement(inc, link.as_deref()),
-        "unfurl_links": false,
-    });
-    let v = state.slack.post_message_joining(args).await?;
-    Ok(format!("announced {}", v["ts"].as_str().unwrap_or("?")))
+    let text = blocks::announcement_text(inc);
+    let post = Post::blocks(&channel, &text, blocks::announcement(inc, link.as_deref()));
+    let ts = state.slack.post_message_joining(&post).await?;
+    Ok(format!("announced {}", ts.as_deref().unwrap_or("?")))
 }
 
 /// Tells the declarer where the war room is, or why there is none.
@@ -534,10 +476,7 @@ async fn notify(state: &AppState, inc: &Incident) -> Result<String, Failure> {
     }
     state
         .slack
-        .call(
-            "chat.postMessage",
-            json!({ "channel": inc.declared_by, "text": text }),
-        )
+        .post_message(&Post::text(&inc.declared_by, &text))
         .await?;
     Ok("told the declarer (DM)".into())
 }
