@@ -1,5 +1,7 @@
-//! Incidents: the stored record ([`Incident`]), declaring one ([`declare`], with the start of impact it names:
-//! [`started`]) and setting up its war room ([`setup`] runs the steps, [`steps`] says what each step does).
+//! Incidents: the stored record ([`Incident`], data from [`crate::domain::incident`], its rows in
+//! [`crate::store::incidents`]), declaring one ([`declare`], with the start of impact it names: [`started`]),
+//! setting up its war room ([`setup`] runs the steps, [`steps`] says what each step does), and what the card shows
+//! ([`card_view`]).
 
 pub mod declare;
 pub mod detection;

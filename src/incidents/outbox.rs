@@ -11,6 +11,7 @@
 //! Rows of one incident and lane run in order (`seq`), so timeline lines appear in the order the changes happened.
 //! The card row is coalesced: one row per incident whose `generation` is bumped by every change; the worker
 //! renders the card from the database as it is when it runs, and goes again if the generation moved meanwhile.
+//! The statements are in [`crate::store::outbox`].
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;

@@ -1,6 +1,6 @@
 //! Running the war-room steps: concurrently, durably, exactly once.
 //!
-//! Each step is a row in `setup_steps`. A process *claims* a due step with one conditional `UPDATE … RETURNING`
+//! Each step is a row in `setup_steps` (its statements in [`crate::store::setup_steps`]). A process *claims* a due step with one conditional `UPDATE … RETURNING`
 //! (atomic on SQLite and PostgreSQL, so two replicas never both get it) and holds it under a lease. Finishing a
 //! step stores its result and releases the steps that waited for it; a failure is retried with exponential
 //! backoff and jitter, or after Slack's `Retry-After`. A step whose owner died mid-call is claimed again once

@@ -9,7 +9,7 @@
 //! not escalated).
 //!
 //! The worker ([`run_forever`]) ticks every `incidents.timer_tick_ms`, reading the time from `state.clock`, so tests
-//! drive it with a manual clock.
+//! drive it with a manual clock. The statements are in [`crate::store::timers`].
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
