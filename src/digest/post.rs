@@ -21,7 +21,7 @@ use super::render::{self, Heading};
 use super::runs::{self, Claim, Claimed, Outcome, RunKey};
 use super::schedule::Schedule;
 use super::stats::{Digest, Filter, Period};
-use crate::slack::client::{File, Post, UploadError};
+use crate::slack::client::{File, HistoryMessage, Post, UploadError};
 use crate::slack::SlackError;
 use crate::state::AppState;
 
@@ -132,7 +132,7 @@ async fn upload_chart(
 }
 
 /// The channel's recent messages (newest first).
-async fn history(state: &AppState, channel_id: &str) -> Result<Vec<Value>, PostError> {
+async fn history(state: &AppState, channel_id: &str) -> Result<Vec<HistoryMessage>, PostError> {
     Ok(state.slack.history(channel_id, 100).await?)
 }
 
@@ -356,20 +356,17 @@ async fn post_run(
         Vec::new()
     };
     if claimed.message_ts.is_none() {
-        let ts = match recent
-            .iter()
-            .find(|m| crate::slack::blocks::has_block_id(m, &tag))
-        {
-            Some(m) => m["ts"].as_str().unwrap_or_default().to_string(),
+        let ts = match recent.iter().find(|m| m.has_block(&tag)) {
+            Some(m) => m.ts.clone(),
             None => post_message(state, &channel_id, &p).await?,
         };
         save(state, key, owner, runs::Progress::Message(&ts)).await?;
     }
     if claimed.chart_file_id.is_none() {
         if let Some((png, title)) = &p.chart {
-            let shared = recent.iter().any(|m| {
-                m["text"].as_str() == Some(title.as_str()) && m["bot_id"].as_str().is_some()
-            });
+            let shared = recent
+                .iter()
+                .any(|m| m.text.as_deref() == Some(title.as_str()) && m.bot_id.is_some());
             let file_id = if shared {
                 "shared-before-retry".to_string()
             } else {

@@ -211,21 +211,16 @@ async fn find_own_channel(
     let found = state
         .slack
         .find_channel(|c| {
-            let name = c["name"].as_str().unwrap_or_default();
-            c["creator"].as_str() == Some(me.user_id.as_str())
-                && c["created"].as_i64().unwrap_or(0) >= not_before
+            let name = c.name.as_deref().unwrap_or_default();
+            c.creator.as_deref() == Some(me.user_id.as_str())
+                && c.created >= not_before
                 && (name == base
                     || name
                         .strip_prefix(base)
                         .is_some_and(|rest| rest.starts_with('-')))
         })
         .await?;
-    Ok(found.and_then(|c| {
-        Some((
-            c["id"].as_str()?.to_string(),
-            c["name"].as_str()?.to_string(),
-        ))
-    }))
+    Ok(found.and_then(|c| Some((c.id?, c.name?))))
 }
 
 async fn topic(state: &AppState, inc: &Incident) -> Result<String, Failure> {

@@ -220,8 +220,8 @@ impl SlackClient {
     /// The first public channel (not archived) that `matches`, paging through `conversations.list`.
     pub async fn find_channel(
         &self,
-        matches: impl Fn(&Value) -> bool,
-    ) -> Result<Option<Value>, SlackError> {
+        matches: impl Fn(&ChannelInfo) -> bool,
+    ) -> Result<Option<ChannelInfo>, SlackError> {
         let mut cursor = String::new();
         for _ in 0..50 {
             let mut args = serde_json::json!({ "types": "public_channel", "exclude_archived": true, "limit": 1000 });
@@ -233,9 +233,10 @@ impl SlackClient {
                 .as_array()
                 .into_iter()
                 .flatten()
+                .map(ChannelInfo::from_json)
                 .find(|c| matches(c))
             {
-                return Ok(Some(c.clone()));
+                return Ok(Some(c));
             }
             cursor = v["response_metadata"]["next_cursor"]
                 .as_str()
@@ -360,6 +361,62 @@ impl<'a> Post<'a> {
     }
 }
 
+/// A channel as `conversations.list` describes it (absent fields empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// The user who created it.
+    pub creator: Option<String>,
+    /// When it was created (epoch seconds; 0 when not said).
+    pub created: i64,
+}
+
+impl ChannelInfo {
+    fn from_json(c: &Value) -> ChannelInfo {
+        let text = |k: &str| c[k].as_str().map(str::to_string);
+        ChannelInfo {
+            id: text("id"),
+            name: text("name"),
+            creator: text("creator"),
+            created: c["created"].as_i64().unwrap_or(0),
+        }
+    }
+}
+
+/// A message as `conversations.history` returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryMessage {
+    /// Empty when not said.
+    pub ts: String,
+    pub text: Option<String>,
+    /// Set on messages posted by a bot.
+    pub bot_id: Option<String>,
+    /// The `block_id` of each of its blocks.
+    pub block_ids: Vec<String>,
+}
+
+impl HistoryMessage {
+    fn from_json(m: &Value) -> HistoryMessage {
+        HistoryMessage {
+            ts: m["ts"].as_str().unwrap_or_default().to_string(),
+            text: m["text"].as_str().map(str::to_string),
+            bot_id: m["bot_id"].as_str().map(str::to_string),
+            block_ids: m["blocks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b["block_id"].as_str().map(str::to_string))
+                .collect(),
+        }
+    }
+
+    /// Whether one of its blocks has `block_id`.
+    pub fn has_block(&self, block_id: &str) -> bool {
+        self.block_ids.iter().any(|b| b == block_id)
+    }
+}
+
 /// A created channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel {
@@ -470,14 +527,23 @@ impl SlackClient {
     }
 
     /// `conversations.history`: the channel's latest `limit` messages, newest first.
-    pub async fn history(&self, channel: &str, limit: u32) -> Result<Vec<Value>, SlackError> {
+    pub async fn history(
+        &self,
+        channel: &str,
+        limit: u32,
+    ) -> Result<Vec<HistoryMessage>, SlackError> {
         let v = self
             .call(
                 "conversations.history",
                 serde_json::json!({ "channel": channel, "limit": limit }),
             )
             .await?;
-        Ok(v["messages"].as_array().cloned().unwrap_or_default())
+        Ok(v["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(HistoryMessage::from_json)
+            .collect())
     }
 
     /// `apps.connections.open`: a Socket Mode WebSocket URL (with its one-time ticket), if Slack gave one.
