@@ -11,7 +11,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::{bad_body, deadline, ephemeral, replayed, Signed, SlashCommand};
 use crate::domain::command::{self, Command, StartArgs, USAGE};
@@ -234,11 +233,7 @@ fn open_modal(state: &Arc<AppState>, cmd: &SlashCommand) {
             .map(|s| s.name.clone())
             .collect();
         let view = blocks::declare_modal(&services, &channel);
-        if let Err(e) = state
-            .slack
-            .call("views.open", json!({ "trigger_id": trigger, "view": view }))
-            .await
-        {
+        if let Err(e) = state.slack.open_view(&trigger, &view).await {
             tracing::warn!(error = %e, "could not open the declare modal");
         }
     });

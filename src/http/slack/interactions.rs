@@ -86,7 +86,7 @@ async fn answer(
 fn detection_answer(p: &Value) -> Option<DetectionMethod> {
     p["actions"][0]["action_id"]
         .as_str()
-        .and_then(detection::from_action_id)
+        .and_then(crate::slack::blocks::detection_from_action_id)
 }
 
 /// A click on one of the card's detection buttons: records the first answer; a later click is told, ephemerally,
