@@ -147,6 +147,61 @@ pub(crate) async fn refresh_card(
     .await
 }
 
+/// `id` of the coalesced card refresh that alerts ask for (throttled, lane `alerts`).
+fn alerts_card_id(incident_id: &str) -> String {
+    format!("alerts_card:{incident_id}")
+}
+
+/// Re-render the pinned card because alerts arrived: at most once per `min_interval_ms` however many arrive.
+/// The first request runs now; while one is waiting it is left as it is; after an edit the next waits until
+/// `min_interval_ms` after it (and one that arrives during an edit runs `min_interval_ms` after that edit, see
+/// [`complete`]).
+pub(crate) async fn refresh_card_throttled(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    now: DateTime<Utc>,
+    min_interval_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (id, incident_id, lane, kind, payload, state, next_attempt_at, created_at, updated_at)
+         VALUES ($1, $2, 'alerts', 'card', '{}', 'pending', $3, $3, $3)
+         ON CONFLICT (id) DO UPDATE SET
+             generation = outbox.generation + 1,
+             state = CASE WHEN outbox.state = 'running' THEN 'running' ELSE 'pending' END,
+             attempts = CASE WHEN outbox.state = 'running' THEN outbox.attempts ELSE 0 END,
+             next_attempt_at = CASE WHEN outbox.state IN ('pending', 'running') THEN outbox.next_attempt_at
+                                    WHEN outbox.updated_at + $4 > $3 THEN outbox.updated_at + $4
+                                    ELSE $3 END",
+    )
+    .bind(alerts_card_id(incident_id))
+    .bind(incident_id)
+    .bind(ms(now))
+    .bind(min_interval_ms)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Ask once per incident "Alert resolved N minutes ago — mark Resolved?" (`ended_at`: when the last alert
+/// ended). A second request for the same incident does nothing.
+pub(crate) async fn prompt_resolve(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    ended_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    insert(
+        tx,
+        &format!("alerts_prompt:{incident_id}"),
+        incident_id,
+        "slack",
+        "alert_prompt",
+        json!({ "ended_at": ms(ended_at) }),
+        now,
+    )
+    .await
+}
+
 /// Post the MTTR summary of the resolution stored as incident version `version`, in both channels.
 pub(crate) async fn post_summaries(
     tx: &mut sqlx::AnyConnection,
@@ -410,6 +465,7 @@ async fn run(state: &AppState, job: &Job, inc: &Incident) -> Run {
         "summary" => summary(state, job, inc, attempt).await,
         "summary_refresh" => refresh(state, inc).await,
         "page" => escalate(state, job, inc).await,
+        "alert_prompt" => prompt(state, job, inc, attempt).await,
         other => Ok(Run::Failed(Failure::Permanent(format!(
             "unknown outbox row kind {other}"
         )))),
@@ -454,12 +510,19 @@ async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx:
             ("failed", None, Some(error), ms(now), 0, line)
         }
     };
+    // A card refresh asked for by alerts while it ran waits out the minimum interval after this edit.
+    let throttle = if job.id.starts_with("alerts_card:") {
+        state.settings.alerts.card_min_interval_ms as i64
+    } else {
+        0
+    };
     let mut tx = state.db.begin_write().await?;
     let updated = sqlx::query(
         "UPDATE outbox
          SET state = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN 'pending' ELSE $2 END,
              attempts = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN 0 ELSE attempts + $3 END,
-             result = COALESCE($4, result), last_error = COALESCE($5, last_error), next_attempt_at = $6,
+             result = COALESCE($4, result), last_error = COALESCE($5, last_error),
+             next_attempt_at = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN $6 + $10 ELSE $6 END,
              lease_owner = NULL, lease_until = NULL, updated_at = $7
          WHERE seq = $8 AND state = 'running' AND lease_owner = $9",
     )
@@ -472,6 +535,7 @@ async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx:
     .bind(ms(now))
     .bind(job.seq)
     .bind(state.worker.owner())
+    .bind(throttle)
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 1 {
@@ -544,7 +608,8 @@ async fn card(state: &AppState, inc: &Incident) -> Result<Run, Run> {
         });
     };
     let deploys = deploys_before_impact(state, inc).await?;
-    let view = blocks::CardView::new(state, inc, deploys);
+    let alerts = crate::store::alerts::counts(&state.db, &inc.id).await?;
+    let view = blocks::CardView::new(state, inc, deploys).with_alerts(alerts);
     state
         .slack
         .call(
@@ -609,6 +674,66 @@ async fn post(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Resu
         "posted {channel} {}",
         v["ts"].as_str().unwrap_or("?")
     )))
+}
+
+/// "Alert resolved 3 minutes ago — mark Resolved?" with one button (the card's `Resolved`), unless the incident
+/// is resolved already.
+async fn prompt(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Result<Run, Run> {
+    if !inc.timeline.status().is_active() {
+        return Ok(done("already resolved: not asked"));
+    }
+    let channel = match channel_or(state, inc).await? {
+        Ok(c) => c,
+        Err(r) => return Ok(r),
+    };
+    let bid = block_id(job);
+    if attempt > 1 {
+        let since = first_attempt_at(state, job).await?;
+        if let Some(ts) = state.slack.find_message(&channel, &bid, since).await? {
+            return Ok(done(format!(
+                "posted {channel} {ts} (found after an interrupted attempt)"
+            )));
+        }
+    }
+    let ended = job.payload["ended_at"]
+        .as_i64()
+        .map(from_ms)
+        .unwrap_or_else(|| state.clock.now());
+    let question = format!(
+        "✅ Alert resolved {} — mark *{}* Resolved?",
+        ago(state.clock.now() - ended),
+        inc.key()
+    );
+    let v = state
+        .slack
+        .post_message_joining(json!({
+            "channel": channel,
+            "text": question,
+            "blocks": [
+                { "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": question } },
+                { "type": "actions", "block_id": "alert_resolved_prompt", "elements": [{
+                    "type": "button", "style": "primary",
+                    "action_id": crate::domain::phase::Milestone::Resolved.action_id(),
+                    "value": inc.id,
+                    "text": { "type": "plain_text", "text": "Mark Resolved" }
+                }] }
+            ],
+            "unfurl_links": false,
+        }))
+        .await?;
+    Ok(done(format!(
+        "posted {channel} {}",
+        v["ts"].as_str().unwrap_or("?")
+    )))
+}
+
+/// `just now`, `1 minute ago`, `3 minutes ago`.
+fn ago(d: chrono::Duration) -> String {
+    match d.num_minutes().max(0) {
+        0 => "just now".into(),
+        1 => "1 minute ago".into(),
+        n => format!("{n} minutes ago"),
+    }
 }
 
 /// Other incidents resolved in the 90 days before `inc` (any severity; [`Summary::compute`] filters).

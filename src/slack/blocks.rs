@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::deploys::Deploy;
+use crate::domain::alert::Counts;
 use crate::domain::duration::format_duration;
 use crate::domain::mttr;
 use crate::domain::phase::{Milestone, Status};
@@ -80,6 +81,8 @@ pub struct CardView<'a> {
     pub now: DateTime<Utc>,
     /// The monitoring window after `Resolved` (`incidents.monitoring_minutes`).
     pub monitoring: chrono::Duration,
+    /// The alerts attached to the incident (declared by or attached to by alerts), if any.
+    pub alerts: Option<Counts>,
 }
 
 impl<'a> CardView<'a> {
@@ -103,7 +106,15 @@ impl<'a> CardView<'a> {
             monitoring: chrono::Duration::minutes(
                 state.settings.incidents.monitoring_minutes.max(0),
             ),
+            alerts: None,
         }
+    }
+
+    /// The same view with the incident's alerts.
+    #[must_use]
+    pub fn with_alerts(mut self, alerts: Option<Counts>) -> Self {
+        self.alerts = alerts;
+        self
     }
 
     pub fn fallback_text(&self) -> String {
@@ -152,6 +163,9 @@ impl<'a> CardView<'a> {
         blocks.push(
             json!({ "type": "section", "text": { "type": "mrkdwn", "text": text::cut(&self.deploys_text(), text::SECTION_TEXT) } }),
         );
+        if let Some(a) = &self.alerts {
+            blocks.push(json!({ "type": "section", "block_id": ALERTS_BLOCK, "text": { "type": "mrkdwn", "text": alerts_text(a) } }));
+        }
         if let Some(line) = &self.unknown_service {
             blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": text::cut(&format!("⚠️ {line}"), text::SECTION_TEXT) }] }));
         }
@@ -261,6 +275,36 @@ impl<'a> CardView<'a> {
                 .collect(),
         }
     }
+}
+
+/// `block_id` of the card's alerts section.
+pub const ALERTS_BLOCK: &str = "alerts";
+
+/// The card's alerts section: how many, how many still firing, the first few with their links (checked URLs
+/// only; every title escaped and cut).
+pub fn alerts_text(a: &Counts) -> String {
+    let noun = if a.total == 1 { "alert" } else { "alerts" };
+    let mut lines = vec![format!(
+        "🚨 *Alerts:* {} {noun} · {} firing",
+        a.total, a.firing
+    )];
+    for l in &a.first {
+        let title = text::plain(&l.title, 150);
+        let shown = match &l.link {
+            Some(u) if text::checked_url(u).is_some() => text::link(u, &title),
+            _ => escape(&title),
+        };
+        lines.push(format!(
+            "• {shown} — {}, since {}",
+            escape_cut(&l.source, 20),
+            slack_time(l.starts_at)
+        ));
+    }
+    let more = a.total - a.first.len() as i64;
+    if more > 0 {
+        lines.push(format!("…and {more} more"));
+    }
+    text::cut(&lines.join("\n"), text::SECTION_TEXT)
 }
 
 /// The card's field: the method, or that nobody has said yet.

@@ -107,6 +107,7 @@ fn everything(h: &Hostile, n_deploys: usize, catalog_names: &[String]) -> Vec<(S
             unknown_service: Some(blocks::unknown_service_line(&h.service, catalog_names)),
             now: t(14, 30),
             monitoring: Duration::minutes(30),
+            alerts: None,
         };
         out.push((
             "card".into(),
