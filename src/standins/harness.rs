@@ -114,8 +114,19 @@ impl Harness {
         pager: PagerStandin,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Harness> {
+        let secrets = secrets_for(&catalog_for(&pager));
+        Self::start_with_secrets(settings, secrets, slack, pager, clock).await
+    }
+
+    /// [`Harness::start_with`] with given secrets (e.g. without a token, to see an endpoint unconfigured).
+    pub async fn start_with_secrets(
+        settings: Settings,
+        secrets: Secrets,
+        slack: SlackStandin,
+        pager: PagerStandin,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Harness> {
         let catalog = catalog_for(&pager);
-        let secrets = secrets_for(&catalog);
         let db = Db::connect(&settings.database_url).await?;
         db.migrate().await?;
         let app = Application::build_with(settings, secrets, catalog, db, clock).await?;
