@@ -465,6 +465,7 @@ async fn a_storm_of_ten_thousand_alerts_for_three_services_is_three_incidents_an
         let (_, edits) = raw_card(&app, &channel);
         // At most one edit per interval (1 s here), plus the first and the phase-free refresh at the end.
         let bound = elapsed.as_secs() as u32 + 2;
+        eprintln!("card edits {edits} in {elapsed:?}");
         assert!(
             edits <= bound,
             "{edits} card edits in {elapsed:?} (bound {bound})"
