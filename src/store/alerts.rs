@@ -358,7 +358,10 @@ pub async fn counts(db: &Db, incident_id: &str) -> Result<Option<Counts>, sqlx::
     let firing = firing(&mut conn, incident_id).await?;
     let rows = sqlx::query(
         "SELECT title, source, link, starts_at FROM alerts
-         WHERE incident_id = $1 AND status = 'firing' AND state = 'done' ORDER BY seq LIMIT $2",
+         WHERE seq IN (SELECT MIN(seq) FROM alerts
+                       WHERE incident_id = $1 AND status = 'firing' AND state = 'done'
+                       GROUP BY source, fingerprint)
+         ORDER BY seq LIMIT $2",
     )
     .bind(incident_id)
     .bind(LISTED as i64)
