@@ -792,3 +792,60 @@ service = "paymnets"
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn alerts_answered_by_a_bot_killed_with_sigkill_are_processed_by_the_next_one() {
+    let cluster = crate::replicas::Cluster::new().await;
+    // Slack answers slowly, so the first bot is still waiting for it (nothing declared) when it is killed.
+    cluster.slack.set_latency(Duration::from_millis(3_000));
+    let mut first = cluster.replica().await;
+    for i in 0..10 {
+        let service = ["payments", "checkout"][i % 2];
+        let body = generic(service, &format!("k{i}"), 0..100, "firing");
+        let resp = cluster
+            .http
+            .post(format!("{}/api/v1/alerts/generic", first.base_url))
+            .bearer_auth(ALERT_TOKEN)
+            .body(body)
+            .send()
+            .await
+            .expect("the bot answers");
+        assert_eq!(resp.status().as_u16(), 202);
+    }
+    let unfinished_at_kill = cluster
+        .count("SELECT COUNT(*) FROM alerts WHERE state IN ('pending', 'running')")
+        .await;
+    first.kill().expect("SIGKILL");
+    assert_eq!(cluster.count("SELECT COUNT(*) FROM alerts").await, 1_000);
+    assert!(
+        unfinished_at_kill > 0,
+        "the bot was killed with alerts stored but not processed"
+    );
+    cluster.slack.set_latency(Duration::ZERO);
+    let _second = cluster.replica().await;
+    eventually("every alert processed by the second bot", || async {
+        cluster
+            .count("SELECT COUNT(*) FROM alerts WHERE state <> 'done'")
+            .await
+            == 0
+    })
+    .await;
+    eventually("both war rooms set up", || async {
+        cluster
+            .count(
+                "SELECT COUNT(*) FROM setup_steps WHERE state NOT IN ('done', 'failed', 'skipped')",
+            )
+            .await
+            == 0
+            && cluster.count("SELECT COUNT(*) FROM setup_steps").await > 0
+    })
+    .await;
+    assert_eq!(cluster.count("SELECT COUNT(*) FROM incidents").await, 2);
+    assert_eq!(
+        cluster
+            .count("SELECT COUNT(*) FROM alerts WHERE incident_id IS NULL")
+            .await,
+        0
+    );
+    assert_eq!(cluster.slack.count("conversations.create"), 2);
+}
