@@ -91,12 +91,18 @@ async fn drain(state: &Arc<AppState>) -> anyhow::Result<()> {
         if let Err(e) = process(state, batch).await {
             // Whatever this batch did not finish is retried (rows already done are not touched).
             tracing::warn!(error = %format!("{e:#}"), "alerts will be retried");
+            // An alert is never given up on: it is retried with capped backoff until Slack or the database
+            // is back.
+            let policy = crate::config::SetupSettings {
+                max_attempts: i64::MAX,
+                ..state.settings.setup.clone()
+            };
             let outcome = Outcome::failure(
                 format!("{e:#}"),
                 true,
                 None,
                 attempt,
-                &state.settings.setup,
+                &policy,
                 state.clock.now(),
             );
             stored::release(
