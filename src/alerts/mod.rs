@@ -154,7 +154,7 @@ async fn process(state: &Arc<AppState>, batch: Vec<Claimed>) -> anyhow::Result<(
             }
             Status::Firing => {}
         }
-        let d = decide(&c.alert, &routes, &known);
+        let d = decide(&c.alert, &routes, known);
         if d.action == Action::Notify {
             unmatched.push(c);
             continue;

@@ -107,7 +107,7 @@ pub(super) async fn resolve(
         {
             let auto = alerts
                 .iter()
-                .any(|c| decide(&c.alert, routes, &known).auto_resolve);
+                .any(|c| decide(&c.alert, routes, known).auto_resolve);
             if auto {
                 let change = Change::Record(Milestone::Resolved);
                 if let Ok((after, event)) =
