@@ -10,6 +10,8 @@
 //!   Slack channel names, URLs, addresses, timeouts and retry settings;
 //! - secrets: the Slack tokens are present and of the right kind (values are never printed);
 //! - the catalog parses (errors carry file, line and key) and every pager route's variable is set (warning);
+//! - alert routes (`[[alerts.routes]]`): every matcher parses, the action is `declare`, `attach` or `notify`,
+//!   the severity is P1–P3 and the service is in the catalog;
 //! - then the coverage table: services without runbook, dashboard, owner or pager.
 //!
 //! Errors make the command exit non-zero; warnings do not. `serve` runs the same check first and refuses to
@@ -295,6 +297,15 @@ pub fn check(config_path: &Path, named: bool) -> Report {
         std::env::var(k).ok().filter(|v| !v.is_empty())
     }));
     check_catalog(&settings.catalog_path, &mut report);
+    let catalog = crate::catalog::Catalog::load(&settings.catalog_path).ok();
+    for (key, message) in crate::alerts::routes::check(&settings.alerts, catalog.as_ref()) {
+        report.findings.push(Finding {
+            level: Level::Error,
+            origin: origin_of(&key),
+            key: Some(key),
+            message,
+        });
+    }
     report.findings.sort_by_key(|f| origin_key(&f.origin));
     report
 }

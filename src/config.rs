@@ -27,6 +27,8 @@ pub struct Settings {
     pub pager: PagerSettings,
     pub incidents: IncidentSettings,
     pub http: HttpSettings,
+    /// Alerts that declare incidents (SPEC section 11).
+    pub alerts: AlertSettings,
     /// Weekly digests, one per `[[digests]]` table (none by default).
     pub digests: Vec<DigestSettings>,
 }
@@ -113,6 +115,48 @@ pub struct IncidentSettings {
     pub timer_tick_ms: u64,
 }
 
+/// Alerts (`[alerts]`): how the card of a storm is refreshed, and the routes (`[[alerts.routes]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AlertSettings {
+    /// The card of an incident receiving alerts is edited at most once per this many milliseconds.
+    pub card_min_interval_ms: u64,
+    /// Alerts processed per claim (one transaction per incident and claim).
+    pub batch: i64,
+    /// The first route whose matchers all hold decides what an alert does; with none, the default of SPEC 11.
+    pub routes: Vec<AlertRouteSettings>,
+}
+
+/// One alert route: `matchers` (Alertmanager style, `label="value"`, `!=`, `=~`, `!~`) on labels and fields →
+/// `service`, `severity`, `action` (`declare`, `attach` or `notify`) and `auto_resolve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRouteSettings {
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default = "default_route_action")]
+    pub action: String,
+    #[serde(default)]
+    pub auto_resolve: bool,
+}
+
+fn default_route_action() -> String {
+    "declare".into()
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            card_min_interval_ms: 3_000,
+            batch: 500,
+            routes: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HttpSettings {
@@ -138,6 +182,7 @@ impl Default for Settings {
             pager: PagerSettings::default(),
             incidents: IncidentSettings::default(),
             http: HttpSettings::default(),
+            alerts: AlertSettings::default(),
             digests: Vec::new(),
         }
     }
@@ -233,6 +278,10 @@ pub struct Secrets {
     pub gitlab_webhook_token: Option<Secret>,
     pub argocd_webhook_token: Option<Secret>,
     pub pagerduty_api_token: Option<Secret>,
+    /// Bearer token of `/api/v1/alerts/{alertmanager,grafana,datadog,generic}`.
+    pub alert_api_token: Option<Secret>,
+    /// Signing secret of PagerDuty V3 webhooks (`/api/v1/alerts/pagerduty`).
+    pub pagerduty_webhook_secret: Option<Secret>,
     /// Other variables the catalog names (pager routing keys, Opsgenie keys), by variable name.
     pub named: HashMap<String, Secret>,
 }
@@ -254,6 +303,8 @@ impl Secrets {
             gitlab_webhook_token: get("GITLAB_WEBHOOK_TOKEN"),
             argocd_webhook_token: get("ARGOCD_WEBHOOK_TOKEN"),
             pagerduty_api_token: get("PAGERDUTY_API_TOKEN"),
+            alert_api_token: get("ALERT_API_TOKEN"),
+            pagerduty_webhook_secret: get("PAGERDUTY_WEBHOOK_SECRET"),
             named,
         }
     }

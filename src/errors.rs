@@ -21,6 +21,9 @@ pub enum ApiError {
     /// Missing, wrong or stale signature or token.
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// The endpoint is not configured (its token or secret is not set): 503 saying what to set.
+    #[error("unavailable: {0}")]
+    Unavailable(&'static str),
     /// Anything else: logged, not shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -52,6 +55,11 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(why) => (
                 StatusCode::UNAUTHORIZED,
                 Json(json!({ "error": "unauthorized", "message": why })),
+            )
+                .into_response(),
+            ApiError::Unavailable(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": "unavailable", "message": why })),
             )
                 .into_response(),
             ApiError::Internal(e) => {

@@ -4,6 +4,7 @@
 //! - [`http`]: the front door — Slack commands, interactions, events and Socket Mode (`http::slack`), deploy API,
 //!   health.
 //! - [`incidents`]: declaring incidents and the war-room setup steps.
+//! - [`alerts`]: alerts from monitoring tools declaring incidents, attaching to them and resolving them.
 //! - [`domain`]: pure logic with no I/O — phases, MTTR math, tiers, command parsing, channel slugs.
 //! - [`slack`]: the Slack Web API client, request verification, Block Kit rendering.
 //! - [`pager`]: paging the secondary on-call (PagerDuty, Opsgenie, generic webhook).
@@ -15,6 +16,7 @@
 //!   tests, the benchmarks and the demo run against; nothing in production calls them.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod bench;
 pub mod catalog;
 pub mod check_config;

@@ -109,6 +109,21 @@ enum BenchCmd {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// An alert storm: alerts accepted per second, 202 latency, incidents made, card edits, Slack calls.
+    Alerts {
+        /// Firing alerts to send (for three services).
+        #[arg(long, default_value_t = 10_000)]
+        alerts: usize,
+        /// Alerts per Alertmanager webhook.
+        #[arg(long, default_value_t = 10)]
+        per_request: usize,
+        /// Webhooks in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Database: default a new SQLite file; `postgres://…` makes a fresh database on that server.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Acknowledgement latency and time to a ready war room against a slow Slack.
     Warroom {
         /// Slash commands in flight at once for the acknowledgement figure: one figure for each number.
@@ -221,6 +236,20 @@ async fn main() -> ExitCode {
                 } => {
                     incident_bot::bench::warroom::serve_load(&addr, &response_url, connections)
                         .await
+                }
+                BenchCmd::Alerts {
+                    alerts,
+                    per_request,
+                    concurrency,
+                    database_url,
+                } => {
+                    incident_bot::bench::alerts::run(incident_bot::bench::alerts::Options {
+                        alerts,
+                        per_request,
+                        concurrency,
+                        database_url,
+                    })
+                    .await
                 }
                 BenchCmd::Digest {
                     incidents,

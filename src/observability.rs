@@ -64,6 +64,11 @@ pub const SOCKET_ENVELOPES: &str = "incident_bot_socket_mode_envelopes_total";
 /// 1 while a Socket Mode connection is open.
 pub const SOCKET_CONNECTED: &str = "incident_bot_socket_mode_connected";
 
+/// Alerts received, by result (`stored`, `duplicate`).
+pub const ALERTS_RECEIVED: &str = "incident_bot_alerts_received_total";
+/// Alerts processed, by outcome (`declared`, `attached`, `notified`, `resolved`, `acknowledged`, `ignored`).
+pub const ALERTS_PROCESSED: &str = "incident_bot_alerts_processed_total";
+
 /// Every metric family: name, kind, help.
 pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (
@@ -116,6 +121,16 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         SOCKET_ENVELOPES,
         Kind::Counter,
         "Socket Mode envelopes received, by type and result (acked, error, ignored).",
+    ),
+    (
+        ALERTS_RECEIVED,
+        Kind::Counter,
+        "Alerts received on /api/v1/alerts/*, by result (stored, duplicate).",
+    ),
+    (
+        ALERTS_PROCESSED,
+        Kind::Counter,
+        "Alerts processed, by outcome (declared, attached, notified, resolved, acknowledged, ignored).",
     ),
     (
         SOCKET_CONNECTED,
@@ -266,6 +281,21 @@ pub fn slack_call(method: &str, result: &str, elapsed: Duration) {
         &[("method", method)],
         elapsed.as_secs_f64(),
     );
+}
+
+/// A request's alerts were stored: `received` in it, `stored` new.
+pub fn alerts_received(received: u64, stored: u64) {
+    add(ALERTS_RECEIVED, &[("result", "stored")], stored);
+    add(
+        ALERTS_RECEIVED,
+        &[("result", "duplicate")],
+        received.saturating_sub(stored),
+    );
+}
+
+/// `n` alerts were processed with `outcome`.
+pub fn alerts_processed(outcome: &str, n: u64) {
+    add(ALERTS_PROCESSED, &[("outcome", outcome)], n);
 }
 
 /// One war-room step attempt finished: `outcome` is `done`, `retry` or `failed`.

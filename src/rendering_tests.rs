@@ -107,6 +107,23 @@ fn everything(h: &Hostile, n_deploys: usize, catalog_names: &[String]) -> Vec<(S
             unknown_service: Some(blocks::unknown_service_line(&h.service, catalog_names)),
             now: t(14, 30),
             monitoring: Duration::minutes(30),
+            // Alerts are untrusted too: titles, sources and links straight from a monitoring tool.
+            alerts: Some(crate::domain::alert::Counts {
+                total: 10_000,
+                firing: 9_999,
+                first: (0..crate::domain::alert::LISTED)
+                    .map(|i| crate::domain::alert::Listed {
+                        title: h.title.clone(),
+                        source: h.service.clone(),
+                        link: Some(if i % 2 == 0 {
+                            h.url.clone()
+                        } else {
+                            "https://ci.example/alert?a=1&b=2".into()
+                        }),
+                        starts_at: t(12, 55),
+                    })
+                    .collect(),
+            }),
         };
         out.push((
             "card".into(),

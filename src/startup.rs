@@ -90,6 +90,7 @@ impl Application {
         let digests = AbortOnDrop(tokio::spawn(crate::digest::post::run_forever(
             state.clone(),
         )));
+        let alerts = AbortOnDrop(tokio::spawn(crate::alerts::run_forever(state.clone())));
         let socket = crate::http::slack::socket_mode::spawn(&state, stop_rx).map(AbortOnDrop);
         let app = crate::http::router(state.clone());
         let limits = state.settings.http.clone();
@@ -103,6 +104,7 @@ impl Application {
         drop(timers);
         drop(checkpointer);
         drop(digests);
+        drop(alerts);
         finish_in_flight(&state, socket).await;
         drop(heartbeat);
         // Whatever this process leased and did not finish is taken over at once by another replica (or on the
@@ -217,6 +219,7 @@ pub fn build_state(
         clock,
         worker,
         outbox: Default::default(),
+        alerts: Default::default(),
     })
 }
 

@@ -24,6 +24,8 @@ pub struct AppState {
     pub worker: crate::store::lease::Worker,
     /// One outbox drain at a time in this process ([`crate::incidents::outbox::kick`]).
     pub outbox: crate::store::lease::Coalesced,
+    /// One alert drain at a time in this process ([`crate::alerts::kick`]).
+    pub alerts: crate::store::lease::Coalesced,
 }
 
 impl AppState {

@@ -112,7 +112,7 @@ fn random_deploy(rng: &mut fastrand::Rng, now: DateTime<Utc>, n: usize, span_ms:
 }
 
 /// Creates a fresh database on the PostgreSQL server of `url`; returns its URL and name.
-async fn fresh_postgres(url: &str) -> anyhow::Result<(String, String)> {
+pub(crate) async fn fresh_postgres(url: &str) -> anyhow::Result<(String, String)> {
     sqlx::any::install_default_drivers();
     let name = format!("incident_bot_bench_{}", uuid::Uuid::new_v4().simple());
     let admin = AnyPoolOptions::new()
@@ -130,7 +130,7 @@ async fn fresh_postgres(url: &str) -> anyhow::Result<(String, String)> {
     Ok((format!("{base}/{name}"), name))
 }
 
-async fn drop_postgres(url: &str, name: &str) {
+pub(crate) async fn drop_postgres(url: &str, name: &str) {
     let Ok(admin) = AnyPoolOptions::new().max_connections(1).connect(url).await else {
         return;
     };

@@ -1,5 +1,6 @@
 //! `incident-bot bench …`: benchmarks that print their figures. Targets live here, not in timed unit tests.
 
+pub mod alerts;
 pub mod deploys;
 pub mod digest;
 pub mod resources;

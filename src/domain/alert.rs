@@ -53,6 +53,19 @@ impl Source {
             Source::PagerDuty => "pagerduty",
         }
     }
+
+    /// The source named by [`Source::as_str`].
+    pub fn parse(s: &str) -> Option<Source> {
+        [
+            Source::Alertmanager,
+            Source::Grafana,
+            Source::Datadog,
+            Source::Generic,
+            Source::PagerDuty,
+        ]
+        .into_iter()
+        .find(|src| src.as_str() == s)
+    }
 }
 
 /// Firing or resolved.
@@ -81,6 +94,29 @@ pub struct Alert {
     pub ends_at: Option<DateTime<Utc>>,
     /// A link to the alert in its tool, only if it is a checked `http(s)` URL.
     pub link: Option<String>,
+}
+
+/// How many of an incident's first alerts its card lists.
+pub const LISTED: usize = 5;
+
+/// One alert as an incident's card lists it (untrusted title; `link` checked when stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub title: String,
+    pub source: String,
+    pub link: Option<String>,
+    pub starts_at: DateTime<Utc>,
+}
+
+/// What an incident's card shows of its alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Distinct alerts attached.
+    pub total: i64,
+    /// Of which still firing.
+    pub firing: i64,
+    /// The first few ([`LISTED`]), in arrival order.
+    pub first: Vec<Listed>,
 }
 
 /// A field of the payload that could not be read: answered with 400 naming it.

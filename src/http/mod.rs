@@ -3,11 +3,14 @@
 //! - [`health`]: `GET /healthz`, `/readyz`;
 //! - [`metrics`]: `GET /metrics` (Prometheus);
 //! - [`deploys`]: `POST`/`GET /api/v1/deploys` (bearer token);
-//! - [`webhooks`]: `POST /webhooks/github`, `/webhooks/gitlab`, `/webhooks/argocd`.
+//! - [`webhooks`]: `POST /webhooks/github`, `/webhooks/gitlab`, `/webhooks/argocd`;
+//! - [`alerts`]: `POST /api/v1/alerts/{alertmanager,grafana,datadog,generic}` (bearer token) and
+//!   `/api/v1/alerts/pagerduty` (PagerDuty V3 signature).
 //!
 //! Bodies larger than `http.body_limit_bytes` get 413 before any handler runs (with `Connection: close`). The
 //! server itself ([`server`]) bounds the time to read headers and bodies and the connections served at once.
 
+pub mod alerts;
 pub mod deploys;
 pub mod health;
 pub mod metrics;
@@ -31,6 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(metrics::router())
         .merge(deploys::router())
         .merge(webhooks::router())
+        .merge(alerts::router())
         .layer(DefaultBodyLimit::max(limit))
         // tower's `MapResponse` maps the answer in place; axum's `middleware::map_response` would clone the
         // route and box a future for every request.

@@ -75,8 +75,6 @@ pub async fn store(
     owner: &str,
     lease_ms: i64,
 ) -> Result<Option<Incident>, sqlx::Error> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let started_at = req.started_at.map(|s| s.min(now)).unwrap_or(now);
     let mut tx = db.begin_write().await?;
     if let Some(seen) = &req.sighting {
         if !replays::first_sight_in(&mut tx, seen).await? {
@@ -85,6 +83,23 @@ pub async fn store(
             return Ok(None);
         }
     }
+    let inc = store_in(&mut tx, req, now, owner, lease_ms).await?;
+    tx.commit().await?;
+    Ok(Some(inc))
+}
+
+/// [`store`] inside the caller's write transaction, so that the caller can do more in it (an alert's
+/// declaration takes its storm keys there: [`crate::alerts`]) and commits or rolls back the whole. Records no
+/// sighting: that is [`store`]'s.
+pub async fn store_in(
+    tx: &mut sqlx::AnyConnection,
+    req: DeclareRequest,
+    now: DateTime<Utc>,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<Incident, sqlx::Error> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let started_at = req.started_at.map(|s| s.min(now)).unwrap_or(now);
     let number: i64 = sqlx::query_scalar(
         "INSERT INTO workspace_counters (team_id, last_number) VALUES ($1, 1)
          ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + 1
@@ -123,8 +138,7 @@ pub async fn store(
     .bind(ms(now) + lease_ms)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
-    Ok(Some(Incident {
+    Ok(Incident {
         id,
         team_id: req.team_id,
         number,
@@ -140,7 +154,7 @@ pub async fn store(
         card_ts: None,
         timeline: Timeline::new(started_at, now),
         version: 0,
-    }))
+    })
 }
 
 #[cfg(test)]

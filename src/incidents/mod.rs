@@ -40,5 +40,6 @@ pub fn card_view<'a>(state: &AppState, inc: &'a Incident, deploys: Vec<Deploy>) 
         unknown_service,
         now: state.clock.now(),
         monitoring: chrono::Duration::minutes(state.settings.incidents.monitoring_minutes.max(0)),
+        alerts: None,
     }
 }

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use super::steps::{deploys_before_impact, Failure};
 use super::summary::{PastIncident, Summary, BASELINE_DAYS};
 use super::Incident;
-use crate::db::{ms, Db};
+use crate::db::{from_ms, ms, Db};
 use crate::domain::duration::format_duration;
 use crate::domain::text::{self, escape_cut};
 use crate::pager::{Page, PagerError};
@@ -90,6 +90,53 @@ pub(crate) async fn refresh_card(
         incident_id,
         "card",
         "card",
+        now,
+    )
+    .await
+}
+
+/// `id` of the coalesced card refresh that alerts ask for (throttled, lane `alerts`).
+fn alerts_card_id(incident_id: &str) -> String {
+    format!("alerts_card:{incident_id}")
+}
+
+/// Re-render the pinned card because alerts arrived: at most once per `min_interval_ms` however many arrive.
+/// The first request runs now; while one is waiting it is left as it is; after an edit the next waits until
+/// `min_interval_ms` after it (and one that arrives during an edit runs `min_interval_ms` after that edit, see
+/// [`complete`]).
+pub(crate) async fn refresh_card_throttled(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    now: DateTime<Utc>,
+    min_interval_ms: i64,
+) -> Result<(), sqlx::Error> {
+    store::request_throttled(
+        tx,
+        &alerts_card_id(incident_id),
+        incident_id,
+        "alerts",
+        "card",
+        now,
+        min_interval_ms,
+    )
+    .await
+}
+
+/// Ask once per incident "Alert resolved N minutes ago — mark Resolved?" (`ended_at`: when the last alert
+/// ended). A second request for the same incident does nothing.
+pub(crate) async fn prompt_resolve(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    ended_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    store::insert(
+        tx,
+        &format!("alerts_prompt:{incident_id}"),
+        incident_id,
+        "slack",
+        "alert_prompt",
+        &json!({ "ended_at": ms(ended_at) }),
         now,
     )
     .await
@@ -296,6 +343,7 @@ async fn run(state: &AppState, job: &Job, inc: &Incident) -> Run {
         "summary" => summary(state, job, inc, attempt).await,
         "summary_refresh" => refresh(state, inc).await,
         "page" => escalate(state, job, inc).await,
+        "alert_prompt" => prompt(state, job, inc, attempt).await,
         other => Ok(Run::Failed(Failure::Permanent(format!(
             "unknown outbox row kind {other}"
         )))),
@@ -340,6 +388,12 @@ async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx:
             ("failed", None, Some(error), ms(now), 0, line)
         }
     };
+    // A card refresh asked for by alerts while it ran waits out the minimum interval after this edit.
+    let throttle = if job.id.starts_with("alerts_card:") {
+        state.settings.alerts.card_min_interval_ms as i64
+    } else {
+        0
+    };
     let mut tx = state.db.begin_write().await?;
     let how = store::Completion {
         state: new_state,
@@ -347,6 +401,7 @@ async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx:
         error,
         next_attempt_at: next_at,
         attempts_delta,
+        throttle_ms: throttle,
     };
     if store::complete(&mut tx, job, state.worker.owner(), how, now).await? {
         if let Some(text) = line.take() {
@@ -398,7 +453,8 @@ async fn card(state: &AppState, inc: &Incident) -> Result<Run, Run> {
         });
     };
     let deploys = deploys_before_impact(state, inc).await?;
-    let view = super::card_view(state, inc, deploys);
+    let alerts = crate::store::alerts::counts(&state.db, &inc.id).await?;
+    let view = super::card_view(state, inc, deploys).with_alerts(alerts);
     let text = view.fallback_text();
     state
         .slack
@@ -450,6 +506,62 @@ async fn post(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Resu
         "posted {channel} {}",
         ts.as_deref().unwrap_or("?")
     )))
+}
+
+/// "Alert resolved 3 minutes ago — mark Resolved?" with one button (the card's `Resolved`), unless the incident
+/// is resolved already.
+async fn prompt(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Result<Run, Run> {
+    if !inc.timeline.status().is_active() {
+        return Ok(done("already resolved: not asked"));
+    }
+    let channel = match channel_or(state, inc).await? {
+        Ok(c) => c,
+        Err(r) => return Ok(r),
+    };
+    let bid = block_id(job);
+    if attempt > 1 {
+        let since = first_attempt_at(state, job).await?;
+        if let Some(ts) = state.slack.find_message(&channel, &bid, since).await? {
+            return Ok(done(format!(
+                "posted {channel} {ts} (found after an interrupted attempt)"
+            )));
+        }
+    }
+    let ended = job.payload["ended_at"]
+        .as_i64()
+        .map(from_ms)
+        .unwrap_or_else(|| state.clock.now());
+    let question = format!(
+        "✅ Alert resolved {} — mark *{}* Resolved?",
+        ago(state.clock.now() - ended),
+        inc.key()
+    );
+    let blocks = json!([
+        { "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": question } },
+        { "type": "actions", "block_id": "alert_resolved_prompt", "elements": [{
+            "type": "button", "style": "primary",
+            "action_id": crate::domain::phase::Milestone::Resolved.action_id(),
+            "value": inc.id,
+            "text": { "type": "plain_text", "text": "Mark Resolved" }
+        }] }
+    ]);
+    let ts = state
+        .slack
+        .post_message_joining(&Post::blocks(&channel, &question, blocks))
+        .await?;
+    Ok(done(format!(
+        "posted {channel} {}",
+        ts.as_deref().unwrap_or("?")
+    )))
+}
+
+/// `just now`, `1 minute ago`, `3 minutes ago`.
+fn ago(d: chrono::Duration) -> String {
+    match d.num_minutes().max(0) {
+        0 => "just now".into(),
+        1 => "1 minute ago".into(),
+        n => format!("{n} minutes ago"),
+    }
 }
 
 /// Other incidents resolved in the 90 days before `inc` (any severity; [`Summary::compute`] filters).

@@ -176,6 +176,18 @@ pub async fn apply(
     change: Change,
     by: Option<&str>,
 ) -> Result<Outcome, sqlx::Error> {
+    apply_at(state, incident_id, change, by, None).await
+}
+
+/// [`apply`], recording the change as of `at` (never later than now nor before impact began) rather than now:
+/// an acknowledgement made in another tool (PagerDuty) keeps the moment it was made.
+pub async fn apply_at(
+    state: &Arc<AppState>,
+    incident_id: &str,
+    change: Change,
+    by: Option<&str>,
+    at: Option<DateTime<Utc>>,
+) -> Result<Outcome, sqlx::Error> {
     let monitoring = monitoring_window(state);
     for _ in 0..MAX_CONFLICTS {
         let Some(inc) = super::load(&state.db, incident_id).await? else {
@@ -183,7 +195,10 @@ pub async fn apply(
                 reason: "That incident does not exist (any more).".into(),
             });
         };
-        let now = state.clock.now();
+        let now = match at {
+            Some(at) => at.min(state.clock.now()).max(inc.timeline.started_at),
+            None => state.clock.now(),
+        };
         let (after, event) = match plan(change, &inc.timeline, now, monitoring, by) {
             Ok(p) => p,
             Err(reason) => return Ok(Outcome::Refused { reason }),
@@ -510,6 +525,7 @@ pub async fn status_text(state: &AppState, inc: &Incident) -> Result<String, sql
         unknown_service: None,
         now,
         monitoring: monitoring_window(state),
+        alerts: None,
     };
     out.push(view.phases_text());
     match st {

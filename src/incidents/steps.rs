@@ -313,7 +313,8 @@ async fn card(state: &AppState, inc: &Incident, attempt: i64) -> Result<String, 
         Some(ts) => ts,
         None => {
             let deploys = deploys_before_impact(state, inc).await?;
-            let view = super::card_view(state, inc, deploys);
+            let alerts = crate::store::alerts::counts(&state.db, &inc.id).await?;
+            let view = super::card_view(state, inc, deploys).with_alerts(alerts);
             let text = view.fallback_text();
             state
                 .slack
@@ -452,6 +453,9 @@ async fn notify(state: &AppState, inc: &Incident) -> Result<String, Failure> {
             text::escape_cut(err.as_deref().map(slack_reason).unwrap_or("unknown reason"), 200),
         ),
     };
+    if inc.response_url.is_none() && inc.declared_by == state.slack.identity().await?.user_id {
+        return Ok("declared by an alert: nobody to tell".into());
+    }
     if let Some(url) = &inc.response_url {
         let status = state
             .slack

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::domain::alert::Counts;
 use crate::domain::deploy::Deploy;
 use crate::domain::duration::format_duration;
 use crate::domain::incident::Incident;
@@ -79,9 +80,18 @@ pub struct CardView<'a> {
     pub now: DateTime<Utc>,
     /// The monitoring window after `Resolved` (`incidents.monitoring_minutes`).
     pub monitoring: chrono::Duration,
+    /// The alerts attached to the incident (declared by or attached to by alerts), if any.
+    pub alerts: Option<Counts>,
 }
 
 impl CardView<'_> {
+    /// The same view with the incident's alerts.
+    #[must_use]
+    pub fn with_alerts(mut self, alerts: Option<Counts>) -> Self {
+        self.alerts = alerts;
+        self
+    }
+
     pub fn fallback_text(&self) -> String {
         format!(
             "{} {} {} — {}",
@@ -128,6 +138,9 @@ impl CardView<'_> {
         blocks.push(
             json!({ "type": "section", "text": { "type": "mrkdwn", "text": text::cut(&self.deploys_text(), text::SECTION_TEXT) } }),
         );
+        if let Some(a) = &self.alerts {
+            blocks.push(json!({ "type": "section", "block_id": ALERTS_BLOCK, "text": { "type": "mrkdwn", "text": alerts_text(a) } }));
+        }
         if let Some(line) = &self.unknown_service {
             blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": text::cut(&format!("⚠️ {line}"), text::SECTION_TEXT) }] }));
         }
@@ -237,6 +250,36 @@ impl CardView<'_> {
                 .collect(),
         }
     }
+}
+
+/// `block_id` of the card's alerts section.
+pub const ALERTS_BLOCK: &str = "alerts";
+
+/// The card's alerts section: how many, how many still firing, the first few with their links (checked URLs
+/// only; every title escaped and cut).
+pub fn alerts_text(a: &Counts) -> String {
+    let noun = if a.total == 1 { "alert" } else { "alerts" };
+    let mut lines = vec![format!(
+        "🚨 *Alerts:* {} {noun} · {} firing",
+        a.total, a.firing
+    )];
+    for l in &a.first {
+        let title = text::plain(&l.title, 150);
+        let shown = match &l.link {
+            Some(u) if text::checked_url(u).is_some() => text::link(u, &title),
+            _ => escape(&title),
+        };
+        lines.push(format!(
+            "• {shown} — {}, since {}",
+            escape_cut(&l.source, 20),
+            slack_time(l.starts_at)
+        ));
+    }
+    let more = a.total - a.first.len() as i64;
+    if more > 0 {
+        lines.push(format!("…and {more} more"));
+    }
+    text::cut(&lines.join("\n"), text::SECTION_TEXT)
 }
 
 /// The card's field: the method, or that nobody has said yet.

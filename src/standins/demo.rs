@@ -4,7 +4,9 @@
 //! The incident runs on a manual clock, so 45 minutes of incident take a few seconds: deploys land, the incident is
 //! declared, responders click every phase button (signed `block_actions` requests, exactly as Slack sends them),
 //! the unresolved escalation fires, someone corrects a timestamp, the MTTR summary goes to both channels, and the
-//! monitoring window closes the incident.
+//! monitoring window closes the incident. Then an Alertmanager webhook opens a second incident by itself (impact
+//! from the alert's `startsAt`, detection `alert`, the card linking the alert), and its resolution asks "Alert
+//! resolved … — mark Resolved?".
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -258,7 +260,138 @@ async fn run_on(db_url: &str) -> anyhow::Result<()> {
             f.bytes.len()
         );
     }
+    alert_declares(&h, &clock, &broadcast).await
+}
+
+/// Alertmanager's webhook (version 4) for a search alert that began at `starts`.
+fn alertmanager_body(
+    starts: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+    status: &str,
+) -> String {
+    let ends = if status == "resolved" {
+        now.to_rfc3339()
+    } else {
+        "0001-01-01T00:00:00Z".to_string()
+    };
+    serde_json::json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"SearchLatencyHigh\"}",
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "incident-bot",
+        "groupLabels": { "alertname": "SearchLatencyHigh" },
+        "commonLabels": { "alertname": "SearchLatencyHigh", "service": "search", "severity": "critical" },
+        "commonAnnotations": { "summary": "search p99 latency above 2 s" },
+        "externalURL": "http://alertmanager.example.com:9093",
+        "alerts": [{
+            "status": status,
+            "labels": { "alertname": "SearchLatencyHigh", "service": "search", "severity": "critical",
+                        "instance": "search-7f9c:9090" },
+            "annotations": { "summary": "search p99 latency above 2 s" },
+            "startsAt": starts.to_rfc3339(),
+            "endsAt": ends,
+            "generatorURL": "http://prometheus.example.com:9090/graph?g0.expr=search_p99_seconds+%3E+2",
+            "fingerprint": "5e1a2b3c4d5e6f70",
+        }],
+    })
+    .to_string()
+}
+
+/// Part two: an Alertmanager alert opens an incident by itself, and its resolution asks to mark it Resolved.
+async fn alert_declares(h: &Harness, clock: &ManualClock, broadcast: &str) -> anyhow::Result<()> {
+    let post = |body: String| async move {
+        h.http
+            .post(format!("{}/api/v1/alerts/alertmanager", h.base_url))
+            .bearer_auth(crate::standins::harness::ALERT_TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+    };
+    println!("\n── Alertmanager fires: SearchLatencyHigh (service=search, severity=critical), started 7 min ago");
+    let t = Instant::now();
+    let starts = h.state.clock.now() - Span::minutes(7);
+    let resp = post(alertmanager_body(starts, h.state.clock.now(), "firing")).await?;
+    println!(
+        "   POST /api/v1/alerts/alertmanager → HTTP {} in {} ms (stored before the answer)",
+        resp.status().as_u16(),
+        t.elapsed().as_millis()
+    );
+    let id = h.incident_id(2).await?;
+    tick_until_settled(h, clock, &id).await?;
+    let inc = crate::incidents::load(&h.state.db, &id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
+    println!(
+        "── {} declared by the alert, war room ready {} ms after the webhook; impact started at the alert's \
+         startsAt ({}), detected via {}",
+        inc.key(),
+        t.elapsed().as_millis(),
+        inc.timeline.started_at.format("%H:%M UTC"),
+        inc.detection.as_str()
+    );
+    println!("   the pinned card reads:\n{}", indent(&card(h, &id)?));
+    println!("── Alertmanager re-sends the same group (repeat_interval): nothing new");
+    let resp = post(alertmanager_body(starts, h.state.clock.now(), "firing")).await?;
+    println!(
+        "   HTTP {} {}",
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default()
+    );
+    println!("── the alert resolves");
+    post(alertmanager_body(starts, h.state.clock.now(), "resolved")).await?;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE state IN ('pending', 'running')")
+                .fetch_one(&h.state.db.pool)
+                .await?;
+        if left == 0 {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the alerts were not processed");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tick_until_settled(h, clock, &id).await?;
+    let name = inc.channel_name.clone().unwrap_or_default();
+    println!("\n{}", plain(&h.slack.render_channel(&name)));
+    println!("── the broadcast channel's newest message:");
+    if let Some(m) = h
+        .slack
+        .channels()
+        .into_iter()
+        .find(|c| c.name == broadcast)
+        .and_then(|c| c.messages.last().cloned())
+    {
+        let text = m.blocks.as_ref().map(blocks_to_text).unwrap_or(m.text);
+        println!("{}", indent(&plain(&text)));
+    }
     Ok(())
+}
+
+/// Moves the simulated clock on a second at a time until the incident's war room and updates are done (the
+/// alert's war room retries its timeline line until the channel exists, on the bot's clock).
+async fn tick_until_settled(h: &Harness, clock: &ManualClock, id: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let steps = crate::incidents::setup::step_report(&h.state.db, id).await?;
+        let setup_done = !steps.is_empty()
+            && steps
+                .iter()
+                .all(|s| matches!(s.state.as_str(), "done" | "failed" | "skipped"));
+        let left = crate::incidents::outbox::unfinished(&h.state.db, id).await?;
+        if setup_done && left == 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the alert's incident did not settle");
+        }
+        clock.advance(Span::seconds(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Lets the timer tick and waits until every queued Slack/pager update of the incident is done.

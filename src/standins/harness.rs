@@ -22,6 +22,10 @@ use crate::state::AppState;
 pub const SIGNING_SECRET: &str = "harness-signing-secret";
 pub const BOT_TOKEN: &str = "xoxb-harness-token";
 pub const TEAM_ID: &str = "T0001";
+/// `ALERT_API_TOKEN` of the bots the harness starts.
+pub const ALERT_TOKEN: &str = "harness-alert-token";
+/// `PAGERDUTY_WEBHOOK_SECRET` of the bots the harness starts.
+pub const PAGERDUTY_WEBHOOK_SECRET: &str = "harness-pagerduty-webhook-secret";
 
 /// The catalog shipped in `config/catalog.yaml`, as YAML, with its webhook routes pointed at the pager stand-in
 /// (nothing leaves this machine).
@@ -65,6 +69,8 @@ pub fn secrets_for(catalog: &Catalog) -> Secrets {
         github_webhook_secret: Some(Secret::new("harness-github-secret")),
         gitlab_webhook_token: Some(Secret::new("harness-gitlab-token")),
         argocd_webhook_token: Some(Secret::new("harness-argocd-token")),
+        alert_api_token: Some(Secret::new(ALERT_TOKEN)),
+        pagerduty_webhook_secret: Some(Secret::new(PAGERDUTY_WEBHOOK_SECRET)),
         ..Secrets::default()
     };
     for var in catalog.secret_vars() {
@@ -108,8 +114,19 @@ impl Harness {
         pager: PagerStandin,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Harness> {
+        let secrets = secrets_for(&catalog_for(&pager));
+        Self::start_with_secrets(settings, secrets, slack, pager, clock).await
+    }
+
+    /// [`Harness::start_with`] with given secrets (e.g. without a token, to see an endpoint unconfigured).
+    pub async fn start_with_secrets(
+        settings: Settings,
+        secrets: Secrets,
+        slack: SlackStandin,
+        pager: PagerStandin,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Harness> {
         let catalog = catalog_for(&pager);
-        let secrets = secrets_for(&catalog);
         let db = Db::connect(&settings.database_url).await?;
         db.migrate().await?;
         let app = Application::build_with(settings, secrets, catalog, db, clock).await?;
@@ -437,6 +454,8 @@ impl BotProcess {
             .env("SLACK_BOT_TOKEN", BOT_TOKEN)
             .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
             .env("DEPLOY_API_TOKEN", "harness-deploy-token")
+            .env("ALERT_API_TOKEN", ALERT_TOKEN)
+            .env("PAGERDUTY_WEBHOOK_SECRET", PAGERDUTY_WEBHOOK_SECRET)
             .env("INCIDENT_BOT_SETUP__LEASE_MS", "1500")
             .env("INCIDENT_BOT_SETUP__SWEEP_INTERVAL_MS", "100")
             .env("INCIDENT_BOT_SETUP__BACKOFF_BASE_MS", "50")

@@ -6,6 +6,8 @@
 //!   digest runs (`digest_runs`) — the claim condition, the claim and release statements, backoff with jitter and
 //!   `Retry-After` — with the heartbeats (`process_heartbeats`) that let a replica take over the work of a process
 //!   that died;
+//! - [`alerts`]: alerts received (`alerts`, also a lease queue), the storm keys (`alert_links`) and the notices of
+//!   unmatched alerts (`alert_notices`);
 //! - [`deploys`]: deploy events (`deploys`) and the "recent deploys" query;
 //! - [`digests`]: the digest's reads of `incidents`, and `digest_runs`;
 //! - [`incidents`]: incident rows (`incidents`) and their timeline lines (`timeline_events`);
@@ -15,6 +17,7 @@
 //! - [`timers`]: escalation and close timers (`timers`);
 //! - [`replays`]: the requests already seen (`slack_signatures`, `processed_events`), so that a replay has no second effect.
 
+pub mod alerts;
 pub mod deploys;
 pub mod digests;
 pub mod imports;

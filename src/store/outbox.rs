@@ -64,6 +64,40 @@ pub async fn request(
     Ok(())
 }
 
+/// Like [`request`], at most once per `min_interval_ms`: a row already waiting or running is left as it is; a
+/// finished one runs again `min_interval_ms` after it last ran (or now if that has passed).
+#[allow(clippy::too_many_arguments)]
+pub async fn request_throttled(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    incident_id: &str,
+    lane: &str,
+    kind: &str,
+    now: DateTime<Utc>,
+    min_interval_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (id, incident_id, lane, kind, payload, state, next_attempt_at, created_at, updated_at)
+         VALUES ($1, $2, $5, $6, '{}', 'pending', $3, $3, $3)
+         ON CONFLICT (id) DO UPDATE SET
+             generation = outbox.generation + 1,
+             state = CASE WHEN outbox.state = 'running' THEN 'running' ELSE 'pending' END,
+             attempts = CASE WHEN outbox.state = 'running' THEN outbox.attempts ELSE 0 END,
+             next_attempt_at = CASE WHEN outbox.state IN ('pending', 'running') THEN outbox.next_attempt_at
+                                    WHEN outbox.updated_at + $4 > $3 THEN outbox.updated_at + $4
+                                    ELSE $3 END",
+    )
+    .bind(id)
+    .bind(incident_id)
+    .bind(ms(now))
+    .bind(min_interval_ms)
+    .bind(lane)
+    .bind(kind)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// A claimed row.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -136,6 +170,8 @@ pub struct Completion<'a> {
     pub next_attempt_at: i64,
     /// Added to `attempts` (`-1`: the attempt does not count).
     pub attempts_delta: i64,
+    /// When the row was asked to run again meanwhile: wait this long (ms) after `next_attempt_at`.
+    pub throttle_ms: i64,
 }
 
 /// Releases `job` (if `owner` still holds it) with `how`; a row asked to run again meanwhile (a newer
@@ -151,7 +187,8 @@ pub async fn complete(
         "UPDATE outbox
          SET state = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN 'pending' ELSE $2 END,
              attempts = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN 0 ELSE attempts + $3 END,
-             result = COALESCE($4, result), last_error = COALESCE($5, last_error), next_attempt_at = $6,
+             result = COALESCE($4, result), last_error = COALESCE($5, last_error),
+             next_attempt_at = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN $6 + $10 ELSE $6 END,
              lease_owner = NULL, lease_until = NULL, updated_at = $7
          WHERE seq = $8 AND state = 'running' AND lease_owner = $9",
     )
@@ -164,6 +201,7 @@ pub async fn complete(
     .bind(ms(now))
     .bind(job.seq)
     .bind(owner)
+    .bind(how.throttle_ms)
     .execute(&mut *tx)
     .await?;
     Ok(updated.rows_affected() == 1)

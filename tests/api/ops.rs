@@ -785,7 +785,7 @@ async fn json_logs_carry_the_incident_id_and_never_a_secret() {
 // check-config
 // ---------------------------------------------------------------------------------------------------------
 
-fn check_config(dir: &std::path::Path, toml: &str, catalog: &str) -> (i32, String) {
+pub(crate) fn check_config(dir: &std::path::Path, toml: &str, catalog: &str) -> (i32, String) {
     let config = dir.join("bot.toml");
     std::fs::write(
         &config,
@@ -813,7 +813,7 @@ fn check_config(dir: &std::path::Path, toml: &str, catalog: &str) -> (i32, Strin
     (out.status.code().unwrap_or(-1), text)
 }
 
-const GOOD_CATALOG: &str = "---
+pub(crate) const GOOD_CATALOG: &str = "---
 apiVersion: backstage.io/v1alpha1
 kind: Component
 metadata:

@@ -65,7 +65,7 @@ async fn answer(
         Ok(_) => "ok",
         Err(ApiError::BadRequest { .. }) => "bad_request",
         Err(ApiError::Unauthorized(_)) => "unauthorized",
-        Err(ApiError::Internal(_)) => "error",
+        Err(ApiError::Internal(_)) | Err(ApiError::Unavailable(_)) => "error",
     };
     crate::observability::command(seen.subcommand, outcome);
     match result {

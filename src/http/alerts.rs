@@ -1,0 +1,122 @@
+//! The alert endpoints (SPEC section 11):
+//! - `POST /api/v1/alerts/alertmanager`, `/grafana`, `/datadog`, `/generic`: `Authorization: Bearer
+//!   <ALERT_API_TOKEN>`, compared in constant time;
+//! - `POST /api/v1/alerts/pagerduty`: PagerDuty V3 webhooks, `X-PagerDuty-Signature: v1=<hex HMAC-SHA256>`
+//!   under `PAGERDUTY_WEBHOOK_SECRET` (any of the listed signatures may match, for secret rotation).
+//!
+//! Every alert of a request is stored (one transaction) before the answer: `202` with
+//! `{"received", "stored", "duplicates"}` (a re-sent alert is a duplicate, stored once). `400` names the field
+//! and stores nothing; `401` means a missing or wrong token or signature; `503` means the endpoint's token or
+//! secret is not configured.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::alerts::intake;
+use crate::domain::alert::{pagerduty_signature_ok, FieldError, Source};
+use crate::errors::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/api/v1/alerts/alertmanager",
+            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| {
+                bearer(s, h, b, Source::Alertmanager)
+            }),
+        )
+        .route(
+            "/api/v1/alerts/grafana",
+            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| {
+                bearer(s, h, b, Source::Grafana)
+            }),
+        )
+        .route(
+            "/api/v1/alerts/datadog",
+            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| {
+                bearer(s, h, b, Source::Datadog)
+            }),
+        )
+        .route(
+            "/api/v1/alerts/generic",
+            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| {
+                bearer(s, h, b, Source::Generic)
+            }),
+        )
+        .route("/api/v1/alerts/pagerduty", post(pagerduty))
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::bad(e.field, e.problem)
+    }
+}
+
+#[tracing::instrument(name = "alerts_receive", skip_all, fields(source = source.as_str()))]
+async fn bearer(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+    source: Source,
+) -> Result<Response, ApiError> {
+    if state.secrets.alert_api_token.is_none() {
+        return Err(ApiError::Unavailable(
+            "alerts are not configured: set ALERT_API_TOKEN to accept them",
+        ));
+    }
+    super::deploys::check_bearer(
+        state.secrets.alert_api_token.as_ref(),
+        &headers,
+        "ALERT_API_TOKEN",
+    )?;
+    receive(&state, source, &body).await
+}
+
+#[tracing::instrument(name = "alerts_pagerduty", skip_all)]
+async fn pagerduty(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(secret) = state.secrets.pagerduty_webhook_secret.as_ref() else {
+        return Err(ApiError::Unavailable(
+            "PagerDuty webhooks are not configured: set PAGERDUTY_WEBHOOK_SECRET (the subscription's signing secret)",
+        ));
+    };
+    let signature = headers
+        .get("x-pagerduty-signature")
+        .and_then(|v| v.to_str().ok());
+    if signature.is_none() {
+        return Err(ApiError::Unauthorized("missing X-PagerDuty-Signature"));
+    }
+    if !pagerduty_signature_ok(secret.expose().as_bytes(), signature, &body) {
+        return Err(ApiError::Unauthorized("wrong X-PagerDuty-Signature"));
+    }
+    receive(&state, Source::PagerDuty, &body).await
+}
+
+async fn receive(state: &Arc<AppState>, source: Source, body: &[u8]) -> Result<Response, ApiError> {
+    let items = intake::read(source, body, state.clock.now())?;
+    let stored = intake::store(state, &items).await?;
+    tracing::debug!(
+        received = stored.received,
+        stored = stored.stored,
+        "alerts stored"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "received": stored.received,
+            "stored": stored.stored,
+            "duplicates": stored.received as u64 - stored.stored,
+        })),
+    )
+        .into_response())
+}
