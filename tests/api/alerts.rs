@@ -485,7 +485,7 @@ async fn count_for(db: &Db, incident_id: &str) -> i64 {
 #[tokio::test]
 async fn a_resolved_alert_posts_a_line_and_the_last_one_asks_once_to_mark_resolved() {
     let app = spawn_app().await;
-    send(&app, "generic", &generic("payments", "r", 0..2, "firing")).await;
+    send(&app, "generic", &generic("payments", "r", 0..50, "firing")).await;
     processed(&app).await;
     let inc = incidents(&app.state.db).await.remove(0);
     let channel = channel_of(&app, &inc.id).await;
@@ -506,11 +506,23 @@ async fn a_resolved_alert_posts_a_line_and_the_last_one_asks_once_to_mark_resolv
         "{texts:?}"
     );
     assert!(!texts.iter().any(|t| t.contains("mark *INC-1* Resolved?")));
-    send(&app, "generic", &resolved(1..2)).await;
-    send(&app, "generic", &resolved(0..2)).await; // re-sent: nothing new
+    // The other 49 resolve in a burst of requests: gathered into few lines, not 49.
+    for start in (1..50).step_by(7) {
+        send(&app, "generic", &resolved(start..(start + 7).min(50))).await;
+    }
+    send(&app, "generic", &resolved(0..50)).await; // re-sent: nothing new
     processed(&app).await;
     app.wait_for_effects(&inc.id, LIMIT).await.unwrap();
     let texts = channel_texts(&app, &channel);
+    let lines: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.contains("alerts resolved"))
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.len() <= 2,
+        "a storm of resolutions is gathered: {lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains(" more")), "{lines:?}");
     let prompts: Vec<&String> = texts
         .iter()
         .filter(|t| t.contains("mark *INC-1* Resolved?"))
