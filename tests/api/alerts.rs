@@ -679,21 +679,11 @@ async fn a_stored_alert_claimed_by_a_dead_process_is_taken_over_at_start() {
 }
 
 #[tokio::test]
-async fn two_replicas_on_one_postgresql_declare_one_incident_per_storm() {
-    if !std::env::var("TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
-        eprintln!("skipped: replicas share one PostgreSQL (TEST_DATABASE_URL)");
-        return;
-    }
-    let first = spawn_app().await;
-    let second = Harness::start_with(
-        settings_for(&first.slack, &first.pager, &first.db_url),
-        first.slack.clone(),
-        first.pager.clone(),
-        Arc::new(incident_bot::clock::SystemClock),
-    )
-    .await
-    .unwrap();
-    let replicas = [&first.h, &second];
+async fn two_replicas_on_one_database_declare_one_incident_per_storm() {
+    // Two bot processes (the real binary) on one database: PostgreSQL with TEST_DATABASE_URL, else one SQLite
+    // file (see `replicas`).
+    let cluster = crate::replicas::Cluster::new().await;
+    let replicas = [cluster.replica().await, cluster.replica().await];
     let bodies: Vec<String> = (0..40)
         .map(|i| {
             let service = ["payments", "checkout"][i % 2];
@@ -703,30 +693,51 @@ async fn two_replicas_on_one_postgresql_declare_one_incident_per_storm() {
     let mut sends = Vec::new();
     for body in &bodies {
         // Each payload goes to both replicas at once, as a retried webhook behind a load balancer would.
-        for h in replicas {
-            sends.push(send(h, "generic", body));
+        for bot in &replicas {
+            let req = cluster
+                .http
+                .post(format!("{}/api/v1/alerts/generic", bot.base_url))
+                .bearer_auth(ALERT_TOKEN)
+                .body(body.clone());
+            sends.push(async move { req.send().await.expect("answer").status().as_u16() });
         }
     }
-    futures::future::join_all(sends).await;
-    processed(&first).await;
-    let incs = incidents(&first.state.db).await;
-    assert_eq!(incs.len(), 2, "one per service across both replicas");
+    for status in futures::future::join_all(sends).await {
+        assert_eq!(status, 202);
+    }
+    eventually("every alert processed", || async {
+        cluster
+            .count("SELECT COUNT(*) FROM alerts WHERE state <> 'done'")
+            .await
+            == 0
+    })
+    .await;
+    eventually("both war rooms set up", || async {
+        cluster
+            .count(
+                "SELECT COUNT(*) FROM setup_steps WHERE state NOT IN ('done', 'failed', 'skipped')",
+            )
+            .await
+            == 0
+            && cluster.count("SELECT COUNT(*) FROM setup_steps").await > 0
+    })
+    .await;
     assert_eq!(
-        count(&first.state.db, "SELECT COUNT(*) FROM alerts").await,
-        1_000
+        cluster.count("SELECT COUNT(*) FROM incidents").await,
+        2,
+        "one per service across both replicas"
     );
+    assert_eq!(cluster.count("SELECT COUNT(*) FROM alerts").await, 1_000);
     assert_eq!(
-        count(
-            &first.state.db,
-            "SELECT COUNT(*) FROM alerts WHERE incident_id IS NULL"
-        )
-        .await,
+        cluster
+            .count("SELECT COUNT(*) FROM alerts WHERE incident_id IS NULL")
+            .await,
         0
     );
-    for inc in &incs {
-        channel_of(&first, &inc.id).await;
+    assert_eq!(cluster.slack.count("conversations.create"), 2);
+    for r in &replicas {
+        assert_eq!(r.panics(), 0, "{}", r.stderr());
     }
-    assert_eq!(first.slack.count("conversations.create"), 2);
 }
 
 #[tokio::test]
