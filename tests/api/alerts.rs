@@ -377,6 +377,31 @@ async fn bad_tokens_signatures_and_payloads_are_refused_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn a_whole_alertmanager_group_of_a_storm_is_accepted_in_one_webhook() {
+    let app = spawn_app().await;
+    let one: Value = serde_json::from_str(ALERTMANAGER).unwrap();
+    let mut big = one.clone();
+    let template = one["alerts"][0].clone();
+    big["alerts"] = Value::Array(
+        (0..3_000)
+            .map(|i| {
+                let mut a = template.clone();
+                a["fingerprint"] = json!(format!("fp{i:05}"));
+                a["labels"]["instance"] = json!(format!("payments-{i}:9090"));
+                a
+            })
+            .collect(),
+    );
+    let body = big.to_string();
+    // Over a megabyte: far above the server's limit for other requests (http.body_limit_bytes, 256 KiB).
+    assert!(body.len() > 1_000_000, "{} bytes", body.len());
+    let v = send(&app, "alertmanager", &body).await;
+    assert_eq!(v["stored"], 3_000);
+    processed(&app).await;
+    assert_eq!(incidents(&app.state.db).await.len(), 1);
+}
+
+#[tokio::test]
 async fn endpoints_without_their_token_or_secret_answer_503_saying_what_to_set() {
     let slack = SlackStandin::start().await.unwrap();
     let pager = PagerStandin::start().await.unwrap();
