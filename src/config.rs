@@ -123,6 +123,9 @@ pub struct AlertSettings {
     pub card_min_interval_ms: u64,
     /// Alerts processed per claim (one transaction per incident and claim).
     pub batch: i64,
+    /// Largest body accepted on `/api/v1/alerts/*`, in bytes: an Alertmanager group in a storm carries every
+    /// alert of the group (`max_alerts` 0), far more than other requests.
+    pub body_limit_bytes: usize,
     /// The first route whose matchers all hold decides what an alert does; with none, the default of SPEC 11.
     pub routes: Vec<AlertRouteSettings>,
 }
@@ -152,6 +155,7 @@ impl Default for AlertSettings {
         AlertSettings {
             card_min_interval_ms: 3_000,
             batch: 500,
+            body_limit_bytes: 8 * 1024 * 1024,
             routes: Vec::new(),
         }
     }

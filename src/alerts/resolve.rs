@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use sqlx::Row;
+
 use crate::db::ms;
 use crate::domain::alert::{decide, Route};
 use crate::domain::phase::Milestone;
@@ -14,6 +16,73 @@ use crate::incidents::phases::{self, Change};
 use crate::incidents::{self, outbox};
 use crate::state::AppState;
 use crate::store::alerts::{self as stored, Claimed};
+
+/// A resolution line waits this long before it is posted, gathering the resolutions that follow (a storm of
+/// them is a line a second at most, within Slack's one message per second per channel).
+const LINE_GATHER_MS: i64 = 1_000;
+
+/// Posts "✅ Alert resolved: …", or adds this batch's resolutions to the line not posted yet.
+async fn line(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
+    let pending: Option<(String, i64)> = sqlx::query(
+        "SELECT id, at FROM timeline_events WHERE incident_id = $1 AND kind = 'alert_resolved'
+         ORDER BY at DESC LIMIT 1",
+    )
+    .bind(incident_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("at")?)))
+    .transpose()?;
+    let open = match pending {
+        Some((id, at)) if outbox::hold_unposted_line(tx, &id).await? => Some((id, at)),
+        _ => None,
+    };
+    let since = open.as_ref().map_or(ms(now), |(_, at)| *at);
+    let (n, titles) = stored::resolved_since(tx, incident_id, since, 3).await?;
+    let names: Vec<String> = titles
+        .iter()
+        .map(|t| format!("*{}*", text::escape_cut(t, 200)))
+        .collect();
+    let detail = if n <= 1 {
+        format!("✅ Alert resolved: {}", names.join(""))
+    } else {
+        let more = (n as usize).saturating_sub(names.len());
+        let tail = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        format!("✅ {n} alerts resolved: {}{tail}", names.join(", "))
+    };
+    match open {
+        Some((id, _)) => {
+            sqlx::query("UPDATE timeline_events SET detail = $1 WHERE id = $2")
+                .bind(&detail)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        None => {
+            let event_id = uuid::Uuid::new_v4().to_string();
+            sqlx::query(
+                "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail)
+                 VALUES ($1, $2, $3, 'alert_resolved', NULL, $4)",
+            )
+            .bind(&event_id)
+            .bind(incident_id)
+            .bind(ms(now))
+            .bind(&detail)
+            .execute(&mut *tx)
+            .await?;
+            let due = now + chrono::Duration::milliseconds(LINE_GATHER_MS);
+            outbox::post_line(tx, incident_id, &event_id, due).await?;
+        }
+    }
+    Ok(())
+}
 
 pub(super) async fn resolve(
     state: &Arc<AppState>,
@@ -64,37 +133,7 @@ pub(super) async fn resolve(
             tx.rollback().await?;
             continue;
         }
-        let names: Vec<String> = alerts
-            .iter()
-            .take(3)
-            .map(|c| format!("*{}*", text::escape_cut(&c.alert.title, 200)))
-            .collect();
-        let line = if alerts.len() == 1 {
-            format!("✅ Alert resolved: {}", names.join(""))
-        } else {
-            let more = alerts.len().saturating_sub(names.len());
-            let tail = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            };
-            format!(
-                "✅ {} alerts resolved: {}{tail}",
-                alerts.len(),
-                names.join(", ")
-            )
-        };
-        let event_id = uuid::Uuid::new_v4().to_string();
-        sqlx::query(
-            "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail) VALUES ($1, $2, $3, 'alert', NULL, $4)",
-        )
-        .bind(&event_id)
-        .bind(&incident_id)
-        .bind(ms(now))
-        .bind(&line)
-        .execute(&mut *tx)
-        .await?;
-        outbox::post_line(&mut tx, &incident_id, &event_id, now).await?;
+        line(&mut tx, &incident_id, now).await?;
         outbox::refresh_card_throttled(
             &mut tx,
             &incident_id,

@@ -24,7 +24,9 @@ use crate::domain::alert::{pagerduty_signature_ok, FieldError, Source};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
-pub fn router() -> Router<Arc<AppState>> {
+/// The routes, accepting bodies up to `body_limit` bytes (`alerts.body_limit_bytes`, above the server's own
+/// limit: a storm's Alertmanager group carries every alert of the group).
+pub fn router(body_limit: usize) -> Router<Arc<AppState>> {
     Router::new()
         .route(
             "/api/v1/alerts/alertmanager",
@@ -51,6 +53,7 @@ pub fn router() -> Router<Arc<AppState>> {
             }),
         )
         .route("/api/v1/alerts/pagerduty", post(pagerduty))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
 }
 
 impl From<FieldError> for ApiError {

@@ -7,7 +7,7 @@
 //! - [`alerts`]: `POST /api/v1/alerts/{alertmanager,grafana,datadog,generic}` (bearer token) and
 //!   `/api/v1/alerts/pagerduty` (PagerDuty V3 signature).
 //!
-//! Bodies larger than `http.body_limit_bytes` get 413 before any handler runs (with `Connection: close`). The
+//! Bodies larger than `http.body_limit_bytes` (`alerts.body_limit_bytes` on the alert routes) get 413 before any handler runs (with `Connection: close`). The
 //! server itself ([`server`]) bounds the time to read headers and bodies and the connections served at once.
 
 pub mod alerts;
@@ -34,7 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(metrics::router())
         .merge(deploys::router())
         .merge(webhooks::router())
-        .merge(alerts::router())
+        .merge(alerts::router(state.settings.alerts.body_limit_bytes))
         .layer(DefaultBodyLimit::max(limit))
         // tower's `MapResponse` maps the answer in place; axum's `middleware::map_response` would clone the
         // route and box a future for every request.

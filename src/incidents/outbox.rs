@@ -95,6 +95,22 @@ pub(crate) async fn refresh_card(
     .await
 }
 
+/// Whether the post of timeline event `event_id` is still waiting for its first attempt; if so it is held (on
+/// PostgreSQL its row is locked until the caller's transaction ends), so the caller may still change the line.
+pub(crate) async fn hold_unposted_line(
+    tx: &mut sqlx::AnyConnection,
+    event_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let held = sqlx::query(
+        "UPDATE outbox SET updated_at = updated_at WHERE id = $1 AND state = 'pending' AND attempts = 0",
+    )
+    .bind(format!("post:{event_id}"))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(held == 1)
+}
+
 /// `id` of the coalesced card refresh that alerts ask for (throttled, lane `alerts`).
 fn alerts_card_id(incident_id: &str) -> String {
     format!("alerts_card:{incident_id}")

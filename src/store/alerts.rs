@@ -328,6 +328,34 @@ pub async fn incident_of_alert(
     .await
 }
 
+/// How many of the incident's alerts were resolved since `since` (epoch ms), with the titles of the first `first`.
+pub async fn resolved_since(
+    conn: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    since: i64,
+    first: i64,
+) -> Result<(i64, Vec<String>), sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM alerts
+         WHERE incident_id = $1 AND status = 'resolved' AND outcome = 'resolved' AND updated_at >= $2",
+    )
+    .bind(incident_id)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await?;
+    let titles: Vec<String> = sqlx::query_scalar(
+        "SELECT title FROM alerts
+         WHERE incident_id = $1 AND status = 'resolved' AND outcome = 'resolved' AND updated_at >= $2
+         ORDER BY seq LIMIT $3",
+    )
+    .bind(incident_id)
+    .bind(since)
+    .bind(first)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((n, titles))
+}
+
 /// How many distinct alerts of the incident are firing now (their latest processed row is firing).
 pub async fn firing(conn: &mut sqlx::AnyConnection, incident_id: &str) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
