@@ -634,6 +634,10 @@ pub fn validate(s: &Settings) -> Vec<(Level, String, String)> {
             "incidents.unresolved_escalation_minutes",
             s.incidents.unresolved_escalation_minutes,
         ),
+        (
+            "incidents.ic_reminder_minutes",
+            s.incidents.ic_reminder_minutes,
+        ),
     ] {
         if v < 1 {
             bad(Error, key, "must be at least 1 minute".into());

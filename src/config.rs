@@ -109,6 +109,8 @@ pub struct IncidentSettings {
     pub p1_ack_escalation_minutes: i64,
     /// Any incident unresolved this long pages the escalation target.
     pub unresolved_escalation_minutes: i64,
+    /// A P1 with no incident commander this many minutes after its declaration gets one reminder in its channel.
+    pub ic_reminder_minutes: i64,
     /// Time zone used when a user's own is unknown.
     pub default_timezone: String,
     /// How often due timers (escalations, end of monitoring) and pending Slack/pager updates are looked for.
@@ -235,6 +237,7 @@ impl Default for IncidentSettings {
             monitoring_minutes: 30,
             p1_ack_escalation_minutes: 5,
             unresolved_escalation_minutes: 30,
+            ic_reminder_minutes: 5,
             default_timezone: "UTC".into(),
             timer_tick_ms: 200,
         }

@@ -63,6 +63,7 @@ fn incident(h: &Hostile, resolved: bool) -> Incident {
         channel_name: Some("inc-42-x".into()),
         card_ts: None,
         timeline,
+        roles: Default::default(),
         version: 3,
     }
 }

@@ -9,6 +9,7 @@ use chrono::{
 };
 
 use super::duration;
+use super::incident::Role;
 use super::phase::{CorrectionTarget, Milestone};
 use super::severity::{DetectionMethod, Severity};
 use super::text::{self, Title};
@@ -19,6 +20,7 @@ pub const USAGE: &str = "\
 • `start &lt;title&gt; [sev:P1|P2|P3] [service:&lt;name&gt;] [via:alert|customer|engineer] [started:&lt;HH:MM|-20m&gt;]` — declare an incident (options anywhere; no title opens a form)
 • `ack` · `identified` · `fixed` · `resolved` · `reopen` — record a phase, in the incident channel
 • `set &lt;started|ack|identified|fixed|resolved&gt; &lt;HH:MM|ISO-8601&gt;` — correct a timestamp
+• `role &lt;ic|comms&gt; &lt;@user|me&gt;` — give the incident commander or comms lead role, in the incident channel
 • `status` — current phase, timestamps and elapsed time
 • `deploys &lt;service&gt; [2h|30m|1d]` — recent deploys to a service and what it depends on
 • `list` — open incidents
@@ -34,6 +36,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "resolved",
     "reopen",
     "set",
+    "role",
     "status",
     "deploys",
     "list",
@@ -59,6 +62,11 @@ pub enum Command {
         target: CorrectionTarget,
         when: TimeSpec,
     },
+    /// `role ic|comms <@user|me>`: give a role.
+    Role {
+        role: Role,
+        user: Holder,
+    },
     Status,
     /// `deploys <service> [window]`; `window` is `None` when not given (the caller picks the default).
     Deploys {
@@ -68,6 +76,15 @@ pub enum Command {
     List,
     Digest,
     Help,
+}
+
+/// Who `/incident role` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// `me`: the person typing.
+    Me,
+    /// A Slack user id, from the mention Slack sends (`<@U123|alice>`, the manifest's `should_escape: true`).
+    User(String),
 }
 
 /// Everything `/incident start` can say.
@@ -282,6 +299,7 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
         "start" | "declare" => parse_start(rest),
         "set" | "correct" => parse_set(rest),
         "deploys" | "deploy" => parse_deploys(rest),
+        "role" | "roles" | "assign" => parse_role(rest),
         "reopen" => no_arguments("reopen", rest, Command::Reopen),
         "status" => no_arguments("status", rest, Command::Status),
         "list" | "ls" => no_arguments("list", rest, Command::List),
@@ -444,6 +462,56 @@ fn parse_set(rest: &[&str]) -> Result<Command, UsageError> {
         ))
     })?;
     Ok(Command::Set { target, when })
+}
+
+const ROLE_USAGE: &str =
+    "use `/incident role ic @someone` or `/incident role comms @someone` (pick the person from \
+Slack's list as you type @), or `me`";
+
+fn parse_role(rest: &[&str]) -> Result<Command, UsageError> {
+    // A mention's label may hold spaces (`<@U123|Alice Smith>`): the rest of the text is the one holder.
+    let [role, who @ ..] = rest else {
+        return Err(UsageError::new(ROLE_USAGE));
+    };
+    if who.is_empty() {
+        return Err(UsageError::new(ROLE_USAGE));
+    }
+    let who = who.join(" ");
+    let who = who.as_str();
+    let Some(role) = Role::parse(role) else {
+        return Err(UsageError::new(format!(
+            "no role called `{}` — {ROLE_USAGE}",
+            short(role)
+        )));
+    };
+    let user = if who.eq_ignore_ascii_case("me") {
+        Holder::Me
+    } else {
+        match mentioned_user(who) {
+            Some(id) => Holder::User(id),
+            None => {
+                return Err(UsageError::new(format!(
+                    "`{}` is not a Slack user — {ROLE_USAGE}",
+                    short(who)
+                )))
+            }
+        }
+    };
+    Ok(Command::Role { role, user })
+}
+
+/// The user id of a user mention as Slack sends it in a slash command's text (`<@U123ABC>`,
+/// `<@U123ABC|alice>`), when it is one; the id must look like a Slack user id.
+pub fn mentioned_user(s: &str) -> Option<String> {
+    let inner = s.strip_prefix("<@")?.strip_suffix('>')?;
+    let id = inner.split('|').next()?;
+    let ok = id.len() >= 3
+        && id.len() <= 20
+        && (id.starts_with('U') || id.starts_with('W'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    ok.then(|| id.to_string())
 }
 
 fn parse_deploys(rest: &[&str]) -> Result<Command, UsageError> {
@@ -746,6 +814,46 @@ mod tests {
                 "{sub} missing from USAGE"
             );
         }
+    }
+
+    #[test]
+    fn role_takes_a_role_and_a_slack_mention_or_me() {
+        assert_eq!(
+            parse("role ic <@U0ALICE|alice>"),
+            Ok(Command::Role {
+                role: Role::Commander,
+                user: Holder::User("U0ALICE".into())
+            })
+        );
+        assert_eq!(
+            parse("role Comms <@W0BOB>"),
+            Ok(Command::Role {
+                role: Role::Comms,
+                user: Holder::User("W0BOB".into())
+            })
+        );
+        assert_eq!(
+            parse("role ic me"),
+            Ok(Command::Role {
+                role: Role::Commander,
+                user: Holder::Me
+            })
+        );
+        assert!(err("role ic @alice").contains("is not a Slack user"));
+        assert!(err("role ic <!channel>").contains("is not a Slack user"));
+        assert!(err("role ic <@U0ALICE|x> extra").contains("is not a Slack user"));
+        assert!(err("role ic").contains("/incident role ic @someone"));
+        assert_eq!(
+            parse("role ic <@U0ALICE|Alice Smith>"),
+            Ok(Command::Role {
+                role: Role::Commander,
+                user: Holder::User("U0ALICE".into())
+            })
+        );
+        assert!(err("role boss <@U0ALICE>").contains("no role called `boss`"));
+        assert!(err("role").contains("/incident role ic @someone"));
+        // What is echoed back is escaped.
+        assert!(err("role <b> me").contains("&lt;b&gt;"));
     }
 
     #[test]

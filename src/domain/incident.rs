@@ -22,6 +22,8 @@ pub struct Incident {
     pub channel_name: Option<String>,
     pub card_ts: Option<String>,
     pub timeline: Timeline,
+    /// Who holds the incident's roles.
+    pub roles: Roles,
     pub version: i64,
 }
 
@@ -46,5 +48,78 @@ impl PastIncident {
     /// Its MTTR (never negative).
     pub fn mttr(&self) -> Duration {
         (self.resolved_at - self.started_at).max(Duration::zero())
+    }
+}
+
+/// A role in running an incident (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The incident commander (IC): decides and delegates.
+    Commander,
+    /// The comms lead: keeps stakeholders informed.
+    Comms,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Commander, Role::Comms];
+
+    /// As typed in `/incident role ic|comms` and stored in `timeline_events.kind` (`role_ic`, `role_comms`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Commander => "ic",
+            Role::Comms => "comms",
+        }
+    }
+
+    /// Short, for timeline lines: `IC`, `Comms lead`.
+    pub fn short(self) -> &'static str {
+        match self {
+            Role::Commander => "IC",
+            Role::Comms => "Comms lead",
+        }
+    }
+
+    /// For the card: `Commander`, `Comms lead`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Commander => "Commander",
+            Role::Comms => "Comms lead",
+        }
+    }
+
+    /// `ic`, `commander`, `incident-commander`, `comms`, `communications`, `comms-lead` (any case).
+    pub fn parse(s: &str) -> Option<Role> {
+        match s.to_ascii_lowercase().as_str() {
+            "ic" | "commander" | "incident-commander" | "incident_commander" | "lead" => {
+                Some(Role::Commander)
+            }
+            "comms" | "comm" | "communications" | "comms-lead" | "comms_lead" | "cl" => {
+                Some(Role::Comms)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The holders of an incident's roles: Slack user ids (as Slack gave them to the bot), `None` while vacant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roles {
+    pub ic: Option<String>,
+    pub comms: Option<String>,
+}
+
+impl Roles {
+    pub fn get(&self, role: Role) -> Option<&str> {
+        match role {
+            Role::Commander => self.ic.as_deref(),
+            Role::Comms => self.comms.as_deref(),
+        }
+    }
+
+    pub fn set(&mut self, role: Role, user: Option<String>) {
+        match role {
+            Role::Commander => self.ic = user,
+            Role::Comms => self.comms = user,
+        }
     }
 }

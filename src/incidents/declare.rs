@@ -153,6 +153,7 @@ pub async fn store_in(
         channel_name: None,
         card_ts: None,
         timeline: Timeline::new(started_at, now),
+        roles: Default::default(),
         version: 0,
     })
 }

@@ -7,6 +7,7 @@ pub mod declare;
 pub mod detection;
 pub mod outbox;
 pub mod phases;
+pub mod roles;
 pub mod setup;
 pub mod started;
 pub mod steps;

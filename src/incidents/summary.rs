@@ -368,6 +368,7 @@ mod tests {
             channel_name: Some("inc-7-card-payments-failing".into()),
             card_ts: None,
             timeline,
+            roles: Default::default(),
             version: 3,
         }
     }

@@ -1,4 +1,5 @@
-//! Timers: the P1 acknowledgement escalation, the unresolved escalation, and the end of the monitoring window.
+//! Timers: the P1 acknowledgement escalation, the unresolved escalation, the reminder of a P1 without an incident
+//! commander, and the end of the monitoring window.
 //!
 //! A timer is a row of `timers` (`due_at`, `fired`). Escalation timers are armed by the worker, once per incident
 //! (`incidents.timers_armed`), for every incident declared in the last day (so they exist whoever declared the
@@ -59,6 +60,15 @@ async fn arm(state: &AppState, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
         if !inc.acknowledged && inc.p1 {
             let due = inc.declared_at + Duration::minutes(cfg.p1_ack_escalation_minutes.max(0));
             new.push((format!("p1_ack:{id}"), id.clone(), Kind::P1Ack, due));
+        }
+        if inc.p1 {
+            let due = inc.declared_at + Duration::minutes(cfg.ic_reminder_minutes.max(0));
+            new.push((
+                format!("ic_reminder:{id}"),
+                id.clone(),
+                Kind::IcReminder,
+                due,
+            ));
         }
         let due = inc.declared_at + Duration::minutes(cfg.unresolved_escalation_minutes.max(0));
         new.push((format!("unresolved:{id}"), id, Kind::Unresolved, due));
@@ -140,6 +150,25 @@ async fn fire(state: &Arc<AppState>, id: &str, now: DateTime<Utc>) -> Result<boo
                 "escalated".to_string()
             } else {
                 "not needed: resolved in time".to_string()
+            }
+        }
+        Some(Kind::IcReminder) => {
+            if inc.severity == Severity::P1 && inc.roles.ic.is_none() && status.is_active() {
+                let minutes = state.settings.incidents.ic_reminder_minutes;
+                let text = super::roles::reminder_line(&inc, minutes);
+                let event_id = incidents::add_timeline_event(
+                    &mut tx,
+                    &inc.id,
+                    now,
+                    "ic_reminder",
+                    None,
+                    &text,
+                )
+                .await?;
+                outbox::post_line(&mut tx, &inc.id, &event_id, now).await?;
+                "reminded".to_string()
+            } else {
+                "not needed: a commander was set".to_string()
             }
         }
         Some(Kind::Close) => {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::domain::alert::Counts;
 use crate::domain::deploy::Deploy;
 use crate::domain::duration::format_duration;
-use crate::domain::incident::Incident;
+use crate::domain::incident::{Incident, Role};
 use crate::domain::mttr;
 use crate::domain::phase::{Milestone, Status};
 use crate::domain::severity::{DetectionMethod, Severity};
@@ -34,6 +34,21 @@ pub fn announce_block_id(incident_id: &str) -> String {
 
 /// The action block's id; buttons carry the incident id as their value.
 pub const PHASE_ACTIONS_BLOCK: &str = "phase_actions";
+/// `block_id` of the card's role buttons ("Take command").
+pub const ROLE_ACTIONS_BLOCK: &str = "role_actions";
+/// `action_id` of the card's "Take command" button (its value is the incident id).
+pub const TAKE_COMMAND_ACTION_ID: &str = "role_take_ic";
+
+/// The card's field for `role`: its holder (a mention built from the Slack user id the bot was given), or who
+/// should take it.
+fn role_field(inc: &Incident, role: Role) -> String {
+    let holder = match inc.roles.get(role) {
+        Some(u) => text::user(u),
+        None if role == Role::Commander => "_nobody yet — click *Take command*_".to_string(),
+        None => "_nobody yet_".to_string(),
+    };
+    format!("*{}*\n{holder}", role.label())
+}
 
 pub fn severity_emoji(s: Severity) -> &'static str {
     match s {
@@ -120,6 +135,8 @@ impl CardView<'_> {
                     { "type": "mrkdwn", "text": format!("*Declared by*\n{}", text::user(&inc.declared_by)) },
                     { "type": "mrkdwn", "text": format!("*Impact started*\n{}", slack_time(inc.timeline.started_at)) },
                     { "type": "mrkdwn", "text": format!("*Detected via*\n{}", detected_via(inc.detection)) },
+                    { "type": "mrkdwn", "text": role_field(inc, Role::Commander) },
+                    { "type": "mrkdwn", "text": role_field(inc, Role::Comms) },
                 ]
             }),
         ];
@@ -156,6 +173,14 @@ impl CardView<'_> {
         if !buttons.is_empty() {
             blocks.push(
                 json!({ "type": "actions", "block_id": PHASE_ACTIONS_BLOCK, "elements": buttons }),
+            );
+        }
+        if status.is_active() {
+            blocks.push(
+                json!({ "type": "actions", "block_id": ROLE_ACTIONS_BLOCK, "elements": [{
+                "type": "button", "action_id": TAKE_COMMAND_ACTION_ID, "value": inc.id,
+                "text": { "type": "plain_text", "text": "Take command" }
+            }] }),
             );
         }
         blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!("Updated {}", slack_time(self.now)) }] }));

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::db::{from_ms, from_ms_opt, ms, Db};
-use crate::domain::incident::{Incident, PastIncident};
+use crate::domain::incident::{Incident, PastIncident, Role, Roles};
 use crate::domain::phase::{Stamp, Timeline};
 use crate::domain::severity::{DetectionMethod, Severity};
 
@@ -17,7 +17,7 @@ macro_rules! select_incidents {
             "SELECT id, team_id, number, title, severity, service, detection, declared_by, \
              origin_channel, response_url, channel_id, channel_name, card_ts, started_at, declared_at, \
              acknowledged_at, acknowledged_by, acknowledged_implicit, identified_at, identified_by, identified_implicit, \
-             fixed_at, fixed_by, fixed_implicit, resolved_at, resolved_by, resolved_implicit, closed_at, version \
+             fixed_at, fixed_by, fixed_implicit, resolved_at, resolved_by, resolved_implicit, closed_at, ic_user, comms_user, version \
              FROM incidents ",
             $tail
         )
@@ -63,6 +63,10 @@ pub(crate) fn incident_from_row(row: &AnyRow) -> Result<Incident, sqlx::Error> {
         channel_name: row.try_get("channel_name")?,
         card_ts: row.try_get("card_ts")?,
         timeline,
+        roles: Roles {
+            ic: row.try_get("ic_user")?,
+            comms: row.try_get("comms_user")?,
+        },
         version: row.try_get("version")?,
     })
 }
@@ -178,6 +182,32 @@ pub async fn save_timeline(
     .bind(version)
     .execute(&mut *tx)
     .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Gives `role` of incident `id` to `user` if the stored version is still `version`; bumps the version.
+/// Returns whether it was still current (optimistic concurrency, like [`save_timeline`]).
+pub async fn save_role(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    version: i64,
+    role: Role,
+    user: &str,
+) -> Result<bool, sqlx::Error> {
+    let sql = match role {
+        Role::Commander => {
+            "UPDATE incidents SET ic_user = $1, version = version + 1 WHERE id = $2 AND version = $3"
+        }
+        Role::Comms => {
+            "UPDATE incidents SET comms_user = $1, version = version + 1 WHERE id = $2 AND version = $3"
+        }
+    };
+    let r = sqlx::query(sql)
+        .bind(user)
+        .bind(id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 

@@ -16,6 +16,8 @@ pub enum Kind {
     Unresolved,
     /// The monitoring window is over: close the incident.
     Close,
+    /// A P1 still without an incident commander: remind the channel once.
+    IcReminder,
 }
 
 impl Kind {
@@ -24,11 +26,12 @@ impl Kind {
             Kind::P1Ack => "p1_ack",
             Kind::Unresolved => "unresolved",
             Kind::Close => "close",
+            Kind::IcReminder => "ic_reminder",
         }
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::P1Ack, Kind::Unresolved, Kind::Close]
+        [Kind::P1Ack, Kind::Unresolved, Kind::Close, Kind::IcReminder]
             .into_iter()
             .find(|k| k.as_str() == s)
     }

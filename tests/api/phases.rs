@@ -36,6 +36,7 @@ async fn spawn_clocked(clock: Arc<ManualClock>) -> TestApp {
     let mut settings = settings_for(&slack, &pager, &db_url);
     settings.incidents.p1_ack_escalation_minutes = 10_000;
     settings.incidents.unresolved_escalation_minutes = 10_000;
+    settings.incidents.ic_reminder_minutes = 10_000;
     let clock: Arc<dyn Clock> = clock;
     let h = Harness::start_with(settings, slack, pager, clock)
         .await

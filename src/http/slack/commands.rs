@@ -135,6 +135,7 @@ async fn run(
         Command::Status | Command::Milestone(_) | Command::Reopen | Command::Set { .. } => {
             Box::pin(super::phases::on_slash(&state, &cmd, parsed)).await
         }
+        Command::Role { .. } => Box::pin(super::roles::on_slash(&state, &cmd, parsed)).await,
         Command::Deploys { service, window } => Ok(ephemeral(
             Box::pin(crate::deploys::answer::for_command(
                 &state, &service, window,

@@ -67,6 +67,9 @@ async fn answer(
             "block_actions" if detection_answer(&payload).is_some() => {
                 on_detection_answer(&state, &payload).await
             }
+            "block_actions" if super::roles::is_take_command(&payload) => {
+                super::roles::on_take_command(&state, &payload).await
+            }
             "block_actions" => super::phases::on_block_actions(&state, &payload).await,
             _ => Ok(StatusCode::OK.into_response()),
         }

@@ -15,6 +15,7 @@ pub mod deadline;
 pub mod events;
 pub mod interactions;
 pub mod phases;
+pub mod roles;
 pub mod socket_mode;
 
 use std::sync::Arc;

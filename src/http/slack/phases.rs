@@ -95,7 +95,7 @@ fn reply(outcome: Outcome) -> String {
 }
 
 /// "Use it in the incident's channel", with the open incidents' channels.
-async fn not_an_incident_channel(
+pub(super) async fn not_an_incident_channel(
     state: &AppState,
     cmd: &SlashCommand,
     word: &str,
