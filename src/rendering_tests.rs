@@ -54,6 +54,7 @@ fn incident(h: &Hostile, resolved: bool) -> Incident {
         number: 42,
         title: h.title.clone(),
         severity: Severity::P1,
+        peak_severity: Severity::P1,
         service: Some(h.service.clone()),
         detection: DetectionMethod::Customer,
         declared_by: DECLARER.into(),

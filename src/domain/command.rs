@@ -21,6 +21,7 @@ pub const USAGE: &str = "\
 • `ack` · `identified` · `fixed` · `resolved` · `reopen` — record a phase, in the incident channel
 • `set &lt;started|ack|identified|fixed|resolved&gt; &lt;HH:MM|ISO-8601&gt;` — correct a timestamp
 • `role &lt;ic|comms&gt; &lt;@user|me&gt;` — give the incident commander or comms lead role, in the incident channel
+• `sev &lt;P1|P2|P3&gt;` — change the severity, in the incident channel
 • `status` — current phase, timestamps and elapsed time
 • `deploys &lt;service&gt; [2h|30m|1d]` — recent deploys to a service and what it depends on
 • `list` — open incidents
@@ -37,6 +38,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "reopen",
     "set",
     "role",
+    "sev",
     "status",
     "deploys",
     "list",
@@ -67,6 +69,8 @@ pub enum Command {
         role: Role,
         user: Holder,
     },
+    /// `sev P1|P2|P3`: change the severity.
+    Severity(Severity),
     Status,
     /// `deploys <service> [window]`; `window` is `None` when not given (the caller picks the default).
     Deploys {
@@ -300,6 +304,17 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
         "set" | "correct" => parse_set(rest),
         "deploys" | "deploy" => parse_deploys(rest),
         "role" | "roles" | "assign" => parse_role(rest),
+        "sev" | "severity" => match rest {
+            [s] => Severity::parse(s.trim_start_matches("sev:"))
+                .map(Command::Severity)
+                .ok_or_else(|| {
+                    UsageError::new(format!(
+                        "no severity called `{}` — use `/incident sev P1`, `P2` or `P3`",
+                        short(s)
+                    ))
+                }),
+            _ => Err(UsageError::new("use `/incident sev P1`, `P2` or `P3`")),
+        },
         "reopen" => no_arguments("reopen", rest, Command::Reopen),
         "status" => no_arguments("status", rest, Command::Status),
         "list" | "ls" => no_arguments("list", rest, Command::List),
@@ -854,6 +869,15 @@ mod tests {
         assert!(err("role").contains("/incident role ic @someone"));
         // What is echoed back is escaped.
         assert!(err("role <b> me").contains("&lt;b&gt;"));
+    }
+
+    #[test]
+    fn sev_takes_one_severity() {
+        assert_eq!(parse("sev P1"), Ok(Command::Severity(Severity::P1)));
+        assert_eq!(parse("severity p3"), Ok(Command::Severity(Severity::P3)));
+        assert!(err("sev P0").contains("no severity called `P0`"));
+        assert!(err("sev").contains("/incident sev P1"));
+        assert!(err("sev P1 P2").contains("/incident sev P1"));
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct Incident {
     pub number: i64,
     pub title: String,
     pub severity: Severity,
+    /// The highest severity the incident held (P1 highest): tier, summary and digests use it.
+    pub peak_severity: Severity,
     pub service: Option<String>,
     pub detection: DetectionMethod,
     pub declared_by: String,

@@ -144,6 +144,7 @@ pub async fn store_in(
         number,
         title: req.title.as_str().to_string(),
         severity: req.severity,
+        peak_severity: req.severity,
         service: req.service,
         detection: req.detection,
         declared_by: req.user_id,

@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod phases;
 pub mod roles;
 pub mod setup;
+pub mod severity;
 pub mod started;
 pub mod steps;
 pub mod summary;

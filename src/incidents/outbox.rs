@@ -46,6 +46,8 @@ pub enum Escalation {
     Ack,
     /// Unresolved for too long: page the service's escalation target.
     Unresolved,
+    /// Upgraded to P1: page the secondary on-call at P1.
+    Upgrade,
 }
 
 impl Escalation {
@@ -53,6 +55,7 @@ impl Escalation {
         match self {
             Escalation::Ack => "ack",
             Escalation::Unresolved => "unresolved",
+            Escalation::Upgrade => "upgrade",
         }
     }
 }
@@ -90,6 +93,24 @@ pub(crate) async fn refresh_card(
         incident_id,
         "card",
         "card",
+        now,
+    )
+    .await
+}
+
+/// Bring the channel topic and the broadcast announcement up to date with the incident's severity (coalesced:
+/// rendered from the database when the row runs).
+pub(crate) async fn sync_severity(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    store::request(
+        tx,
+        &format!("severity:{incident_id}"),
+        incident_id,
+        "severity",
+        "severity",
         now,
     )
     .await
@@ -292,6 +313,7 @@ pub async fn problems(db: &Db, incident_id: &str) -> Result<Vec<String>, sqlx::E
             "post" => "timeline line",
             "summary" | "summary_refresh" => "MTTR summary",
             "page" => "escalation page",
+            "severity" => "topic and announcement update",
             _ => "update",
         };
         let how = if r.failed {
@@ -360,6 +382,7 @@ async fn run(state: &AppState, job: &Job, inc: &Incident) -> Run {
         "summary_refresh" => refresh(state, inc).await,
         "page" => escalate(state, job, inc).await,
         "alert_prompt" => prompt(state, job, inc, attempt).await,
+        "severity" => severity(state, inc).await,
         other => Ok(Run::Failed(Failure::Permanent(format!(
             "unknown outbox row kind {other}"
         )))),
@@ -482,6 +505,53 @@ async fn card(state: &AppState, inc: &Incident) -> Result<Run, Run> {
     )))
 }
 
+/// The topic and the broadcast announcement, rendered from the incident as it is now (after its war-room steps
+/// have run: until then they would write what is being changed).
+async fn severity(state: &AppState, inc: &Incident) -> Result<Run, Run> {
+    if !step_settled(&state.db, &inc.id, "topic").await?
+        || !step_settled(&state.db, &inc.id, "announce").await?
+    {
+        return Ok(Run::Later(WAIT_FOR_SETUP));
+    }
+    let mut did = Vec::new();
+    if let Some(channel) = &inc.channel_id {
+        state
+            .slack
+            .set_topic(channel, &crate::slack::blocks::topic(inc))
+            .await?;
+        did.push("topic set");
+    }
+    let announced = crate::store::setup_steps::result_of(&state.db, &inc.id, "announce").await?;
+    let ts = announced
+        .as_deref()
+        .and_then(|r| r.strip_prefix("announced "))
+        .and_then(|r| r.split_whitespace().next())
+        .filter(|ts| *ts != "?");
+    if let Some(ts) = ts {
+        let channel = state.broadcast_channel().await?;
+        let link = match &inc.channel_id {
+            Some(c) => Some(state.slack.channel_link(c).await),
+            None => None,
+        };
+        let blocks = crate::slack::blocks::announcement(inc, link.as_deref());
+        let text = crate::slack::blocks::announcement_text(inc);
+        state
+            .slack
+            .update_message(ts, &Post::blocks(&channel, &text, blocks))
+            .await?;
+        did.push("announcement updated");
+    }
+    Ok(done(format!(
+        "{} ({})",
+        if did.is_empty() {
+            "nothing to update".to_string()
+        } else {
+            did.join(", ")
+        },
+        inc.severity.as_str()
+    )))
+}
+
 /// When the row's first attempt began (wall-clock epoch ms), for [`crate::slack::SlackClient::find_message`].
 async fn first_attempt_at(state: &AppState, job: &Job) -> Result<Option<i64>, sqlx::Error> {
     store::first_attempt_at(&state.db, job.seq).await
@@ -587,7 +657,7 @@ async fn history(
     until: DateTime<Utc>,
 ) -> Result<Vec<PastIncident>, sqlx::Error> {
     let since = until - chrono::Duration::days(BASELINE_DAYS);
-    incidents::resolved_between(db, inc.severity, since, until, &inc.id).await
+    incidents::resolved_between(db, inc.peak_severity, since, until, &inc.id).await
 }
 
 /// Everything the summary needs, loaded; `None` while the incident is not resolved.
@@ -676,6 +746,7 @@ async fn refresh(state: &AppState, inc: &Incident) -> Result<Run, Run> {
 async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Run> {
     let which = match job.payload["escalation"].as_str() {
         Some("unresolved") => Escalation::Unresolved,
+        Some("upgrade") => Escalation::Upgrade,
         _ => Escalation::Ack,
     };
     let cfg = &state.settings.incidents;
@@ -689,6 +760,12 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
             inc.timeline.status().is_active(),
             chrono::Duration::minutes(cfg.unresolved_escalation_minutes),
         ),
+        // Paged even if resolved or downgraded meanwhile? No: only while it is still an active P1.
+        Escalation::Upgrade => (
+            inc.timeline.status().is_active()
+                && inc.severity == crate::domain::severity::Severity::P1,
+            chrono::Duration::zero(),
+        ),
     };
     if !still_needed {
         return Ok(done("no longer needed"));
@@ -700,10 +777,11 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
             inc.severity.as_str()
         ),
         Escalation::Unresolved => format!("{key} is still unresolved after {waited}"),
+        Escalation::Upgrade => format!("{key} was upgraded to P1"),
     };
     let svc = inc.service.as_deref().and_then(|s| state.catalog.get(s));
     let route = match which {
-        Escalation::Ack => svc.and_then(|s| s.pager.as_ref()),
+        Escalation::Ack | Escalation::Upgrade => svc.and_then(|s| s.pager.as_ref()),
         Escalation::Unresolved => svc.and_then(|s| s.escalation.as_ref()),
     };
     let Some(route) = route else {
@@ -715,7 +793,7 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
                     escape_cut(name, 80)
                 )
             }
-            (_, Some(s), Escalation::Ack) => {
+            (_, Some(s), Escalation::Ack | Escalation::Upgrade) => {
                 format!(
                     "{} has no pager route in the catalog",
                     escape_cut(&s.name, 80)
@@ -752,6 +830,18 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
             format!("{base}-escalation-unresolved"),
             "paged the escalation target",
         ),
+        Escalation::Upgrade => {
+            let first_page_done =
+                crate::store::setup_steps::state_of(&state.db, &inc.id, "page").await?;
+            if first_page_done.as_deref() == Some("done") {
+                (format!("{base}-p1"), "paged the secondary on-call at P1")
+            } else {
+                (
+                    base,
+                    "paged the secondary on-call (the first page never went out)",
+                )
+            }
+        }
     };
     let link = match &inc.channel_id {
         Some(c) => Some(state.slack.channel_link(c).await),
@@ -772,7 +862,7 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
             "incident": key,
             "title": inc.title,
             "escalation": which.as_str(),
-            "role": match which { Escalation::Ack => "secondary on-call", Escalation::Unresolved => "escalation target" },
+            "role": match which { Escalation::Ack | Escalation::Upgrade => "secondary on-call", Escalation::Unresolved => "escalation target" },
         }),
     };
     match state.pager.page(route, &state.secrets, &page).await {

@@ -92,7 +92,7 @@ impl Summary {
             .iter()
             .filter(|p| {
                 p.id != inc.id
-                    && p.severity == inc.severity
+                    && p.severity == inc.peak_severity
                     && p.resolved_at >= since
                     && p.resolved_at <= resolved_at
             })
@@ -120,7 +120,7 @@ impl Summary {
         Some(Summary {
             key: inc.key(),
             title: inc.title.clone(),
-            severity: inc.severity,
+            severity: inc.peak_severity,
             service: inc.service.clone(),
             detection: inc.detection,
             channel_id: inc.channel_id.clone(),
@@ -129,7 +129,7 @@ impl Summary {
             mttr: b.mttr,
             phases,
             slowest: b.slowest(),
-            tier: mttr::tier(inc.severity, b.mttr),
+            tier: mttr::tier(inc.peak_severity, b.mttr),
             severity_baseline: baseline(comparable),
             service_baseline,
             deploys,
@@ -359,6 +359,7 @@ mod tests {
             number: 7,
             title: "Card payments failing".into(),
             severity: sev,
+            peak_severity: sev,
             service: service.map(str::to_string),
             detection: DetectionMethod::Customer,
             declared_by: "U1".into(),

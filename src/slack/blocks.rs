@@ -36,6 +36,26 @@ pub fn announce_block_id(incident_id: &str) -> String {
 pub const PHASE_ACTIONS_BLOCK: &str = "phase_actions";
 /// `block_id` of the card's role buttons ("Take command").
 pub const ROLE_ACTIONS_BLOCK: &str = "role_actions";
+/// `action_id` of the card's severity select (each option's value is `<severity>|<incident id>`).
+pub const SEVERITY_ACTION_ID: &str = "severity_select";
+
+/// The card's severity select, showing the current severity.
+fn severity_select(inc: &Incident) -> Value {
+    let option = |s: Severity| {
+        json!({
+            "text": { "type": "plain_text", "text": format!("{} {} — {}", severity_emoji(s), s.as_str(), s.description()), "emoji": true },
+            "value": format!("{}|{}", s.as_str(), inc.id)
+        })
+    };
+    json!({
+        "type": "static_select",
+        "action_id": SEVERITY_ACTION_ID,
+        "placeholder": { "type": "plain_text", "text": "Severity" },
+        "options": Severity::ALL.into_iter().map(option).collect::<Vec<_>>(),
+        "initial_option": option(inc.severity),
+    })
+}
+
 /// `action_id` of the card's "Take command" button (its value is the incident id).
 pub const TAKE_COMMAND_ACTION_ID: &str = "role_take_ic";
 
@@ -180,7 +200,7 @@ impl CardView<'_> {
                 json!({ "type": "actions", "block_id": ROLE_ACTIONS_BLOCK, "elements": [{
                 "type": "button", "action_id": TAKE_COMMAND_ACTION_ID, "value": inc.id,
                 "text": { "type": "plain_text", "text": "Take command" }
-            }] }),
+            }, severity_select(inc)] }),
             );
         }
         blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!("Updated {}", slack_time(self.now)) }] }));

@@ -223,7 +223,7 @@ pub async fn list(db: &Db) -> Result<Vec<RunRow>, sqlx::Error> {
 /// when still open.
 macro_rules! packed_row {
     () => {
-        "cast(CASE severity WHEN 'P1' THEN 1 WHEN 'P3' THEN 3 ELSE 2 END \
+        "cast(CASE COALESCE(peak_severity, severity) WHEN 'P1' THEN 1 WHEN 'P3' THEN 3 ELSE 2 END \
               + 4 * CASE WHEN source <> 'slack' THEN 0 WHEN detection = 'customer' THEN 2 \
                          WHEN detection = 'engineer' THEN 3 \
                          WHEN detection = 'alert' THEN 1 ELSE 4 END \

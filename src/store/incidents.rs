@@ -17,7 +17,8 @@ macro_rules! select_incidents {
             "SELECT id, team_id, number, title, severity, service, detection, declared_by, \
              origin_channel, response_url, channel_id, channel_name, card_ts, started_at, declared_at, \
              acknowledged_at, acknowledged_by, acknowledged_implicit, identified_at, identified_by, identified_implicit, \
-             fixed_at, fixed_by, fixed_implicit, resolved_at, resolved_by, resolved_implicit, closed_at, ic_user, comms_user, version \
+             fixed_at, fixed_by, fixed_implicit, resolved_at, resolved_by, resolved_implicit, closed_at, ic_user, comms_user, version, \
+             COALESCE(peak_severity, severity) AS peak_sev \
              FROM incidents ",
             $tail
         )
@@ -54,6 +55,7 @@ pub(crate) fn incident_from_row(row: &AnyRow) -> Result<Incident, sqlx::Error> {
         number: row.try_get("number")?,
         title: row.try_get("title")?,
         severity: Severity::parse(&severity).unwrap_or_default(),
+        peak_severity: Severity::parse(&row.try_get::<String, _>("peak_sev")?).unwrap_or_default(),
         service: row.try_get("service")?,
         detection: DetectionMethod::from_stored(&detection),
         declared_by: row.try_get("declared_by")?,
@@ -185,6 +187,28 @@ pub async fn save_timeline(
     Ok(r.rows_affected() == 1)
 }
 
+/// Sets the severity of incident `id` (and its highest severity, `peak`) if the stored version is still
+/// `version`; bumps the version. Returns whether it was still current.
+pub async fn save_severity(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    version: i64,
+    severity: Severity,
+    peak: Severity,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE incidents SET severity = $1, peak_severity = $2, version = version + 1
+         WHERE id = $3 AND version = $4",
+    )
+    .bind(severity.as_str())
+    .bind(peak.as_str())
+    .bind(id)
+    .bind(version)
+    .execute(&mut *tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Gives `role` of incident `id` to `user` if the stored version is still `version`; bumps the version.
 /// Returns whether it was still current (optimistic concurrency, like [`save_timeline`]).
 pub async fn save_role(
@@ -228,7 +252,7 @@ pub async fn set_detection(
     Ok(updated.rows_affected() == 1)
 }
 
-/// Other incidents of `severity` resolved in `[since, until]`, all but `except_id`.
+/// Other incidents whose highest severity was `severity`, resolved in `[since, until]`, all but `except_id`.
 pub async fn resolved_between(
     db: &Db,
     severity: Severity,
@@ -237,8 +261,8 @@ pub async fn resolved_between(
     except_id: &str,
 ) -> Result<Vec<PastIncident>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, severity, service, started_at, resolved_at FROM incidents
-         WHERE severity = $1 AND resolved_at IS NOT NULL AND resolved_at >= $2 AND resolved_at <= $3 AND id <> $4",
+        "SELECT id, COALESCE(peak_severity, severity) AS severity, service, started_at, resolved_at FROM incidents
+         WHERE COALESCE(peak_severity, severity) = $1 AND resolved_at IS NOT NULL AND resolved_at >= $2 AND resolved_at <= $3 AND id <> $4",
     )
     .bind(severity.as_str())
     .bind(ms(since))

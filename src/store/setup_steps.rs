@@ -225,6 +225,22 @@ pub async fn state_of(
         .await
 }
 
+/// What a finished step recorded (`announced <ts>`, …), if it is done.
+pub async fn result_of(
+    db: &Db,
+    incident_id: &str,
+    step: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let r: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT result FROM setup_steps WHERE incident_id = $1 AND step = $2 AND state = 'done'",
+    )
+    .bind(incident_id)
+    .bind(step)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(r.flatten())
+}
+
 /// Whether a step is over (done, failed or skipped). The steps after the channel are stored when the channel
 /// step settles, so a step not stored yet is still to come while the channel step is open; an incident with no
 /// steps at all (an imported one) has nothing to wait for.

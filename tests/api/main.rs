@@ -22,6 +22,7 @@ mod replays;
 mod replicas;
 mod roles;
 mod self_contained;
+mod severity;
 mod socket_mode;
 mod startup_checks;
 mod untrusted;

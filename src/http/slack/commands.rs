@@ -136,6 +136,7 @@ async fn run(
             Box::pin(super::phases::on_slash(&state, &cmd, parsed)).await
         }
         Command::Role { .. } => Box::pin(super::roles::on_slash(&state, &cmd, parsed)).await,
+        Command::Severity(to) => Box::pin(super::severity::on_slash(&state, &cmd, to)).await,
         Command::Deploys { service, window } => Ok(ephemeral(
             Box::pin(crate::deploys::answer::for_command(
                 &state, &service, window,

@@ -67,6 +67,9 @@ async fn answer(
             "block_actions" if detection_answer(&payload).is_some() => {
                 on_detection_answer(&state, &payload).await
             }
+            "block_actions" if super::severity::is_severity_select(&payload) => {
+                super::severity::on_select(&state, &payload).await
+            }
             "block_actions" if super::roles::is_take_command(&payload) => {
                 super::roles::on_take_command(&state, &payload).await
             }

@@ -16,6 +16,7 @@ pub mod events;
 pub mod interactions;
 pub mod phases;
 pub mod roles;
+pub mod severity;
 pub mod socket_mode;
 
 use std::sync::Arc;
