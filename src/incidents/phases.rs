@@ -516,6 +516,12 @@ pub async fn status_text(state: &AppState, inc: &Incident) -> Result<String, sql
         blocks::slack_time(tl.declared_at),
         text::user(&inc.declared_by)
     ));
+    let holder = |u: Option<&str>| u.map_or_else(|| "—".to_string(), text::user);
+    out.push(format!(
+        "*IC:* {} · *Comms lead:* {}",
+        holder(inc.roles.ic.as_deref()),
+        holder(inc.roles.comms.as_deref())
+    ));
     let view = blocks::CardView {
         inc,
         service_name: inc.service.clone(),

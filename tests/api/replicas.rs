@@ -414,11 +414,14 @@ async fn three_replicas_with_one_killed_mid_setup_behave_as_one_bot() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    sqlx::query("UPDATE timers SET due_at = $1 WHERE kind IN ('p1_ack', 'unresolved')")
-        .bind(ms(chrono::Utc::now()) - 1_000)
-        .execute(&c.db.pool)
-        .await
-        .expect("time passes");
+    // The commander reminder of each P1 (armed with its escalations) comes due too.
+    sqlx::query(
+        "UPDATE timers SET due_at = $1 WHERE kind IN ('p1_ack', 'unresolved', 'ic_reminder')",
+    )
+    .bind(ms(chrono::Utc::now()) - 1_000)
+    .execute(&c.db.pool)
+    .await
+    .expect("time passes");
     c.settle(
         "escalation timers",
         "SELECT COUNT(*) FROM timers WHERE fired = 0",

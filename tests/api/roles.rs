@@ -178,6 +178,11 @@ async fn role_by_command_shows_on_the_card_and_posts_one_line() {
             "📣 Comms lead: <@U0CAROL> (took the role)"
         ]
     );
+    let status = slash_in(&bot, &id, "U0DECLARER", "status").await;
+    assert!(
+        status.contains("*IC:* <@U0ALICE> · *Comms lead:* <@U0CAROL>"),
+        "{status}"
+    );
     let inc = incident(&bot, &id).await;
     assert_eq!(inc.roles.ic.as_deref(), Some("U0ALICE"));
     assert_eq!(inc.roles.comms.as_deref(), Some("U0CAROL"));
