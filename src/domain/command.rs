@@ -285,6 +285,19 @@ pub fn parse_time_spec(s: &str) -> Option<TimeSpec> {
     None
 }
 
+/// The text of a slash command as Slack sent it → the text [`parse`] reads: decoded once
+/// ([`text::decode_slash`]); for `start`, the mentions Slack made of what was picked with `@`/`#`
+/// (`<@U123|alice>`, with the manifest's `should_escape: true`) first become the readable `@alice`, while
+/// mention-like text typed by hand (sent as `&lt;@U…&gt;`) stays as typed.
+pub fn prepare(raw: &str) -> String {
+    let first = raw.split_whitespace().next().unwrap_or_default();
+    if first.eq_ignore_ascii_case("start") || first.eq_ignore_ascii_case("declare") {
+        text::decode_slash(&text::readable_mentions(raw))
+    } else {
+        text::decode_slash(raw)
+    }
+}
+
 /// Parses the text after `/incident`.
 pub fn parse(text: &str) -> Result<Command, UsageError> {
     // Control characters (NUL, ESC, BEL, …) separate words like spaces: they never reach a stored title or
@@ -869,6 +882,25 @@ mod tests {
         assert!(err("role").contains("/incident role ic @someone"));
         // What is echoed back is escaped.
         assert!(err("role <b> me").contains("&lt;b&gt;"));
+    }
+
+    #[test]
+    fn mentions_in_a_title_read_as_people_typed_them() {
+        assert_eq!(
+            start(&prepare(
+                "start db down ask <@U0ALICE|alice> in <#C0OPS|ops> <!here> &lt;@U0EVIL&gt;"
+            ))
+            .title
+            .as_str(),
+            "db down ask @alice in #ops <!here> <@U0EVIL>"
+        );
+        assert_eq!(
+            parse(&prepare("role ic <@U0ALICE|alice>")),
+            Ok(Command::Role {
+                role: Role::Commander,
+                user: Holder::User("U0ALICE".into())
+            })
+        );
     }
 
     #[test]

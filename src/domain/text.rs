@@ -202,6 +202,48 @@ fn is_slack_id(s: &str, prefixes: &[char]) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
+/// Mentions as Slack sends them in a slash command with `should_escape: true` made readable text: `<@U123|alice>`
+/// → `@alice`, `<@U123>` → `@U123`, `<#C123|general>` → `#general`. Anything else (`<!here>`, links) is left as
+/// it is; the result is still untrusted text, escaped when rendered.
+pub fn readable_mentions(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('<') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let sigil = match tail.as_bytes().get(1) {
+            Some(b'@') => Some('@'),
+            Some(b'#') => Some('#'),
+            _ => None,
+        };
+        let end = tail.find('>');
+        match (sigil, end) {
+            (Some(sigil), Some(end)) if !tail[2..end].contains('<') => {
+                let inner = &tail[2..end];
+                let (id, label) = inner.split_once('|').unwrap_or((inner, ""));
+                let prefixes: &[char] = if sigil == '@' {
+                    &['U', 'W']
+                } else {
+                    &['C', 'G']
+                };
+                if is_slack_id(id, prefixes) {
+                    out.push(sigil);
+                    out.push_str(if label.is_empty() { id } else { label });
+                } else {
+                    out.push_str(&tail[..=end]);
+                }
+                rest = &tail[end + 1..];
+            }
+            _ => {
+                out.push('<');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A mention of user `id` (`<@U…>`) when it looks like a Slack user id; otherwise the id as escaped text.
 pub fn user(id: &str) -> String {
     if is_slack_id(id, &['U', 'W']) {
@@ -381,6 +423,19 @@ mod tests {
             assert!(!l.contains('<') && !l.contains('>'), "{bad:?} → {l}");
             assert!(l.starts_with("label `"), "{bad:?} → {l}");
         }
+    }
+
+    #[test]
+    fn mentions_slack_sent_become_readable_text() {
+        assert_eq!(
+            readable_mentions("ask <@U0ALICE|alice> in <#C0OPS|ops> <@W0BOB>"),
+            "ask @alice in #ops @W0BOB"
+        );
+        assert_eq!(
+            readable_mentions("<!here> <@x|y> a<b >"),
+            "<!here> <@x|y> a<b >"
+        );
+        assert_eq!(readable_mentions("<@U1|é> <"), "@é <");
     }
 
     #[test]

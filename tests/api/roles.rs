@@ -337,3 +337,20 @@ async fn no_reminder_when_a_commander_was_set_in_time_nor_for_a_p2() {
     .unwrap();
     assert_eq!(p2_timers, 0, "a P2 gets no reminder timer");
 }
+
+#[tokio::test]
+async fn a_person_picked_in_a_title_reads_as_their_name_and_pings_nobody() {
+    let w = World::new().await;
+    let bot = w.bot().await;
+    // With `should_escape: true`, Slack sends a picked person as `<@U…|name>` and typed `<` as `&lt;`.
+    let id = declare(
+        &bot,
+        "start DB down, ask <@U0ALICE|alice> &lt;@U0EVIL&gt; sev:P3 service:search",
+    )
+    .await;
+    let inc = incident(&bot, &id).await;
+    assert_eq!(inc.title, "DB down, ask @alice <@U0EVIL>");
+    let c = card(&bot, &id).await;
+    assert!(c.contains("DB down, ask @alice &lt;@U0EVIL&gt;"), "{c}");
+    assert!(!c.contains("<@U0EVIL>") && !c.contains("<@U0ALICE"), "{c}");
+}

@@ -106,7 +106,7 @@ async fn run(
     let cmd: SlashCommand = serde_urlencoded::from_bytes(&body).map_err(bad_body)?;
     tracing::info!(user = %cmd.user_id, channel = %cmd.channel_id, "/incident {}", cmd.text.chars().take(200).collect::<String>());
     seen.subcommand = crate::observability::subcommand_label(&cmd.text);
-    let parsed = match command::parse(&text::decode_slash(&cmd.text)) {
+    let parsed = match command::parse(&command::prepare(&cmd.text)) {
         Ok(c) => c,
         Err(e) => {
             seen.usage = true;
