@@ -141,11 +141,12 @@ async fn write(
     Ok(Some(text))
 }
 
-/// The reminder posted in the channel of a P1 that has no commander `minutes` after its declaration.
+/// The reminder posted in the channel of a P1 that has had no commander for `minutes` (since its declaration, or
+/// its upgrade to P1).
 pub fn reminder_line(inc: &Incident, minutes: i64) -> String {
     format!(
-        "🧭 {} ({}) has no incident commander {minutes} minutes after it was declared — click *Take command* on \
-         the card, or `/incident role ic @someone`.",
+        "🧭 {} ({}) has had no incident commander for {minutes} minutes — click *Take command* on the card, or \
+         `/incident role ic @someone`.",
         inc.key(),
         inc.severity.as_str()
     )

@@ -15,7 +15,7 @@ use incident_bot::standins::slack::{blocks_to_text, Message, SlackStandin};
 use crate::helpers::{declared_number, fresh_database_url, SETUP_LIMIT};
 
 const LIMIT: Duration = Duration::from_secs(20);
-const REMINDER: &str = "has no incident commander";
+const REMINDER: &str = "has had no incident commander";
 
 /// Stand-ins, a fresh database and a manual clock shared by every bot a test starts.
 struct World {
@@ -294,7 +294,7 @@ async fn a_p1_without_a_commander_gets_one_reminder_after_five_minutes_across_tw
     let got = reminders(lines(&a, &id).await);
     assert_eq!(
         got,
-        ["🧭 INC-1 (P1) has no incident commander 5 minutes after it was declared — click *Take command* on the card, or `/incident role ic @someone`."],
+        ["🧭 INC-1 (P1) has had no incident commander for 5 minutes — click *Take command* on the card, or `/incident role ic @someone`."],
     );
     assert_eq!(count_events(&a, &id, "ic_reminder").await, 1);
 }

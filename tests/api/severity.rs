@@ -243,6 +243,12 @@ async fn an_upgrade_to_p1_updates_topic_card_and_announcement_pages_once_and_arm
         due,
         (w.clock.now() + chrono::Duration::minutes(5)).timestamp_millis()
     );
+    // So is the reminder of a P1 without a commander.
+    let due = timer_due(&bot, &format!("ic_reminder:{id}")).await.unwrap();
+    assert_eq!(
+        due,
+        (w.clock.now() + chrono::Duration::minutes(5)).timestamp_millis()
+    );
 
     // A downgrade takes nothing back; another upgrade does not page again.
     let reply = slash_in(&bot, &id, "U0ALICE", "sev P3").await;
