@@ -369,3 +369,36 @@ async fn bad_severity_gets_the_usage_and_changes_nothing() {
     assert!(reply.contains("is already P3"), "{reply}");
     assert_eq!(count_events(&bot, &id, "severity").await, 0);
 }
+
+#[tokio::test]
+async fn the_digest_counts_an_incident_at_the_highest_severity_it_held() {
+    let w = World::new().await;
+    let bot = w.bot().await;
+    let id = declare(&bot, "start Search degraded sev:P3 service:search").await;
+    slash_in(&bot, &id, "U0BOB", "sev P1").await;
+    slash_in(&bot, &id, "U0BOB", "sev P3").await;
+    w.clock.advance(chrono::Duration::minutes(50));
+    slash_in(&bot, &id, "U0BOB", "resolved").await;
+
+    let general = incident_bot::standins::slack::GENERAL_CHANNEL_ID;
+    let (status, _) = bot.slash("digest").await.unwrap();
+    assert_eq!(status, 200);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let digest = loop {
+        let found = w
+            .slack
+            .channel_by_name(general)
+            .unwrap()
+            .messages
+            .iter()
+            .map(text_of)
+            .find(|t| t.contains("Incident digest"));
+        if let Some(t) = found {
+            break t;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no digest");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(digest.contains("P1 · incidents 1"), "{digest}");
+    assert!(!digest.contains("P3 · incidents 1"), "{digest}");
+}
