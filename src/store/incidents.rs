@@ -108,6 +108,93 @@ pub async fn load_in(
     row.as_ref().map(incident_from_row).transpose()
 }
 
+/// Takes the workspace's next incident number (in the declaration's transaction, so a rolled-back declaration
+/// takes none).
+pub async fn next_number(tx: &mut sqlx::AnyConnection, team_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO workspace_counters (team_id, last_number) VALUES ($1, 1)
+         ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + 1
+         RETURNING last_number",
+    )
+    .bind(team_id)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+/// A declared incident's first row.
+pub struct NewIncident<'a> {
+    pub id: &'a str,
+    pub team_id: &'a str,
+    pub number: i64,
+    pub title: &'a str,
+    pub severity: Severity,
+    pub service: Option<&'a str>,
+    pub detection: DetectionMethod,
+    pub declared_by: &'a str,
+    pub origin_channel: Option<&'a str>,
+    pub response_url: Option<&'a str>,
+    pub started_at: DateTime<Utc>,
+    pub declared_at: DateTime<Utc>,
+}
+
+/// Inserts a declared incident's row.
+pub async fn insert(
+    tx: &mut sqlx::AnyConnection,
+    new: &NewIncident<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by,
+                                origin_channel, response_url, started_at, declared_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(new.id)
+    .bind(new.team_id)
+    .bind(new.number)
+    .bind(new.title)
+    .bind(new.severity.as_str())
+    .bind(new.service)
+    .bind(new.detection.as_str())
+    .bind(new.declared_by)
+    .bind(new.origin_channel)
+    .bind(new.response_url)
+    .bind(ms(new.started_at))
+    .bind(ms(new.declared_at))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The newest timeline line of `kind`: its id and time (epoch ms).
+pub async fn latest_event(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    kind: &str,
+) -> Result<Option<(String, i64)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, at FROM timeline_events WHERE incident_id = $1 AND kind = $2 ORDER BY at DESC LIMIT 1",
+    )
+    .bind(incident_id)
+    .bind(kind)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| Ok((r.try_get("id")?, r.try_get("at")?)))
+    .transpose()
+}
+
+/// Replaces the text of timeline line `event_id`.
+pub async fn set_timeline_detail(
+    tx: &mut sqlx::AnyConnection,
+    event_id: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE timeline_events SET detail = $1 WHERE id = $2")
+        .bind(detail)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Stores one timeline line (`timeline_events`) and returns its id.
 pub async fn add_timeline_event(
     tx: &mut sqlx::AnyConnection,
