@@ -32,6 +32,8 @@ pub mod import;
 pub mod incidents;
 pub mod observability;
 pub mod pager;
+#[cfg(test)]
+mod rendering_tests;
 pub mod slack;
 pub mod standins;
 pub mod startup;

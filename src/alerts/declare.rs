@@ -59,6 +59,8 @@ pub(super) async fn declare(
         service: d.service.clone(),
         detection: DetectionMethod::Alert,
         started_at: Some(c.alert.starts_at),
+        // Alerts are made exactly once by their own table (one row per source, fingerprint, status, start).
+        sighting: None,
     };
     let mut tx = state.db.begin_write().await?;
     let inc = store_in(

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::domain::alert::LISTED;
 use crate::domain::text;
+use crate::slack::client::Post;
 use crate::state::AppState;
 use crate::store::alerts::{self as stored, Claimed};
 use crate::store::lease::Outcome;
@@ -91,14 +92,11 @@ async fn post(state: &AppState, n: &stored::Notice) -> Result<(), crate::slack::
         lines.push(format!("…and {more} more"));
     }
     let body = text::cut(&lines.join("\n"), text::SECTION_TEXT);
+    let blocks =
+        json!([{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": body } }]);
     state
         .slack
-        .post_message_joining(json!({
-            "channel": channel,
-            "text": body,
-            "blocks": [{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": body } }],
-            "unfurl_links": false,
-        }))
+        .post_message_joining(&Post::blocks(&channel, &body, blocks))
         .await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono_tz::Tz;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::chart;
 use super::data;
@@ -21,7 +21,7 @@ use super::render::{self, Heading};
 use super::runs::{self, Claim, Claimed, Outcome, RunKey};
 use super::schedule::Schedule;
 use super::stats::{Digest, Filter, Period};
-use crate::slack::client::{File, UploadError};
+use crate::slack::client::{File, HistoryMessage, Post, UploadError};
 use crate::slack::SlackError;
 use crate::state::AppState;
 
@@ -104,20 +104,11 @@ async fn post_message(
     channel_id: &str,
     p: &Prepared,
 ) -> Result<String, PostError> {
-    let v = state
-        .slack
-        .call(
-            "chat.postMessage",
-            json!({
-                "channel": channel_id,
-                "text": p.text,
-                "blocks": p.blocks,
-                "unfurl_links": false,
-                "unfurl_media": false,
-            }),
-        )
-        .await?;
-    Ok(v["ts"].as_str().unwrap_or_default().to_string())
+    let post = Post {
+        no_unfurl_media: true,
+        ..Post::blocks(channel_id, &p.text, Value::from(p.blocks.clone()))
+    };
+    Ok(state.slack.post_message(&post).await?.unwrap_or_default())
 }
 
 /// Uploads the chart and shares it in the channel; returns the file id.
@@ -141,15 +132,8 @@ async fn upload_chart(
 }
 
 /// The channel's recent messages (newest first).
-async fn history(state: &AppState, channel_id: &str) -> Result<Vec<Value>, PostError> {
-    let v = state
-        .slack
-        .call(
-            "conversations.history",
-            json!({ "channel": channel_id, "limit": 100 }),
-        )
-        .await?;
-    Ok(v["messages"].as_array().cloned().unwrap_or_default())
+async fn history(state: &AppState, channel_id: &str) -> Result<Vec<HistoryMessage>, PostError> {
+    Ok(state.slack.history(channel_id, 100).await?)
 }
 
 /// A channel ID for a configured channel (an ID, or a name looked up once).
@@ -372,20 +356,17 @@ async fn post_run(
         Vec::new()
     };
     if claimed.message_ts.is_none() {
-        let ts = match recent
-            .iter()
-            .find(|m| crate::slack::blocks::has_block_id(m, &tag))
-        {
-            Some(m) => m["ts"].as_str().unwrap_or_default().to_string(),
+        let ts = match recent.iter().find(|m| m.has_block(&tag)) {
+            Some(m) => m.ts.clone(),
             None => post_message(state, &channel_id, &p).await?,
         };
         save(state, key, owner, runs::Progress::Message(&ts)).await?;
     }
     if claimed.chart_file_id.is_none() {
         if let Some((png, title)) = &p.chart {
-            let shared = recent.iter().any(|m| {
-                m["text"].as_str() == Some(title.as_str()) && m["bot_id"].as_str().is_some()
-            });
+            let shared = recent
+                .iter()
+                .any(|m| m.text.as_deref() == Some(title.as_str()) && m.bot_id.is_some());
             let file_id = if shared {
                 "shared-before-retry".to_string()
             } else {

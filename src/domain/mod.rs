@@ -1,6 +1,7 @@
 //! Pure domain logic: no I/O, no clocks read here — callers pass `now`.
 //!
 //! - [`severity`]: `P1`–`P3` and the detection method.
+//! - [`incident`], [`deploy`], [`period`]: an incident as stored, deploy events, a span of time (data).
 //! - [`alert`]: alerts from Alertmanager, Grafana, Datadog, PagerDuty and the generic API read into one shape, and
 //!   the routes that decide what each does.
 //! - [`phase`]: milestones, the incident timeline state machine (skip rule, reopen, close, corrections).
@@ -13,8 +14,11 @@
 
 pub mod alert;
 pub mod command;
+pub mod deploy;
 pub mod duration;
+pub mod incident;
 pub mod mttr;
+pub mod period;
 pub mod phase;
 pub mod question;
 pub mod severity;

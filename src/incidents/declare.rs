@@ -19,6 +19,7 @@ use crate::domain::phase::Timeline;
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::domain::text::Title;
 use crate::state::AppState;
+use crate::store::replays::{self, Sighting};
 
 /// What a user asked for, already parsed.
 #[derive(Debug, Clone)]
@@ -34,12 +35,19 @@ pub struct DeclareRequest {
     pub detection: DetectionMethod,
     /// When impact began; defaults to the declaration time. Never after it.
     pub started_at: Option<DateTime<Utc>>,
+    /// The signed Slack request that asked, recorded as seen in the declaration's own transaction (one write
+    /// instead of two on the acknowledgement's path): a byte-identical replay declares nothing.
+    pub sighting: Option<Sighting>,
 }
 
 /// Declares: stores the incident (see the module doc) and starts its war room. The caller acknowledges once
-/// this returns.
+/// this returns. `None`: the request was a replay of one already seen ([`DeclareRequest::sighting`]), and
+/// nothing was declared.
 #[tracing::instrument(skip_all, fields(team = %req.team_id, user = %req.user_id))]
-pub async fn declare(state: &Arc<AppState>, req: DeclareRequest) -> anyhow::Result<Incident> {
+pub async fn declare(
+    state: &Arc<AppState>,
+    req: DeclareRequest,
+) -> anyhow::Result<Option<Incident>> {
     let lease_ms = state.settings.setup.lease_ms as i64;
     let inc = store(
         &state.db,
@@ -50,28 +58,39 @@ pub async fn declare(state: &Arc<AppState>, req: DeclareRequest) -> anyhow::Resu
     )
     .await
     .map_err(|e| anyhow::anyhow!("could not store the incident: {e}"))?;
-    setup::start_declared(state, inc.clone());
+    if let Some(inc) = &inc {
+        setup::start_declared(state, inc.clone());
+    }
     Ok(inc)
 }
 
 /// Stores a declaration received at `now` in one transaction: takes the workspace's next number, inserts the
 /// incident and its channel step, claimed by `owner` until `lease_ms` after `now`. Only the channel step is
 /// stored: every other step depends on it and is stored when it settles (see `setup::release_dependents`).
+/// `None` when the request's sighting was already recorded: a replay, which stores nothing.
 pub async fn store(
     db: &Db,
     req: DeclareRequest,
     now: DateTime<Utc>,
     owner: &str,
     lease_ms: i64,
-) -> Result<Incident, sqlx::Error> {
+) -> Result<Option<Incident>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
+    if let Some(seen) = &req.sighting {
+        if !replays::first_sight_in(&mut tx, seen).await? {
+            tracing::warn!("ignored a replayed Slack request");
+            tx.rollback().await?;
+            return Ok(None);
+        }
+    }
     let inc = store_in(&mut tx, req, now, owner, lease_ms).await?;
     tx.commit().await?;
-    Ok(inc)
+    Ok(Some(inc))
 }
 
 /// [`store`] inside the caller's write transaction, so that the caller can do more in it (an alert's
-/// declaration takes its storm keys there: [`crate::alerts`]) and commits or rolls back the whole.
+/// declaration takes its storm keys there: [`crate::alerts`]) and commits or rolls back the whole. Records no
+/// sighting: that is [`store`]'s.
 pub async fn store_in(
     tx: &mut sqlx::AnyConnection,
     req: DeclareRequest,
@@ -161,6 +180,7 @@ mod tests {
             service: None,
             detection: DetectionMethod::default(),
             started_at: None,
+            sighting: None,
         }
     }
 
@@ -179,7 +199,8 @@ mod tests {
             60_000,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .expect("not a replay");
         let row = sqlx::query("SELECT number, title FROM incidents WHERE id = $1")
             .bind(&inc.id)
             .fetch_one(&db.pool)
@@ -211,7 +232,8 @@ mod tests {
         ] {
             let inc = store(&db, request(team, title), Utc::now(), "me", 60_000)
                 .await
-                .unwrap();
+                .unwrap()
+                .expect("not a replay");
             numbers.push((team, inc.number));
         }
         assert_eq!(
@@ -241,11 +263,38 @@ mod tests {
             .unwrap();
         let inc = store(&db, request("T1", "b"), Utc::now(), "me", 60_000)
             .await
-            .expect("the connection is not left inside the failed transaction");
+            .expect("the connection is not left inside the failed transaction")
+            .expect("not a replay");
         assert_eq!(
             inc.number, 1,
             "the failed declaration's number was rolled back"
         );
+    }
+
+    #[tokio::test]
+    async fn a_replayed_request_declares_nothing_and_takes_no_number() {
+        let db = memory_db().await;
+        let seen = Sighting {
+            digest: "d1".into(),
+            at_ms: 1,
+        };
+        let signed = |title: &str| DeclareRequest {
+            sighting: Some(seen.clone()),
+            ..request("T1", title)
+        };
+        let first = store(&db, signed("a"), Utc::now(), "me", 60_000)
+            .await
+            .unwrap();
+        assert_eq!(first.map(|i| i.number), Some(1));
+        let replay = store(&db, signed("a"), Utc::now(), "me", 60_000)
+            .await
+            .unwrap();
+        assert!(replay.is_none(), "a replay stores nothing");
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM incidents").await, 1);
+        let next = store(&db, request("T1", "b"), Utc::now(), "me", 60_000)
+            .await
+            .unwrap();
+        assert_eq!(next.map(|i| i.number), Some(2), "the replay took no number");
     }
 
     #[test]

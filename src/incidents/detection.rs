@@ -10,27 +10,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::outbox;
-use crate::db::ms;
 use crate::domain::severity::DetectionMethod;
 use crate::state::AppState;
-
-/// `block_id` of the card's detection question.
-pub const ACTIONS_BLOCK: &str = "detection_actions";
-
-/// The prefix of the question's buttons: `detected_alert`, `detected_customer`, `detected_engineer`.
-const ACTION_PREFIX: &str = "detected_";
-
-/// The `action_id` of the button that answers `method`.
-pub fn action_id(method: DetectionMethod) -> String {
-    format!("{ACTION_PREFIX}{}", method.as_str())
-}
-
-/// The method a button of the question answers, if `action_id` is one.
-pub fn from_action_id(action_id: &str) -> Option<DetectionMethod> {
-    action_id
-        .strip_prefix(ACTION_PREFIX)
-        .and_then(DetectionMethod::parse)
-}
+use crate::store::incidents;
 
 /// What an answer did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,14 +59,7 @@ pub async fn record(
     }
     let now: DateTime<Utc> = state.clock.now();
     let mut tx = state.db.begin_write().await?;
-    let updated =
-        sqlx::query("UPDATE incidents SET detection = $1 WHERE id = $2 AND detection = $3")
-            .bind(method.as_str())
-            .bind(incident_id)
-            .bind(DetectionMethod::Unknown.as_str())
-            .execute(&mut *tx)
-            .await?;
-    if updated.rows_affected() != 1 {
+    if !incidents::set_detection(&mut tx, incident_id, method).await? {
         tx.rollback().await?;
         let now_said = super::load(&state.db, incident_id)
             .await?
@@ -92,18 +67,9 @@ pub async fn record(
         return Ok(Outcome::AlreadySaid(now_said));
     }
     let text = line(&inc.key(), method, by);
-    let event_id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
-        "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&event_id)
-    .bind(incident_id)
-    .bind(ms(now))
-    .bind("detection")
-    .bind(by)
-    .bind(&text)
-    .execute(&mut *tx)
-    .await?;
+    let event_id =
+        incidents::add_timeline_event(&mut tx, incident_id, now, "detection", Some(by), &text)
+            .await?;
     outbox::post_line(&mut tx, incident_id, &event_id, now).await?;
     outbox::refresh_card(&mut tx, incident_id, now).await?;
     if !inc.timeline.status().is_active() {
@@ -119,16 +85,6 @@ pub async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn each_known_method_has_a_button_that_reads_back() {
-        for m in DetectionMethod::KNOWN {
-            assert_eq!(from_action_id(&action_id(m)), Some(m));
-        }
-        assert_eq!(from_action_id("detected_unknown"), None);
-        assert_eq!(from_action_id("phase_ack"), None);
-        assert_eq!(from_action_id("detected_"), None);
-    }
 
     #[test]
     fn the_line_names_who_said_and_how() {

@@ -1,5 +1,7 @@
-//! Incidents: the stored record ([`Incident`]), declaring one ([`declare`], with the start of impact it names:
-//! [`started`]) and setting up its war room ([`setup`] runs the steps, [`steps`] says what each step does).
+//! Incidents: the stored record ([`Incident`], data from [`crate::domain::incident`], its rows in
+//! [`crate::store::incidents`]), declaring one ([`declare`], with the start of impact it names: [`started`]),
+//! setting up its war room ([`setup`] runs the steps, [`steps`] says what each step does), and what the card shows
+//! ([`card_view`]).
 
 pub mod declare;
 pub mod detection;
@@ -11,125 +13,33 @@ pub mod steps;
 pub mod summary;
 pub mod timers;
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
+pub use crate::domain::incident::Incident;
+pub use crate::store::incidents::{by_channel, load, open};
 
-use crate::db::{from_ms, from_ms_opt, Db};
-use crate::domain::phase::{Stamp, Timeline};
-use crate::domain::severity::{DetectionMethod, Severity};
+use crate::domain::deploy::Deploy;
+use crate::slack::blocks::{unknown_service_line, CardView};
+use crate::state::AppState;
 
-/// An incident as stored.
-#[derive(Debug, Clone)]
-pub struct Incident {
-    pub id: String,
-    pub team_id: String,
-    pub number: i64,
-    pub title: String,
-    pub severity: Severity,
-    pub service: Option<String>,
-    pub detection: DetectionMethod,
-    pub declared_by: String,
-    pub origin_channel: Option<String>,
-    pub response_url: Option<String>,
-    pub channel_id: Option<String>,
-    pub channel_name: Option<String>,
-    pub card_ts: Option<String>,
-    pub timeline: Timeline,
-    pub version: i64,
-}
-
-impl Incident {
-    /// `INC-42`.
-    pub fn key(&self) -> String {
-        format!("INC-{}", self.number)
-    }
-}
-
-/// `SELECT <every incident column> FROM incidents <tail>` as a `&'static str`.
-macro_rules! select_incidents {
-    ($tail:literal) => {
-        concat!(
-            "SELECT id, team_id, number, title, severity, service, detection, declared_by, \
-             origin_channel, response_url, channel_id, channel_name, card_ts, started_at, declared_at, \
-             acknowledged_at, acknowledged_by, acknowledged_implicit, identified_at, identified_by, identified_implicit, \
-             fixed_at, fixed_by, fixed_implicit, resolved_at, resolved_by, resolved_implicit, closed_at, version \
-             FROM incidents ",
-            $tail
-        )
+/// What the card of `inc` shows: the incident with its catalog entry (or a "did you mean" line), the deploys
+/// before impact, the clock's now and the monitoring window.
+pub fn card_view<'a>(state: &AppState, inc: &'a Incident, deploys: Vec<Deploy>) -> CardView<'a> {
+    let svc = inc.service.as_deref().and_then(|s| state.catalog.get(s));
+    let unknown_service = match (inc.service.as_deref(), svc) {
+        (Some(name), None) => Some(unknown_service_line(
+            name,
+            &state.catalog.suggest(name, &[]),
+        )),
+        _ => None,
     };
-}
-#[allow(unused_imports)]
-pub(crate) use select_incidents;
-
-fn stamp(row: &AnyRow, name: &str) -> Result<Option<Stamp>, sqlx::Error> {
-    let at: Option<i64> = row.try_get(format!("{name}_at").as_str())?;
-    let by: Option<String> = row.try_get(format!("{name}_by").as_str())?;
-    let implicit: i64 = row.try_get(format!("{name}_implicit").as_str())?;
-    Ok(at.map(|at| Stamp {
-        at: from_ms(at),
-        by,
-        implicit: implicit != 0,
-    }))
-}
-
-impl Incident {
-    pub(crate) fn from_row(row: &AnyRow) -> Result<Incident, sqlx::Error> {
-        let severity: String = row.try_get("severity")?;
-        let detection: String = row.try_get("detection")?;
-        let timeline = Timeline {
-            started_at: from_ms(row.try_get("started_at")?),
-            declared_at: from_ms(row.try_get("declared_at")?),
-            acknowledged: stamp(row, "acknowledged")?,
-            identified: stamp(row, "identified")?,
-            fixed: stamp(row, "fixed")?,
-            resolved: stamp(row, "resolved")?,
-            closed_at: from_ms_opt(row.try_get("closed_at")?),
-        };
-        Ok(Incident {
-            id: row.try_get("id")?,
-            team_id: row.try_get("team_id")?,
-            number: row.try_get("number")?,
-            title: row.try_get("title")?,
-            severity: Severity::parse(&severity).unwrap_or_default(),
-            service: row.try_get("service")?,
-            detection: DetectionMethod::from_stored(&detection),
-            declared_by: row.try_get("declared_by")?,
-            origin_channel: row.try_get("origin_channel")?,
-            response_url: row.try_get("response_url")?,
-            channel_id: row.try_get("channel_id")?,
-            channel_name: row.try_get("channel_name")?,
-            card_ts: row.try_get("card_ts")?,
-            timeline,
-            version: row.try_get("version")?,
-        })
+    CardView {
+        inc,
+        service_name: svc.map(|s| s.name.clone()).or_else(|| inc.service.clone()),
+        runbook: svc.and_then(|s| s.runbook_url.clone()),
+        dashboard: svc.and_then(|s| s.dashboard_url.clone()),
+        deploys,
+        unknown_service,
+        now: state.clock.now(),
+        monitoring: chrono::Duration::minutes(state.settings.incidents.monitoring_minutes.max(0)),
+        alerts: None,
     }
-}
-
-/// Loads one incident by id.
-pub async fn load(db: &Db, id: &str) -> Result<Option<Incident>, sqlx::Error> {
-    let row = sqlx::query(select_incidents!("WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&db.pool)
-        .await?;
-    row.as_ref().map(Incident::from_row).transpose()
-}
-
-/// The incident whose war room is `channel_id`, if any.
-pub async fn by_channel(db: &Db, channel_id: &str) -> Result<Option<Incident>, sqlx::Error> {
-    let row = sqlx::query(select_incidents!("WHERE channel_id = $1"))
-        .bind(channel_id)
-        .fetch_optional(&db.pool)
-        .await?;
-    row.as_ref().map(Incident::from_row).transpose()
-}
-
-/// Incidents not yet resolved, oldest first.
-pub async fn open(db: &Db, team_id: &str) -> Result<Vec<Incident>, sqlx::Error> {
-    let rows = sqlx::query(select_incidents!(
-        "WHERE team_id = $1 AND resolved_at IS NULL ORDER BY number"
-    ))
-    .bind(team_id)
-    .fetch_all(&db.pool)
-    .await?;
-    rows.iter().map(Incident::from_row).collect()
 }

@@ -11,13 +11,13 @@
 //! Rows of one incident and lane run in order (`seq`), so timeline lines appear in the order the changes happened.
 //! The card row is coalesced: one row per incident whose `generation` is bumped by every change; the worker
 //! renders the card from the database as it is when it runs, and goes again if the generation moved meanwhile.
+//! The statements are in [`crate::store::outbox`].
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
-use sqlx::Row;
+use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::steps::{deploys_before_impact, Failure};
@@ -25,12 +25,13 @@ use super::summary::{PastIncident, Summary, BASELINE_DAYS};
 use super::Incident;
 use crate::db::{from_ms, ms, Db};
 use crate::domain::duration::format_duration;
-use crate::domain::severity::Severity;
 use crate::domain::text::{self, escape_cut};
 use crate::pager::{Page, PagerError};
-use crate::slack::blocks;
+use crate::slack::client::Post;
 use crate::state::AppState;
-use crate::store::lease::{self, claimable};
+use crate::store::incidents;
+use crate::store::lease;
+use crate::store::outbox::{self as store, Job};
 
 /// Rows fetched per claim.
 const CLAIM_BATCH: i64 = 32;
@@ -58,59 +59,6 @@ impl Escalation {
 
 // ── enqueueing (inside the caller's transaction) ───────────────────────────────────────────────────────────────
 
-async fn insert(
-    tx: &mut sqlx::AnyConnection,
-    id: &str,
-    incident_id: &str,
-    lane: &str,
-    kind: &str,
-    payload: Value,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO outbox (id, incident_id, lane, kind, payload, state, next_attempt_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(id)
-    .bind(incident_id)
-    .bind(lane)
-    .bind(kind)
-    .bind(payload.to_string())
-    .bind(ms(now))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// Inserts a coalesced row, or asks an existing one to run again (bumping its generation).
-async fn request(
-    tx: &mut sqlx::AnyConnection,
-    id: &str,
-    incident_id: &str,
-    lane: &str,
-    kind: &str,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO outbox (id, incident_id, lane, kind, payload, state, next_attempt_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, '{}', 'pending', $5, $5, $5)
-         ON CONFLICT (id) DO UPDATE SET
-             generation = outbox.generation + 1,
-             state = CASE WHEN outbox.state = 'running' THEN 'running' ELSE 'pending' END,
-             attempts = CASE WHEN outbox.state = 'running' THEN outbox.attempts ELSE 0 END,
-             next_attempt_at = excluded.next_attempt_at,
-             updated_at = excluded.updated_at",
-    )
-    .bind(id)
-    .bind(incident_id)
-    .bind(lane)
-    .bind(kind)
-    .bind(ms(now))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
 /// Post timeline event `event_id` (its `detail`) in the incident channel.
 pub(crate) async fn post_line(
     tx: &mut sqlx::AnyConnection,
@@ -118,13 +66,13 @@ pub(crate) async fn post_line(
     event_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    insert(
+    store::insert(
         tx,
         &format!("post:{event_id}"),
         incident_id,
         "slack",
         "post",
-        json!({ "event_id": event_id }),
+        &json!({ "event_id": event_id }),
         now,
     )
     .await
@@ -136,7 +84,7 @@ pub(crate) async fn refresh_card(
     incident_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    request(
+    store::request(
         tx,
         &format!("card:{incident_id}"),
         incident_id,
@@ -178,24 +126,16 @@ pub(crate) async fn refresh_card_throttled(
     now: DateTime<Utc>,
     min_interval_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO outbox (id, incident_id, lane, kind, payload, state, next_attempt_at, created_at, updated_at)
-         VALUES ($1, $2, 'alerts', 'card', '{}', 'pending', $3, $3, $3)
-         ON CONFLICT (id) DO UPDATE SET
-             generation = outbox.generation + 1,
-             state = CASE WHEN outbox.state = 'running' THEN 'running' ELSE 'pending' END,
-             attempts = CASE WHEN outbox.state = 'running' THEN outbox.attempts ELSE 0 END,
-             next_attempt_at = CASE WHEN outbox.state IN ('pending', 'running') THEN outbox.next_attempt_at
-                                    WHEN outbox.updated_at + $4 > $3 THEN outbox.updated_at + $4
-                                    ELSE $3 END",
+    store::request_throttled(
+        tx,
+        &alerts_card_id(incident_id),
+        incident_id,
+        "alerts",
+        "card",
+        now,
+        min_interval_ms,
     )
-    .bind(alerts_card_id(incident_id))
-    .bind(incident_id)
-    .bind(ms(now))
-    .bind(min_interval_ms)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Ask once per incident "Alert resolved N minutes ago — mark Resolved?" (`ended_at`: when the last alert
@@ -206,13 +146,13 @@ pub(crate) async fn prompt_resolve(
     ended_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    insert(
+    store::insert(
         tx,
         &format!("alerts_prompt:{incident_id}"),
         incident_id,
         "slack",
         "alert_prompt",
-        json!({ "ended_at": ms(ended_at) }),
+        &json!({ "ended_at": ms(ended_at) }),
         now,
     )
     .await
@@ -226,13 +166,13 @@ pub(crate) async fn post_summaries(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     for target in ["incident", "broadcast"] {
-        insert(
+        store::insert(
             tx,
             &format!("summary:{incident_id}:{version}:{target}"),
             incident_id,
             "slack",
             "summary",
-            json!({ "target": target }),
+            &json!({ "target": target }),
             now,
         )
         .await?;
@@ -246,7 +186,7 @@ pub(crate) async fn refresh_summaries(
     incident_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    request(
+    store::request(
         tx,
         &format!("summary_refresh:{incident_id}"),
         incident_id,
@@ -265,30 +205,19 @@ pub(crate) async fn page(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    insert(
+    store::insert(
         tx,
         &format!("page:{key}"),
         incident_id,
         "page",
         "page",
-        json!({ "escalation": which.as_str() }),
+        &json!({ "escalation": which.as_str() }),
         now,
     )
     .await
 }
 
 // ── the worker ─────────────────────────────────────────────────────────────────────────────────────────────────
-
-#[derive(Debug, Clone)]
-struct Job {
-    seq: i64,
-    id: String,
-    incident_id: String,
-    kind: String,
-    payload: Value,
-    attempts: i64,
-    generation: i64,
-}
 
 /// What running a row came to.
 #[derive(Debug)]
@@ -350,44 +279,29 @@ pub fn kick(state: &Arc<AppState>) {
 
 /// Rows of the incident not finished yet (pending or running).
 pub async fn unfinished(db: &Db, incident_id: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbox WHERE incident_id = $1 AND state IN ('pending', 'running')",
-    )
-    .bind(incident_id)
-    .fetch_one(&db.pool)
-    .await
+    store::unfinished(db, incident_id).await
 }
 
 /// Failed or struggling rows of the incident, for `/incident status`.
 pub async fn problems(db: &Db, incident_id: &str) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT kind, state, attempts, last_error FROM outbox
-         WHERE incident_id = $1 AND last_error IS NOT NULL AND (state = 'failed' OR (state = 'pending' AND attempts > 0))
-         ORDER BY seq",
-    )
-    .bind(incident_id)
-    .fetch_all(&db.pool)
-    .await?;
+    let rows = store::problems(db, incident_id).await?;
     let mut out = Vec::new();
     for r in rows {
-        let kind: String = r.try_get("kind")?;
-        let st: String = r.try_get("state")?;
-        let err: Option<String> = r.try_get("last_error")?;
-        let what = match kind.as_str() {
+        let what = match r.kind.as_str() {
             "card" => "card refresh",
             "post" => "timeline line",
             "summary" | "summary_refresh" => "MTTR summary",
             "page" => "escalation page",
             _ => "update",
         };
-        let how = if st == "failed" {
+        let how = if r.failed {
             "failed"
         } else {
             "is being retried"
         };
         out.push(format!(
             "{what} {how} ({})",
-            err.unwrap_or_else(|| "no error recorded".into())
+            r.last_error.unwrap_or_else(|| "no error recorded".into())
         ));
     }
     Ok(out)
@@ -395,13 +309,7 @@ pub async fn problems(db: &Db, incident_id: &str) -> Result<Vec<String>, sqlx::E
 
 /// Deletes finished card, line and page rows older than a week (summaries are kept: a correction edits them).
 pub async fn forget_old(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query(
-        "DELETE FROM outbox WHERE state IN ('done', 'failed') AND kind IN ('post', 'page') AND updated_at < $1",
-    )
-    .bind(ms(now - chrono::Duration::days(7)))
-    .execute(&db.pool)
-    .await?;
-    Ok(r.rows_affected())
+    store::forget_old(db, now - chrono::Duration::days(7)).await
 }
 
 async fn drain(state: &Arc<AppState>) -> Result<(), sqlx::Error> {
@@ -420,46 +328,16 @@ async fn drain(state: &Arc<AppState>) -> Result<(), sqlx::Error> {
 
 /// Claims the due head of every incident's lanes for this process.
 async fn claim(state: &AppState) -> Result<Vec<Job>, sqlx::Error> {
-    let now = ms(state.clock.now());
-    let lease_until = now + state.settings.setup.lease_ms as i64;
-    let rows = sqlx::query(concat!(
-        r#"UPDATE outbox
-         SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3,
-             first_attempt_at = COALESCE(first_attempt_at, $6)
-         WHERE seq IN (
-             SELECT o.seq FROM outbox o
-             WHERE "#, claimable!("o.", "$3", "$5", "$1"), r#"
-               AND NOT EXISTS (
-                   SELECT 1 FROM outbox e
-                   WHERE e.incident_id = o.incident_id AND e.lane = o.lane AND e.seq < o.seq
-                     AND e.state IN ('pending', 'running'))
-             ORDER BY o.seq
-             LIMIT $4)
-           AND "#, claimable!("", "$3", "$5", "$1"), r#"
-         RETURNING seq, id, incident_id, kind, payload, attempts, generation"#),
+    let now = state.clock.now();
+    let lease_until = ms(now) + state.settings.setup.lease_ms as i64;
+    store::claim(
+        &state.db,
+        state.worker.owner(),
+        now,
+        lease_until,
+        CLAIM_BATCH,
     )
-    .bind(state.worker.owner())
-    .bind(lease_until)
-    .bind(now)
-    .bind(CLAIM_BATCH)
-    .bind(lease::alive_since())
-    .bind(lease::wall_ms())
-    .fetch_all(&state.db.pool)
-    .await?;
-    let mut jobs = Vec::new();
-    for r in rows {
-        let payload: String = r.try_get("payload")?;
-        jobs.push(Job {
-            seq: r.try_get("seq")?,
-            id: r.try_get("id")?,
-            incident_id: r.try_get("incident_id")?,
-            kind: r.try_get("kind")?,
-            payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-            attempts: r.try_get("attempts")?,
-            generation: r.try_get("generation")?,
-        });
-    }
-    Ok(jobs)
+    .await
 }
 
 async fn execute(state: &Arc<AppState>, job: Job) {
@@ -533,38 +411,24 @@ async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx:
         0
     };
     let mut tx = state.db.begin_write().await?;
-    let updated = sqlx::query(
-        "UPDATE outbox
-         SET state = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN 'pending' ELSE $2 END,
-             attempts = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN 0 ELSE attempts + $3 END,
-             result = COALESCE($4, result), last_error = COALESCE($5, last_error),
-             next_attempt_at = CASE WHEN generation <> $1 AND $2 <> 'pending' THEN $6 + $10 ELSE $6 END,
-             lease_owner = NULL, lease_until = NULL, updated_at = $7
-         WHERE seq = $8 AND state = 'running' AND lease_owner = $9",
-    )
-    .bind(job.generation)
-    .bind(new_state)
-    .bind(attempts_delta)
-    .bind(result)
-    .bind(error)
-    .bind(next_at)
-    .bind(ms(now))
-    .bind(job.seq)
-    .bind(state.worker.owner())
-    .bind(throttle)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 1 {
+    let how = store::Completion {
+        state: new_state,
+        result,
+        error,
+        next_attempt_at: next_at,
+        attempts_delta,
+        throttle_ms: throttle,
+    };
+    if store::complete(&mut tx, job, state.worker.owner(), how, now).await? {
         if let Some(text) = line.take() {
-            let event_id = uuid::Uuid::new_v4().to_string();
-            sqlx::query(
-                "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail) VALUES ($1, $2, $3, 'escalated', NULL, $4)",
+            let event_id = incidents::add_timeline_event(
+                &mut tx,
+                &job.incident_id,
+                now,
+                "escalated",
+                None,
+                &text,
             )
-            .bind(&event_id)
-            .bind(&job.incident_id)
-            .bind(ms(now))
-            .bind(&text)
-            .execute(&mut *tx)
             .await?;
             post_line(&mut tx, &job.incident_id, &event_id, now).await?;
         }
@@ -578,26 +442,7 @@ async fn complete(state: &AppState, job: &Job, outcome: Run) -> Result<(), sqlx:
 /// the channel step settles, so a step not stored yet is still to come while the channel step is open; an
 /// incident with no steps at all (an imported one) has nothing to wait for.
 async fn step_settled(db: &Db, incident_id: &str, step: &str) -> Result<bool, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT step, state FROM setup_steps WHERE incident_id = $1 AND step IN ($2, 'channel')",
-    )
-    .bind(incident_id)
-    .bind(step)
-    .fetch_all(&db.pool)
-    .await?;
-    let mut own = None;
-    let mut channel = None;
-    for r in rows {
-        let (name, st): (String, String) = (r.try_get("step")?, r.try_get("state")?);
-        if name == step {
-            own = Some(st);
-        } else {
-            channel = Some(st);
-        }
-    }
-    Ok(own
-        .or(channel)
-        .is_none_or(|s| matches!(s.as_str(), "done" | "failed" | "skipped")))
+    crate::store::setup_steps::settled(db, incident_id, step).await
 }
 
 /// The incident channel, or what to do when there is none (yet).
@@ -625,13 +470,11 @@ async fn card(state: &AppState, inc: &Incident) -> Result<Run, Run> {
     };
     let deploys = deploys_before_impact(state, inc).await?;
     let alerts = crate::store::alerts::counts(&state.db, &inc.id).await?;
-    let view = blocks::CardView::new(state, inc, deploys).with_alerts(alerts);
+    let view = super::card_view(state, inc, deploys).with_alerts(alerts);
+    let text = view.fallback_text();
     state
         .slack
-        .call(
-            "chat.update",
-            json!({ "channel": channel, "ts": ts, "text": view.fallback_text(), "blocks": view.blocks() }),
-        )
+        .update_message(ts, &Post::blocks(&channel, &text, view.blocks()))
         .await?;
     Ok(done(format!(
         "card updated ({})",
@@ -641,11 +484,7 @@ async fn card(state: &AppState, inc: &Incident) -> Result<Run, Run> {
 
 /// When the row's first attempt began (wall-clock epoch ms), for [`crate::slack::SlackClient::find_message`].
 async fn first_attempt_at(state: &AppState, job: &Job) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT first_attempt_at FROM outbox WHERE seq = $1")
-        .bind(job.seq)
-        .fetch_optional(&state.db.pool)
-        .await
-        .map(Option::flatten)
+    store::first_attempt_at(&state.db, job.seq).await
 }
 
 /// `block_id` of the first block of everything a row posts.
@@ -659,11 +498,7 @@ async fn post(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Resu
         Err(r) => return Ok(r),
     };
     let event_id = job.payload["event_id"].as_str().unwrap_or_default();
-    let detail: Option<String> =
-        sqlx::query_scalar("SELECT detail FROM timeline_events WHERE id = $1")
-            .bind(event_id)
-            .fetch_optional(&state.db.pool)
-            .await?;
+    let detail = incidents::timeline_detail(&state.db, event_id).await?;
     let Some(text) = detail else {
         return Ok(Run::Failed(Failure::Permanent(format!(
             "timeline event {event_id} vanished"
@@ -678,17 +513,14 @@ async fn post(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Resu
             )));
         }
     }
-    let v = state.slack.post_message_joining(json!({
-            "channel": channel,
-            "text": text,
-            "blocks": [{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": text::cut(&text, text::SECTION_TEXT) } }],
-            "unfurl_links": false,
-        }),
-    )
-    .await?;
+    let blocks = json!([{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": text::cut(&text, text::SECTION_TEXT) } }]);
+    let ts = state
+        .slack
+        .post_message_joining(&Post::blocks(&channel, &text, blocks))
+        .await?;
     Ok(done(format!(
         "posted {channel} {}",
-        v["ts"].as_str().unwrap_or("?")
+        ts.as_deref().unwrap_or("?")
     )))
 }
 
@@ -720,26 +552,22 @@ async fn prompt(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Re
         ago(state.clock.now() - ended),
         inc.key()
     );
-    let v = state
+    let blocks = json!([
+        { "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": question } },
+        { "type": "actions", "block_id": "alert_resolved_prompt", "elements": [{
+            "type": "button", "style": "primary",
+            "action_id": crate::domain::phase::Milestone::Resolved.action_id(),
+            "value": inc.id,
+            "text": { "type": "plain_text", "text": "Mark Resolved" }
+        }] }
+    ]);
+    let ts = state
         .slack
-        .post_message_joining(json!({
-            "channel": channel,
-            "text": question,
-            "blocks": [
-                { "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": question } },
-                { "type": "actions", "block_id": "alert_resolved_prompt", "elements": [{
-                    "type": "button", "style": "primary",
-                    "action_id": crate::domain::phase::Milestone::Resolved.action_id(),
-                    "value": inc.id,
-                    "text": { "type": "plain_text", "text": "Mark Resolved" }
-                }] }
-            ],
-            "unfurl_links": false,
-        }))
+        .post_message_joining(&Post::blocks(&channel, &question, blocks))
         .await?;
     Ok(done(format!(
         "posted {channel} {}",
-        v["ts"].as_str().unwrap_or("?")
+        ts.as_deref().unwrap_or("?")
     )))
 }
 
@@ -758,28 +586,8 @@ async fn history(
     inc: &Incident,
     until: DateTime<Utc>,
 ) -> Result<Vec<PastIncident>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, severity, service, started_at, resolved_at FROM incidents
-         WHERE severity = $1 AND resolved_at IS NOT NULL AND resolved_at >= $2 AND resolved_at <= $3 AND id <> $4",
-    )
-    .bind(inc.severity.as_str())
-    .bind(ms(until - chrono::Duration::days(BASELINE_DAYS)))
-    .bind(ms(until))
-    .bind(&inc.id)
-    .fetch_all(&db.pool)
-    .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        let sev: String = r.try_get("severity")?;
-        out.push(PastIncident {
-            id: r.try_get("id")?,
-            severity: Severity::parse(&sev).unwrap_or_default(),
-            service: r.try_get("service")?,
-            started_at: from_ms(r.try_get("started_at")?),
-            resolved_at: from_ms(r.try_get("resolved_at")?),
-        });
-    }
-    Ok(out)
+    let since = until - chrono::Duration::days(BASELINE_DAYS);
+    incidents::resolved_between(db, inc.severity, since, until, &inc.id).await
 }
 
 /// Everything the summary needs, loaded; `None` while the incident is not resolved.
@@ -789,25 +597,13 @@ async fn compute_summary(state: &AppState, inc: &Incident) -> Result<Option<Summ
     };
     let past = history(&state.db, inc, resolved.at).await?;
     let deploys = deploys_before_impact(state, inc).await?;
-    let reopens: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM timeline_events WHERE incident_id = $1 AND kind = 'reopened'",
-    )
-    .bind(&inc.id)
-    .fetch_one(&state.db.pool)
-    .await?;
+    let reopens = incidents::count_events(&state.db, &inc.id, "reopened").await?;
     Ok(Summary::compute(inc, &past, deploys, reopens.max(0) as u32))
 }
 
 async fn summary(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Result<Run, Run> {
     let broadcast = job.payload["target"].as_str() == Some("broadcast");
-    let newer: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbox WHERE incident_id = $1 AND kind = 'summary' AND seq > $2 AND payload = $3",
-    )
-    .bind(&inc.id)
-    .bind(job.seq)
-    .bind(job.payload.to_string())
-    .fetch_one(&state.db.pool)
-    .await?;
+    let newer = store::newer_summaries(&state.db, &inc.id, job.seq, &job.payload).await?;
     if newer > 0 {
         return Ok(done("superseded by a later resolution"));
     }
@@ -831,12 +627,14 @@ async fn summary(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> R
             )));
         }
     }
-    let v = state.slack.post_message_joining(json!({ "channel": channel, "text": s.fallback(), "blocks": s.render(&bid, broadcast), "unfurl_links": false }),
-    )
-    .await?;
+    let text = s.fallback();
+    let ts = state
+        .slack
+        .post_message_joining(&Post::blocks(&channel, &text, s.render(&bid, broadcast)))
+        .await?;
     Ok(done(format!(
         "posted {channel} {}",
-        v["ts"].as_str().unwrap_or("?")
+        ts.as_deref().unwrap_or("?")
     )))
 }
 
@@ -845,35 +643,29 @@ async fn refresh(state: &AppState, inc: &Incident) -> Result<Run, Run> {
     let Some(s) = compute_summary(state, inc).await? else {
         return Ok(done("not resolved: nothing to refresh"));
     };
-    let rows = sqlx::query(
-        "SELECT id, payload, result FROM outbox
-         WHERE incident_id = $1 AND kind = 'summary' AND state = 'done' AND result LIKE 'posted %'
-         ORDER BY seq DESC",
-    )
-    .bind(&inc.id)
-    .fetch_all(&state.db.pool)
-    .await?;
+    let rows = store::posted_summaries(&state.db, &inc.id).await?;
     let mut seen = Vec::new();
     let mut updated = 0;
     for r in rows {
-        let payload: String = r.try_get("payload")?;
+        let store::Posted {
+            id,
+            payload,
+            result,
+        } = r;
         if seen.contains(&payload) {
             continue;
         }
         seen.push(payload.clone());
-        let id: String = r.try_get("id")?;
-        let result: String = r.try_get("result")?;
         let mut words = result.split_whitespace().skip(1);
         let (Some(channel), Some(ts)) = (words.next(), words.next()) else {
             continue;
         };
         let broadcast = payload.contains("broadcast");
+        let text = s.fallback();
+        let blocks = s.render(&format!("ob:{id}"), broadcast);
         state
             .slack
-            .call(
-                "chat.update",
-                json!({ "channel": channel, "ts": ts, "text": s.fallback(), "blocks": s.render(&format!("ob:{id}"), broadcast) }),
-            )
+            .update_message(ts, &Post::blocks(channel, &text, blocks))
             .await?;
         updated += 1;
     }
@@ -942,12 +734,8 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
     let base = format!("incident-bot-{}", inc.id);
     let (dedup_key, who) = match which {
         Escalation::Ack => {
-            let first_page_done: Option<String> = sqlx::query_scalar(
-                "SELECT state FROM setup_steps WHERE incident_id = $1 AND step = 'page'",
-            )
-            .bind(&inc.id)
-            .fetch_optional(&state.db.pool)
-            .await?;
+            let first_page_done =
+                crate::store::setup_steps::state_of(&state.db, &inc.id, "page").await?;
             if first_page_done.as_deref() == Some("done") {
                 (
                     format!("{base}-escalation-ack"),

@@ -17,17 +17,19 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::outbox;
-use super::{timers, Incident};
+use super::Incident;
 use crate::config::IncidentSettings;
-use crate::db::ms;
+use crate::db::Db;
 use crate::domain::duration::format_duration;
 use crate::domain::mttr::{self, PhaseKind};
 use crate::domain::phase::{
-    CorrectionTarget, Milestone, Stamp, Status, Timeline, Transition, TransitionError,
+    CorrectionTarget, Milestone, Status, Timeline, Transition, TransitionError,
 };
 use crate::domain::text::{self, escape_cut};
 use crate::slack::blocks;
 use crate::state::AppState;
+use crate::store::incidents;
+use crate::store::timers::{self, Kind};
 
 /// `action_id` of the Reopen button (shown while monitoring).
 pub const REOPEN_ACTION_ID: &str = "phase_reopen";
@@ -237,23 +239,12 @@ pub(crate) async fn write(
     now: DateTime<Utc>,
 ) -> Result<Option<String>, sqlx::Error> {
     let monitoring = Duration::minutes(cfg.monitoring_minutes.max(0));
-    if !save_timeline(tx, inc, after).await? {
+    if !incidents::save_timeline(tx, &inc.id, inc.version, after).await? {
         return Ok(None);
     }
     let version = inc.version + 1;
     let text = line(&inc.key(), &inc.timeline, after, event, by, monitoring);
-    let event_id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
-        "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&event_id)
-    .bind(&inc.id)
-    .bind(ms(now))
-    .bind(event.kind())
-    .bind(by)
-    .bind(&text)
-    .execute(&mut *tx)
-    .await?;
+    let event_id = incidents::add_timeline_event(tx, &inc.id, now, event.kind(), by, &text).await?;
     outbox::post_line(tx, &inc.id, &event_id, now).await?;
     outbox::refresh_card(tx, &inc.id, now).await?;
     match event {
@@ -263,7 +254,7 @@ pub(crate) async fn write(
                 tx,
                 &format!("close:{}:{version}", inc.id),
                 &inc.id,
-                timers::Kind::Close,
+                Kind::Close,
                 t.at + monitoring,
                 now,
             )
@@ -271,14 +262,14 @@ pub(crate) async fn write(
         }
         Event::Reopened => {
             let after = Duration::minutes(cfg.unresolved_escalation_minutes.max(0));
-            timers::rearm_unresolved(tx, inc, version, after, now).await?
+            rearm_unresolved(tx, inc, version, after, now).await?
         }
         Event::Corrected { .. } if !after.status().is_active() => {
             outbox::refresh_summaries(tx, &inc.id, now).await?;
             if let Some(end) = after.monitoring_ends_at(monitoring) {
                 // A corrected resolution moves the end of the monitoring window.
                 let id = format!("close:{}:{version}", inc.id);
-                timers::schedule(tx, &id, &inc.id, timers::Kind::Close, end, now).await?;
+                timers::schedule(tx, &id, &inc.id, Kind::Close, end, now).await?;
             }
         }
         _ => {}
@@ -286,43 +277,52 @@ pub(crate) async fn write(
     Ok(Some(text))
 }
 
-/// Writes every timestamp of `tl` if the stored version is still `inc.version`; bumps the version.
-async fn save_timeline(
+/// After a reopen: unless the escalation target was already paged or is still due to be, arm the unresolved
+/// escalation again (due `unresolved_after` the declaration, or now if that has passed).
+async fn rearm_unresolved(
     tx: &mut sqlx::AnyConnection,
     inc: &Incident,
-    tl: &Timeline,
-) -> Result<bool, sqlx::Error> {
-    let at = |s: &Option<Stamp>| s.as_ref().map(|s| ms(s.at));
-    let by = |s: &Option<Stamp>| s.as_ref().and_then(|s| s.by.clone());
-    let implicit = |s: &Option<Stamp>| i64::from(s.as_ref().is_some_and(|s| s.implicit));
-    let r = sqlx::query(
-        "UPDATE incidents SET started_at = $1,
-             acknowledged_at = $2, acknowledged_by = $3, acknowledged_implicit = $4,
-             identified_at = $5, identified_by = $6, identified_implicit = $7,
-             fixed_at = $8, fixed_by = $9, fixed_implicit = $10,
-             resolved_at = $11, resolved_by = $12, resolved_implicit = $13,
-             closed_at = $14, version = version + 1
-         WHERE id = $15 AND version = $16",
+    version: i64,
+    unresolved_after: Duration,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    if timers::unresolved_live(tx, &inc.id).await? {
+        return Ok(());
+    }
+    let due = (inc.timeline.declared_at + unresolved_after).max(now);
+    timers::schedule(
+        tx,
+        &format!("unresolved:{}:{version}", inc.id),
+        &inc.id,
+        Kind::Unresolved,
+        due,
+        now,
     )
-    .bind(ms(tl.started_at))
-    .bind(at(&tl.acknowledged))
-    .bind(by(&tl.acknowledged))
-    .bind(implicit(&tl.acknowledged))
-    .bind(at(&tl.identified))
-    .bind(by(&tl.identified))
-    .bind(implicit(&tl.identified))
-    .bind(at(&tl.fixed))
-    .bind(by(&tl.fixed))
-    .bind(implicit(&tl.fixed))
-    .bind(at(&tl.resolved))
-    .bind(by(&tl.resolved))
-    .bind(implicit(&tl.resolved))
-    .bind(tl.closed_at.map(ms))
-    .bind(&inc.id)
-    .bind(inc.version)
-    .execute(&mut *tx)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    .await
+}
+
+/// The incident's escalation timers for `/incident status`: `re-page if not acknowledged at 14:07`,
+/// `…: escalated (14:07)`.
+async fn describe_escalations(db: &Db, incident_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    Ok(timers::escalations(db, incident_id)
+        .await?
+        .into_iter()
+        .map(|e| {
+            let name = match e.kind {
+                Kind::P1Ack => "re-page if not acknowledged",
+                _ => "page the escalation target if unresolved",
+            };
+            let when = blocks::slack_time(e.fired_at.unwrap_or(e.due_at));
+            if e.fired {
+                format!(
+                    "{name}: {} ({when})",
+                    e.outcome.unwrap_or_else(|| "fired".into())
+                )
+            } else {
+                format!("{name} at {when}")
+            }
+        })
+        .collect())
 }
 
 /// The configured monitoring window.
@@ -544,7 +544,7 @@ pub async fn status_text(state: &AppState, inc: &Incident) -> Result<String, sql
         }
         _ => {}
     }
-    let escalations = timers::describe(&state.db, &inc.id).await?;
+    let escalations = describe_escalations(&state.db, &inc.id).await?;
     if !escalations.is_empty() {
         out.push(format!("*Escalation:* {}", escalations.join(" · ")));
     }

@@ -1,6 +1,6 @@
 //! Running the war-room steps: concurrently, durably, exactly once.
 //!
-//! Each step is a row in `setup_steps`. A process *claims* a due step with one conditional `UPDATE … RETURNING`
+//! Each step is a row in `setup_steps` (its statements in [`crate::store::setup_steps`]). A process *claims* a due step with one conditional `UPDATE … RETURNING`
 //! (atomic on SQLite and PostgreSQL, so two replicas never both get it) and holds it under a lease. Finishing a
 //! step stores its result and releases the steps that waited for it; a failure is retried with exponential
 //! backoff and jitter, or after Slack's `Retry-After`. A step whose owner died mid-call is claimed again once
@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -20,7 +19,8 @@ use super::steps::{self, Failure, Need, Step};
 use super::Incident;
 use crate::db::{ms, Db};
 use crate::state::AppState;
-use crate::store::lease::{self, claimable};
+use crate::store::lease;
+use crate::store::setup_steps as store;
 
 /// Starts driving `incident_id` unless this process already is.
 pub fn kick(state: &Arc<AppState>, incident_id: &str) {
@@ -56,19 +56,7 @@ fn spawn_driver(state: &Arc<AppState>, incident_id: &str, fresh: Option<Incident
 /// Resumes every incident that has due or abandoned steps (among them the first step of a declaration whose
 /// process stopped right after acknowledging it). Returns how many incidents were kicked.
 pub async fn sweep(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
-    let now = ms(state.clock.now());
-    let ids: Vec<String> = sqlx::query_scalar(concat!(
-        r#"SELECT DISTINCT incident_id FROM setup_steps
-         WHERE "#,
-        claimable!("", "$1", "$2", "$3"),
-        r#"
-         LIMIT 200"#
-    ))
-    .bind(now)
-    .bind(lease::alive_since())
-    .bind(state.worker.owner())
-    .fetch_all(&state.db.pool)
-    .await?;
+    let ids = store::due_incidents(&state.db, state.worker.owner(), state.clock.now()).await?;
     for id in &ids {
         kick(state, id);
     }
@@ -115,7 +103,7 @@ async fn drive(
             );
         }
         if running.is_empty() {
-            match next_wake(&state.db, incident_id).await? {
+            match store::next_wake(&state.db, incident_id).await? {
                 None => return Ok(()),
                 Some(at) => {
                     let wait = (at - ms(state.clock.now())).clamp(5, 1_000) as u64;
@@ -135,53 +123,18 @@ async fn claim(
     now: DateTime<Utc>,
 ) -> Result<Vec<(Step, i64)>, sqlx::Error> {
     let lease_until = ms(now) + state.settings.setup.lease_ms as i64;
-    let rows = sqlx::query(concat!(
-        r#"UPDATE setup_steps
-         SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3,
-             first_attempt_at = COALESCE(first_attempt_at, $6)
-         WHERE incident_id = $4 AND "#, claimable!("", "$3", "$5", "$1"), r#"
-         RETURNING step, attempts"#),
+    let rows = store::claim(
+        &state.db,
+        incident_id,
+        state.worker.owner(),
+        now,
+        lease_until,
     )
-    .bind(state.worker.owner())
-    .bind(lease_until)
-    .bind(ms(now))
-    .bind(incident_id)
-    .bind(lease::alive_since())
-    .bind(lease::wall_ms())
-    .fetch_all(&state.db.pool)
     .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        let name: String = r.try_get("step")?;
-        if let Some(step) = Step::parse(&name) {
-            out.push((step, r.try_get("attempts")?));
-        }
-    }
-    Ok(out)
-}
-
-/// When something may next become claimable: a retry coming due or another owner's lease running out.
-async fn next_wake(db: &Db, incident_id: &str) -> Result<Option<i64>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT state, next_attempt_at, lease_until FROM setup_steps
-         WHERE incident_id = $1 AND state IN ('pending', 'running')",
-    )
-    .bind(incident_id)
-    .fetch_all(&db.pool)
-    .await?;
-    let mut wake: Option<i64> = None;
-    for r in rows {
-        let state: String = r.try_get("state")?;
-        let at: Option<i64> = if state == "pending" {
-            Some(r.try_get("next_attempt_at")?)
-        } else {
-            r.try_get("lease_until")?
-        };
-        if let Some(at) = at {
-            wake = Some(wake.map_or(at, |w| w.min(at)));
-        }
-    }
-    Ok(wake)
+    Ok(rows
+        .into_iter()
+        .filter_map(|(name, attempt)| Step::parse(&name).map(|step| (step, attempt)))
+        .collect())
 }
 
 /// Runs one claimed step and stores what happened.
@@ -244,24 +197,17 @@ async fn record(
         }
     };
     let mut tx = state.db.pool.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE setup_steps
-         SET state = $1, result = $2, last_error = COALESCE($3, last_error), next_attempt_at = $4,
-             lease_owner = NULL, lease_until = NULL, updated_at = $5
-         WHERE incident_id = $6 AND step = $7 AND state = 'running' AND lease_owner = $8",
-    )
-    .bind(new_state)
-    .bind(result)
-    .bind(error)
-    .bind(next_at)
-    .bind(ms(now))
-    .bind(incident_id)
-    .bind(step.as_str())
-    .bind(state.worker.owner())
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 1 && new_state != "pending" {
-        release_dependents(&state.db, &mut tx, incident_id, ms(now)).await?;
+    let how = store::Completion {
+        state: new_state,
+        result,
+        error,
+        next_attempt_at: next_at,
+    };
+    let owner = state.worker.owner();
+    if store::complete(&mut tx, incident_id, step.as_str(), owner, how, now).await?
+        && new_state != "pending"
+    {
+        release_dependents(&state.db, &mut tx, incident_id, now).await?;
     }
     tx.commit().await
 }
@@ -273,48 +219,25 @@ async fn release_dependents(
     db: &Db,
     tx: &mut sqlx::AnyConnection,
     incident_id: &str,
-    now: i64,
+    now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let rows = sqlx::query("SELECT step, state FROM setup_steps WHERE incident_id = $1")
-        .bind(incident_id)
-        .fetch_all(&mut *tx)
-        .await?;
     let mut states: HashMap<Step, String> = HashMap::new();
-    for r in rows {
-        let name: String = r.try_get("step")?;
+    for (name, state) in store::states_in(tx, incident_id).await? {
         if let Some(step) = Step::parse(&name) {
-            states.insert(step, r.try_get("state")?);
+            states.insert(step, state);
         }
     }
     let missing: Vec<Step> = Step::ALL
         .into_iter()
         .filter(|step| !states.contains_key(step))
         .collect();
-    db.insert_rows(
-        &mut *tx,
-        (
-            "INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, updated_at)",
-            "(?, ?, 'waiting', 0, ?, ?)",
-            "ON CONFLICT (incident_id, step) DO NOTHING",
-        ),
-        &missing,
-        |q, step| q.bind(incident_id).bind(step.as_str()).bind(now).bind(now),
-    )
-    .await?;
+    let names: Vec<&'static str> = missing.iter().map(|s| s.as_str()).collect();
+    store::add_waiting(db, tx, incident_id, &names, now).await?;
     for step in missing {
         states.insert(step, "waiting".to_string());
     }
     for (step, new_state) in plan_releases(&states) {
-        sqlx::query(
-            "UPDATE setup_steps SET state = $1, next_attempt_at = $2, updated_at = $2
-             WHERE incident_id = $3 AND step = $4 AND state = 'waiting'",
-        )
-        .bind(new_state)
-        .bind(now)
-        .bind(incident_id)
-        .bind(step.as_str())
-        .execute(&mut *tx)
-        .await?;
+        store::release(tx, incident_id, step.as_str(), new_state, now).await?;
     }
     Ok(())
 }
@@ -358,34 +281,11 @@ fn plan_releases(states: &HashMap<Step, String>) -> Vec<(Step, &'static str)> {
     }
 }
 
-/// One step's stored state.
-#[derive(Debug, Clone)]
-pub struct StepReport {
-    pub step: String,
-    pub state: String,
-    pub result: Option<String>,
-    pub last_error: Option<String>,
-    pub attempts: i64,
-}
+pub use crate::store::setup_steps::StepReport;
 
 /// The stored state of each step of an incident, in step order, for `status` and the demo.
 pub async fn step_report(db: &Db, incident_id: &str) -> Result<Vec<StepReport>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT step, state, result, last_error, attempts FROM setup_steps WHERE incident_id = $1",
-    )
-    .bind(incident_id)
-    .fetch_all(&db.pool)
-    .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push(StepReport {
-            step: r.try_get("step")?,
-            state: r.try_get("state")?,
-            result: r.try_get("result")?,
-            last_error: r.try_get("last_error")?,
-            attempts: r.try_get("attempts")?,
-        });
-    }
+    let mut out = store::report(db, incident_id).await?;
     out.sort_by_key(|s| {
         Step::parse(&s.step)
             .map(|st| Step::ALL.iter().position(|x| *x == st))

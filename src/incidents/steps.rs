@@ -15,7 +15,7 @@ use crate::domain::slug;
 use crate::domain::text;
 use crate::pager::{Page, PagerError};
 use crate::slack::blocks;
-use crate::slack::client::{is_already_done, Reply};
+use crate::slack::client::{is_already_done, Channel, Post, Reply};
 use crate::slack::SlackError;
 use crate::state::AppState;
 
@@ -165,12 +165,7 @@ async fn save_channel(
     id: &str,
     name: &str,
 ) -> Result<(), Failure> {
-    sqlx::query("UPDATE incidents SET channel_id = $1, channel_name = $2 WHERE id = $3")
-        .bind(id)
-        .bind(name)
-        .bind(&inc.id)
-        .execute(&state.db.pool)
-        .await?;
+    crate::store::incidents::set_channel(&state.db, &inc.id, id, name).await?;
     Ok(())
 }
 
@@ -188,22 +183,11 @@ async fn channel(state: &AppState, inc: &Incident, attempt: i64) -> Result<Strin
         } else {
             slug::with_suffix(&base, n)
         };
-        match state
-            .slack
-            .call(
-                "conversations.create",
-                json!({ "name": name, "is_private": false }),
-            )
-            .await
-        {
-            Ok(v) => {
-                let id = v["channel"]["id"]
-                    .as_str()
-                    .ok_or_else(|| {
-                        Failure::Permanent("conversations.create returned no channel id".into())
-                    })?
-                    .to_string();
-                let name = v["channel"]["name"].as_str().unwrap_or(&name).to_string();
+        match state.slack.create_channel(&name).await {
+            Ok(created) => {
+                let Channel { id, name } = created.ok_or_else(|| {
+                    Failure::Permanent("conversations.create returned no channel id".into())
+                })?;
                 save_channel(state, inc, &id, &name).await?;
                 return Ok(format!("#{name}"));
             }
@@ -227,33 +211,22 @@ async fn find_own_channel(
     let found = state
         .slack
         .find_channel(|c| {
-            let name = c["name"].as_str().unwrap_or_default();
-            c["creator"].as_str() == Some(me.user_id.as_str())
-                && c["created"].as_i64().unwrap_or(0) >= not_before
+            let name = c.name.as_deref().unwrap_or_default();
+            c.creator.as_deref() == Some(me.user_id.as_str())
+                && c.created >= not_before
                 && (name == base
                     || name
                         .strip_prefix(base)
                         .is_some_and(|rest| rest.starts_with('-')))
         })
         .await?;
-    Ok(found.and_then(|c| {
-        Some((
-            c["id"].as_str()?.to_string(),
-            c["name"].as_str()?.to_string(),
-        ))
-    }))
+    Ok(found.and_then(|c| Some((c.id?, c.name?))))
 }
 
 async fn topic(state: &AppState, inc: &Incident) -> Result<String, Failure> {
     let channel = channel_of(inc)?;
     let topic = blocks::topic(inc);
-    state
-        .slack
-        .call(
-            "conversations.setTopic",
-            json!({ "channel": channel, "topic": topic }),
-        )
-        .await?;
+    state.slack.set_topic(channel, &topic).await?;
     Ok(topic)
 }
 
@@ -271,14 +244,7 @@ async fn invite(state: &AppState, inc: &Incident) -> Result<String, Failure> {
         return Ok("nobody to invite".into());
     }
     let all = users.join(",");
-    match state
-        .slack
-        .call(
-            "conversations.invite",
-            json!({ "channel": channel, "users": all }),
-        )
-        .await
-    {
+    match state.slack.invite(channel, &all).await {
         Ok(_) => return Ok(format!("invited {all}")),
         Err(e) if e.code().is_some_and(is_already_done) => return Ok(format!("{all} already in")),
         Err(e) if e.is_retryable() || users.len() == 1 => return Err(e.into()),
@@ -287,14 +253,7 @@ async fn invite(state: &AppState, inc: &Incident) -> Result<String, Failure> {
     // One bad user fails the whole call: invite one by one and report who could not be added.
     let mut failed = Vec::new();
     for u in &users {
-        match state
-            .slack
-            .call(
-                "conversations.invite",
-                json!({ "channel": channel, "users": u }),
-            )
-            .await
-        {
+        match state.slack.invite(channel, u).await {
             Ok(_) => {}
             Err(e) if e.code().is_some_and(is_already_done) => {}
             Err(e) if e.is_retryable() => return Err(e.into()),
@@ -339,14 +298,7 @@ async fn first_attempt_at(
     inc: &Incident,
     step: Step,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT first_attempt_at FROM setup_steps WHERE incident_id = $1 AND step = $2",
-    )
-    .bind(&inc.id)
-    .bind(step.as_str())
-    .fetch_optional(&state.db.pool)
-    .await
-    .map(Option::flatten)
+    crate::store::setup_steps::first_attempt_at(&state.db, &inc.id, step.as_str()).await
 }
 
 async fn card(state: &AppState, inc: &Incident, attempt: i64) -> Result<String, Failure> {
@@ -362,25 +314,16 @@ async fn card(state: &AppState, inc: &Incident, attempt: i64) -> Result<String, 
         None => {
             let deploys = deploys_before_impact(state, inc).await?;
             let alerts = crate::store::alerts::counts(&state.db, &inc.id).await?;
-            let view = blocks::CardView::new(state, inc, deploys).with_alerts(alerts);
-            let v = state
+            let view = super::card_view(state, inc, deploys).with_alerts(alerts);
+            let text = view.fallback_text();
+            state
                 .slack
-                .call(
-                    "chat.postMessage",
-                    json!({ "channel": channel, "text": view.fallback_text(), "blocks": view.blocks(), "unfurl_links": false }),
-                )
-                .await?;
-            v["ts"]
-                .as_str()
+                .post_message(&Post::blocks(&channel, &text, view.blocks()))
+                .await?
                 .ok_or_else(|| Failure::Permanent("chat.postMessage returned no ts".into()))?
-                .to_string()
         }
     };
-    sqlx::query("UPDATE incidents SET card_ts = $1 WHERE id = $2")
-        .bind(&ts)
-        .bind(&inc.id)
-        .execute(&state.db.pool)
-        .await?;
+    crate::store::incidents::set_card_ts(&state.db, &inc.id, &ts).await?;
     Ok(format!("card {ts}"))
 }
 
@@ -390,11 +333,7 @@ async fn pin(state: &AppState, inc: &Incident) -> Result<String, Failure> {
         .card_ts
         .as_deref()
         .ok_or_else(|| Failure::Permanent("no card to pin".into()))?;
-    match state
-        .slack
-        .call("pins.add", json!({ "channel": channel, "timestamp": ts }))
-        .await
-    {
+    match state.slack.pin(channel, ts).await {
         Ok(_) => Ok("pinned".into()),
         Err(e) if e.code().is_some_and(is_already_done) => Ok("already pinned".into()),
         Err(e) => Err(e.into()),
@@ -427,28 +366,14 @@ async fn bookmarks(state: &AppState, inc: &Incident, attempt: i64) -> Result<Str
         ));
     }
     let existing: Vec<String> = if attempt > 1 {
-        let v = state
-            .slack
-            .call("bookmarks.list", json!({ "channel_id": channel }))
-            .await?;
-        v["bookmarks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b["link"].as_str().map(str::to_string))
-            .collect()
+        state.slack.bookmark_links(channel).await?
     } else {
         Vec::new()
     };
     let calls = wanted
         .iter()
         .filter(|(_, link)| !existing.iter().any(|e| e == link))
-        .map(|(title, link)| {
-            state.slack.call(
-                "bookmarks.add",
-                json!({ "channel_id": channel, "title": title, "type": "link", "link": link }),
-            )
-        });
+        .map(|(title, link)| state.slack.add_bookmark(channel, title, link));
     for r in futures::future::join_all(calls).await {
         r?;
     }
@@ -505,25 +430,15 @@ async fn announce(state: &AppState, inc: &Incident, attempt: i64) -> Result<Stri
         Some(c) => Some(state.slack.channel_link(c).await),
         None => None,
     };
-    let args = json!({
-        "channel": channel,
-        "text": blocks::announcement_text(inc),
-        "blocks": blocks::announcement(inc, link.as_deref()),
-        "unfurl_links": false,
-    });
-    let v = state.slack.post_message_joining(args).await?;
-    Ok(format!("announced {}", v["ts"].as_str().unwrap_or("?")))
+    let text = blocks::announcement_text(inc);
+    let post = Post::blocks(&channel, &text, blocks::announcement(inc, link.as_deref()));
+    let ts = state.slack.post_message_joining(&post).await?;
+    Ok(format!("announced {}", ts.as_deref().unwrap_or("?")))
 }
 
 /// Tells the declarer where the war room is, or why there is none.
 async fn notify(state: &AppState, inc: &Incident) -> Result<String, Failure> {
-    let failure: Option<String> = sqlx::query_scalar(
-        "SELECT last_error FROM setup_steps WHERE incident_id = $1 AND step = 'channel' AND state = 'failed'",
-    )
-    .bind(&inc.id)
-    .fetch_optional(&state.db.pool)
-    .await?
-    .flatten();
+    let failure = crate::store::setup_steps::channel_failure(&state.db, &inc.id).await?;
     let text = match (&inc.channel_id, failure) {
         (Some(c), _) => format!(
             ":rotating_light: *{}* is declared — war room {}.",
@@ -560,10 +475,7 @@ async fn notify(state: &AppState, inc: &Incident) -> Result<String, Failure> {
     }
     state
         .slack
-        .call(
-            "chat.postMessage",
-            json!({ "channel": inc.declared_by, "text": text }),
-        )
+        .post_message(&Post::text(&inc.declared_by, &text))
         .await?;
     Ok("told the declarer (DM)".into())
 }

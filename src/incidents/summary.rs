@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use super::Incident;
-use crate::deploys::Deploy;
+use crate::domain::deploy::Deploy;
 use crate::domain::duration::format_duration;
 use crate::domain::mttr::{self, bar, median, PhaseKind, Tier};
 use crate::domain::severity::{DetectionMethod, Severity};
@@ -22,22 +22,7 @@ pub const BASELINE_DAYS: i64 = 90;
 /// Cells in each phase's share bar.
 pub const BAR_WIDTH: usize = 20;
 
-/// Another incident, as the comparison needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PastIncident {
-    pub id: String,
-    pub severity: Severity,
-    pub service: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub resolved_at: DateTime<Utc>,
-}
-
-impl PastIncident {
-    /// Its MTTR (never negative).
-    pub fn mttr(&self) -> Duration {
-        (self.resolved_at - self.started_at).max(Duration::zero())
-    }
-}
+pub use crate::domain::incident::PastIncident;
 
 /// One phase of the summary.
 #[derive(Debug, Clone, Copy, PartialEq)]

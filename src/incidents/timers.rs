@@ -9,21 +9,20 @@
 //! not escalated).
 //!
 //! The worker ([`run_forever`]) ticks every `incidents.timer_tick_ms`, reading the time from `state.clock`, so tests
-//! drive it with a manual clock.
+//! drive it with a manual clock. The statements are in [`crate::store::timers`].
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use sqlx::Row;
 
 use super::outbox::{self, Escalation};
 use super::phases::{self, Change, Event};
-use super::{select_incidents, Incident};
-use crate::db::{from_ms, ms, Db};
+use super::Incident;
 use crate::domain::phase::Status;
 use crate::domain::severity::Severity;
 use crate::state::AppState;
+use crate::store::{incidents, timers};
 
 /// Incidents declared longer ago than this get no escalation timers armed (e.g. imported history).
 const ARM_HORIZON_HOURS: i64 = 24;
@@ -32,86 +31,7 @@ const ARM_BATCH: i64 = 100;
 /// How often (in ticks) finished outbox rows, and the Slack requests already seen, are cleaned up.
 const JANITOR_EVERY_TICKS: u64 = 1_500;
 
-/// What a timer does when it fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A P1 still unacknowledged: page the secondary again.
-    P1Ack,
-    /// Still unresolved: page the escalation target.
-    Unresolved,
-    /// The monitoring window is over: close the incident.
-    Close,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::P1Ack => "p1_ack",
-            Kind::Unresolved => "unresolved",
-            Kind::Close => "close",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::P1Ack, Kind::Unresolved, Kind::Close]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-    }
-}
-
-/// Adds a timer (inside the caller's transaction); an existing one with the same id is left alone.
-pub(crate) async fn schedule(
-    tx: &mut sqlx::AnyConnection,
-    id: &str,
-    incident_id: &str,
-    kind: Kind,
-    due: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO timers (id, incident_id, kind, due_at, fired, created_at) VALUES ($1, $2, $3, $4, 0, $5)
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(id)
-    .bind(incident_id)
-    .bind(kind.as_str())
-    .bind(ms(due))
-    .bind(ms(now))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// After a reopen: unless the escalation target was already paged or is still due to be, arm the unresolved
-/// escalation again (due `unresolved_after` the declaration, or now if that has passed).
-pub(crate) async fn rearm_unresolved(
-    tx: &mut sqlx::AnyConnection,
-    inc: &Incident,
-    version: i64,
-    unresolved_after: Duration,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let live: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM timers
-         WHERE incident_id = $1 AND kind = 'unresolved' AND (fired = 0 OR outcome = 'escalated')",
-    )
-    .bind(&inc.id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if live > 0 {
-        return Ok(());
-    }
-    let due = (inc.timeline.declared_at + unresolved_after).max(now);
-    schedule(
-        tx,
-        &format!("unresolved:{}:{version}", inc.id),
-        &inc.id,
-        Kind::Unresolved,
-        due,
-        now,
-    )
-    .await
-}
+pub use crate::store::timers::Kind;
 
 /// Arms the escalation timers of incidents not yet armed (`timers_armed = 0`, a partial index), newest first,
 /// [`ARM_BATCH`] per tick: flags them and inserts their timers in one transaction. The flag is taken with a
@@ -121,63 +41,29 @@ async fn arm(state: &AppState, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     let cfg = &state.settings.incidents;
     let horizon = now - Duration::hours(ARM_HORIZON_HOURS);
     // Most ticks have nothing to arm: find that out with one read, without taking the write lock.
-    let unarmed: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM incidents WHERE timers_armed = 0 LIMIT 1")
-            .fetch_optional(&state.db.pool)
-            .await?;
-    if unarmed.is_none() {
+    if !timers::any_unarmed(&state.db).await? {
         return Ok(());
     }
     let mut tx = state.db.begin_write().await?;
-    let rows = sqlx::query(
-        "UPDATE incidents SET timers_armed = 1
-         WHERE timers_armed = 0
-           AND id IN (SELECT id FROM incidents WHERE timers_armed = 0 ORDER BY declared_at DESC LIMIT $1)
-         RETURNING id, severity, declared_at, acknowledged_at, resolved_at, closed_at",
-    )
-    .bind(ARM_BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
-    if rows.is_empty() {
+    let taken = timers::take_unarmed(&mut tx, ARM_BATCH).await?;
+    if taken.is_empty() {
         tx.rollback().await?;
         return Ok(());
     }
-    let mut timers: Vec<(String, String, Kind, i64)> = Vec::new();
-    for row in &rows {
-        let id: String = row.try_get("id")?;
-        let declared_at = from_ms(row.try_get("declared_at")?);
-        let settled = row.try_get::<Option<i64>, _>("resolved_at")?.is_some()
-            || row.try_get::<Option<i64>, _>("closed_at")?.is_some();
-        if settled || declared_at < horizon {
+    let mut new: Vec<timers::NewTimer> = Vec::new();
+    for inc in taken {
+        if inc.settled || inc.declared_at < horizon {
             continue;
         }
-        let unacknowledged = row.try_get::<Option<i64>, _>("acknowledged_at")?.is_none();
-        if unacknowledged && row.try_get::<String, _>("severity")? == Severity::P1.as_str() {
-            let due = declared_at + Duration::minutes(cfg.p1_ack_escalation_minutes.max(0));
-            timers.push((format!("p1_ack:{id}"), id.clone(), Kind::P1Ack, ms(due)));
+        let id = inc.id;
+        if !inc.acknowledged && inc.p1 {
+            let due = inc.declared_at + Duration::minutes(cfg.p1_ack_escalation_minutes.max(0));
+            new.push((format!("p1_ack:{id}"), id.clone(), Kind::P1Ack, due));
         }
-        let due = declared_at + Duration::minutes(cfg.unresolved_escalation_minutes.max(0));
-        timers.push((format!("unresolved:{id}"), id, Kind::Unresolved, ms(due)));
+        let due = inc.declared_at + Duration::minutes(cfg.unresolved_escalation_minutes.max(0));
+        new.push((format!("unresolved:{id}"), id, Kind::Unresolved, due));
     }
-    state
-        .db
-        .insert_rows(
-            &mut tx,
-            (
-                "INSERT INTO timers (id, incident_id, kind, due_at, fired, created_at)",
-                "(?, ?, ?, ?, 0, ?)",
-                "ON CONFLICT (id) DO NOTHING",
-            ),
-            &timers,
-            |q, (id, incident_id, kind, due)| {
-                q.bind(id.as_str())
-                    .bind(incident_id.as_str())
-                    .bind(kind.as_str())
-                    .bind(*due)
-                    .bind(ms(now))
-            },
-        )
-        .await?;
+    timers::schedule_all(&state.db, &mut tx, &new, now).await?;
     tx.commit().await
 }
 
@@ -185,12 +71,7 @@ async fn arm(state: &AppState, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
 pub async fn tick(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
     let now = state.clock.now();
     arm(state, now).await?;
-    let due: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM timers WHERE fired = 0 AND due_at <= $1 ORDER BY due_at LIMIT 100",
-    )
-    .bind(ms(now))
-    .fetch_all(&state.db.pool)
-    .await?;
+    let due = timers::due(&state.db, now).await?;
     let mut fired = 0;
     for id in due {
         match fire(state, &id, now).await {
@@ -230,29 +111,13 @@ pub async fn run_forever(state: Arc<AppState>) {
 /// Fires one timer if nobody else has; its effects commit with the claim. Returns whether this call fired it.
 async fn fire(state: &Arc<AppState>, id: &str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
     let mut tx = state.db.begin_write().await?;
-    let claimed = sqlx::query(
-        "UPDATE timers SET fired = 1, fired_at = $1 WHERE id = $2 AND fired = 0 AND due_at <= $1
-         RETURNING incident_id, kind",
-    )
-    .bind(ms(now))
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = claimed else {
+    let Some((incident_id, kind)) = timers::claim(&mut tx, id, now).await? else {
         tx.rollback().await?;
         return Ok(false);
     };
-    let incident_id: String = row.try_get("incident_id")?;
-    let kind: String = row.try_get("kind")?;
-    let inc = sqlx::query(select_incidents!("WHERE id = $1"))
-        .bind(&incident_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .as_ref()
-        .map(Incident::from_row)
-        .transpose()?;
+    let inc = incidents::load_in(&mut tx, &incident_id).await?;
     let Some(inc) = inc else {
-        set_outcome(&mut tx, id, "incident vanished").await?;
+        timers::set_outcome(&mut tx, id, "incident vanished").await?;
         tx.commit().await?;
         return Ok(true);
     };
@@ -282,13 +147,7 @@ async fn fire(state: &Arc<AppState>, id: &str, now: DateTime<Utc>) -> Result<boo
             match (status, inc.timeline.monitoring_ends_at(window)) {
                 (Status::Monitoring, Some(end)) if end > now => {
                     // The resolution was corrected to a later time: wait until the window really ends.
-                    sqlx::query(
-                        "UPDATE timers SET fired = 0, fired_at = NULL, due_at = $1 WHERE id = $2",
-                    )
-                    .bind(ms(end))
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                    timers::postpone(&mut tx, id, end).await?;
                     tx.commit().await?;
                     return Ok(false);
                 }
@@ -297,7 +156,8 @@ async fn fire(state: &Arc<AppState>, id: &str, now: DateTime<Utc>) -> Result<boo
                         match phases::plan(Change::Close, &inc.timeline, now, window, None) {
                             Ok(p) => p,
                             Err(why) => {
-                                set_outcome(&mut tx, id, &format!("not closed: {why}")).await?;
+                                timers::set_outcome(&mut tx, id, &format!("not closed: {why}"))
+                                    .await?;
                                 tx.commit().await?;
                                 return Ok(true);
                             }
@@ -329,7 +189,7 @@ async fn fire(state: &Arc<AppState>, id: &str, now: DateTime<Utc>) -> Result<boo
         }
         None => format!("unknown timer kind {kind}"),
     };
-    set_outcome(&mut tx, id, &outcome).await?;
+    timers::set_outcome(&mut tx, id, &outcome).await?;
     tx.commit().await?;
     tracing::info!(timer = id, incident = %inc.key(), %outcome, "timer fired");
     if outcome == "closed" {
@@ -351,50 +211,4 @@ fn observe_phases(inc: &Incident) {
         );
     }
     crate::observability::observe_phase("mttr", b.mttr.num_milliseconds() as f64 / 1000.0);
-}
-
-async fn set_outcome(
-    tx: &mut sqlx::AnyConnection,
-    id: &str,
-    outcome: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE timers SET outcome = $1 WHERE id = $2")
-        .bind(outcome)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-/// The incident's escalation timers for `/incident status`: `P1 ack escalation due 14:07`, `… escalated 14:07`.
-pub async fn describe(db: &Db, incident_id: &str) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT kind, due_at, fired, fired_at, outcome FROM timers
-         WHERE incident_id = $1 AND kind IN ('p1_ack', 'unresolved') ORDER BY due_at",
-    )
-    .bind(incident_id)
-    .fetch_all(&db.pool)
-    .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        let kind: String = r.try_get("kind")?;
-        let due: i64 = r.try_get("due_at")?;
-        let fired: i64 = r.try_get("fired")?;
-        let fired_at: Option<i64> = r.try_get("fired_at")?;
-        let outcome: Option<String> = r.try_get("outcome")?;
-        let name = match kind.as_str() {
-            "p1_ack" => "re-page if not acknowledged",
-            _ => "page the escalation target if unresolved",
-        };
-        let when = crate::slack::blocks::slack_time(from_ms(fired_at.unwrap_or(due)));
-        out.push(if fired == 0 {
-            format!("{name} at {when}")
-        } else {
-            format!(
-                "{name}: {} ({when})",
-                outcome.unwrap_or_else(|| "fired".into())
-            )
-        });
-    }
-    Ok(out)
 }

@@ -6,15 +6,14 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::deploys::Deploy;
 use crate::domain::alert::Counts;
+use crate::domain::deploy::Deploy;
 use crate::domain::duration::format_duration;
+use crate::domain::incident::Incident;
 use crate::domain::mttr;
 use crate::domain::phase::{Milestone, Status};
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::domain::text::{self, escape, escape_cut};
-use crate::incidents::{detection, Incident};
-use crate::state::AppState;
 
 /// `block_id` of the card's first block: lets a retry find a card that was posted but not recorded.
 pub fn card_block_id(incident_id: &str) -> String {
@@ -85,31 +84,7 @@ pub struct CardView<'a> {
     pub alerts: Option<Counts>,
 }
 
-impl<'a> CardView<'a> {
-    pub fn new(state: &AppState, inc: &'a Incident, deploys: Vec<Deploy>) -> Self {
-        let svc = inc.service.as_deref().and_then(|s| state.catalog.get(s));
-        let unknown_service = match (inc.service.as_deref(), svc) {
-            (Some(name), None) => Some(unknown_service_line(
-                name,
-                &state.catalog.suggest(name, &[]),
-            )),
-            _ => None,
-        };
-        CardView {
-            inc,
-            service_name: svc.map(|s| s.name.clone()).or_else(|| inc.service.clone()),
-            runbook: svc.and_then(|s| s.runbook_url.clone()),
-            dashboard: svc.and_then(|s| s.dashboard_url.clone()),
-            deploys,
-            unknown_service,
-            now: state.clock.now(),
-            monitoring: chrono::Duration::minutes(
-                state.settings.incidents.monitoring_minutes.max(0),
-            ),
-            alerts: None,
-        }
-    }
-
+impl CardView<'_> {
     /// The same view with the incident's alerts.
     #[must_use]
     pub fn with_alerts(mut self, alerts: Option<Counts>) -> Self {
@@ -315,6 +290,24 @@ fn detected_via(m: DetectionMethod) -> &'static str {
     }
 }
 
+/// `block_id` of the card's detection question.
+pub const DETECTION_ACTIONS_BLOCK: &str = "detection_actions";
+
+/// The prefix of the question's buttons: `detected_alert`, `detected_customer`, `detected_engineer`.
+const DETECTION_ACTION_PREFIX: &str = "detected_";
+
+/// The `action_id` of the button that answers `method`.
+pub fn detection_action_id(method: DetectionMethod) -> String {
+    format!("{DETECTION_ACTION_PREFIX}{}", method.as_str())
+}
+
+/// The method a button of the question answers, if `action_id` is one.
+pub fn detection_from_action_id(action_id: &str) -> Option<DetectionMethod> {
+    action_id
+        .strip_prefix(DETECTION_ACTION_PREFIX)
+        .and_then(DetectionMethod::parse)
+}
+
 /// "How was this detected? [Alert] [Customer] [Engineer]": asked on the card until somebody answers.
 fn detection_question(incident_id: &str) -> [Value; 2] {
     let buttons: Vec<Value> = DetectionMethod::KNOWN
@@ -326,14 +319,14 @@ fn detection_question(incident_id: &str) -> [Value; 2] {
                 _ => "Engineer",
             };
             json!({
-                "type": "button", "action_id": detection::action_id(m), "value": incident_id,
+                "type": "button", "action_id": detection_action_id(m), "value": incident_id,
                 "text": { "type": "plain_text", "text": label }
             })
         })
         .collect();
     [
         json!({ "type": "section", "text": { "type": "mrkdwn", "text": "*How was this detected?* An alert, a customer, or an engineer who noticed? Until someone says, it counts as _unknown_ in the digests." } }),
-        json!({ "type": "actions", "block_id": detection::ACTIONS_BLOCK, "elements": buttons }),
+        json!({ "type": "actions", "block_id": DETECTION_ACTIONS_BLOCK, "elements": buttons }),
     ]
 }
 
@@ -467,4 +460,19 @@ pub fn declare_modal(services: &[String], origin_channel: &str) -> Value {
               "element": { "type": "plain_text_input", "action_id": "value" } }
         ]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_known_method_has_a_button_that_reads_back() {
+        for m in DetectionMethod::KNOWN {
+            assert_eq!(detection_from_action_id(&detection_action_id(m)), Some(m));
+        }
+        assert_eq!(detection_from_action_id("detected_unknown"), None);
+        assert_eq!(detection_from_action_id("phase_ack"), None);
+        assert_eq!(detection_from_action_id("detected_"), None);
+    }
 }

@@ -220,8 +220,8 @@ impl SlackClient {
     /// The first public channel (not archived) that `matches`, paging through `conversations.list`.
     pub async fn find_channel(
         &self,
-        matches: impl Fn(&Value) -> bool,
-    ) -> Result<Option<Value>, SlackError> {
+        matches: impl Fn(&ChannelInfo) -> bool,
+    ) -> Result<Option<ChannelInfo>, SlackError> {
         let mut cursor = String::new();
         for _ in 0..50 {
             let mut args = serde_json::json!({ "types": "public_channel", "exclude_archived": true, "limit": 1000 });
@@ -233,9 +233,10 @@ impl SlackClient {
                 .as_array()
                 .into_iter()
                 .flatten()
+                .map(ChannelInfo::from_json)
                 .find(|c| matches(c))
             {
-                return Ok(Some(c.clone()));
+                return Ok(Some(c));
             }
             cursor = v["response_metadata"]["next_cursor"]
                 .as_str()
@@ -291,19 +292,266 @@ impl SlackClient {
         Ok(None)
     }
 
-    /// `chat.postMessage`, joining the channel first when Slack says the bot is not in it.
-    pub async fn post_message_joining(&self, args: Value) -> Result<Value, SlackError> {
-        match self.call("chat.postMessage", args.clone()).await {
+    /// `chat.postMessage`, joining the channel first when Slack says the bot is not in it; the message `ts`.
+    pub async fn post_message_joining(
+        &self,
+        post: &Post<'_>,
+    ) -> Result<Option<String>, SlackError> {
+        match self.post_message(post).await {
             Err(e) if e.code() == Some("not_in_channel") => {
                 self.call(
                     "conversations.join",
-                    serde_json::json!({ "channel": args["channel"] }),
+                    serde_json::json!({ "channel": post.channel }),
                 )
                 .await?;
-                self.call("chat.postMessage", args).await
+                self.post_message(post).await
             }
             other => other,
         }
+    }
+}
+
+/// A message to post ([`SlackClient::post_message`]) or to put in place of a posted one
+/// ([`SlackClient::update_message`]).
+#[derive(Debug, Clone)]
+pub struct Post<'a> {
+    pub channel: &'a str,
+    /// The notification text (and the whole message without blocks).
+    pub text: &'a str,
+    pub blocks: Option<Value>,
+    /// `unfurl_links: false`.
+    pub no_unfurl_links: bool,
+    /// `unfurl_media: false`.
+    pub no_unfurl_media: bool,
+}
+
+impl<'a> Post<'a> {
+    /// Plain text.
+    pub fn text(channel: &'a str, text: &'a str) -> Self {
+        Post {
+            channel,
+            text,
+            blocks: None,
+            no_unfurl_links: false,
+            no_unfurl_media: false,
+        }
+    }
+
+    /// Blocks with `text` as their notification text, links not unfurled.
+    pub fn blocks(channel: &'a str, text: &'a str, blocks: Value) -> Self {
+        Post {
+            blocks: Some(blocks),
+            no_unfurl_links: true,
+            ..Post::text(channel, text)
+        }
+    }
+
+    fn args(&self) -> Value {
+        let mut args = serde_json::json!({ "channel": self.channel, "text": self.text });
+        if let Some(b) = &self.blocks {
+            args["blocks"] = b.clone();
+        }
+        if self.no_unfurl_links {
+            args["unfurl_links"] = Value::Bool(false);
+        }
+        if self.no_unfurl_media {
+            args["unfurl_media"] = Value::Bool(false);
+        }
+        args
+    }
+}
+
+/// A channel as `conversations.list` describes it (absent fields empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// The user who created it.
+    pub creator: Option<String>,
+    /// When it was created (epoch seconds; 0 when not said).
+    pub created: i64,
+}
+
+impl ChannelInfo {
+    fn from_json(c: &Value) -> ChannelInfo {
+        let text = |k: &str| c[k].as_str().map(str::to_string);
+        ChannelInfo {
+            id: text("id"),
+            name: text("name"),
+            creator: text("creator"),
+            created: c["created"].as_i64().unwrap_or(0),
+        }
+    }
+}
+
+/// A message as `conversations.history` returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryMessage {
+    /// Empty when not said.
+    pub ts: String,
+    pub text: Option<String>,
+    /// Set on messages posted by a bot.
+    pub bot_id: Option<String>,
+    /// The `block_id` of each of its blocks.
+    pub block_ids: Vec<String>,
+}
+
+impl HistoryMessage {
+    fn from_json(m: &Value) -> HistoryMessage {
+        HistoryMessage {
+            ts: m["ts"].as_str().unwrap_or_default().to_string(),
+            text: m["text"].as_str().map(str::to_string),
+            bot_id: m["bot_id"].as_str().map(str::to_string),
+            block_ids: m["blocks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b["block_id"].as_str().map(str::to_string))
+                .collect(),
+        }
+    }
+
+    /// Whether one of its blocks has `block_id`.
+    pub fn has_block(&self, block_id: &str) -> bool {
+        self.block_ids.iter().any(|b| b == block_id)
+    }
+}
+
+/// A created channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub id: String,
+    pub name: String,
+}
+
+/// Typed Web API methods: the arguments of each call are built here and nowhere else.
+impl SlackClient {
+    /// `chat.postMessage`; the message `ts` (when Slack gave one).
+    pub async fn post_message(&self, post: &Post<'_>) -> Result<Option<String>, SlackError> {
+        let v = self.call("chat.postMessage", post.args()).await?;
+        Ok(v["ts"].as_str().map(str::to_string))
+    }
+
+    /// `chat.update`: the message `ts` of `post.channel` becomes `post` (text and blocks).
+    pub async fn update_message(&self, ts: &str, post: &Post<'_>) -> Result<(), SlackError> {
+        let mut args = serde_json::json!({ "channel": post.channel, "ts": ts, "text": post.text });
+        if let Some(b) = &post.blocks {
+            args["blocks"] = b.clone();
+        }
+        self.call("chat.update", args).await.map(|_| ())
+    }
+
+    /// `conversations.create` of a public channel; `None` when Slack answered without a channel id.
+    pub async fn create_channel(&self, name: &str) -> Result<Option<Channel>, SlackError> {
+        let v = self
+            .call(
+                "conversations.create",
+                serde_json::json!({ "name": name, "is_private": false }),
+            )
+            .await?;
+        Ok(v["channel"]["id"].as_str().map(|id| Channel {
+            id: id.to_string(),
+            name: v["channel"]["name"].as_str().unwrap_or(name).to_string(),
+        }))
+    }
+
+    /// `conversations.setTopic`.
+    pub async fn set_topic(&self, channel: &str, topic: &str) -> Result<(), SlackError> {
+        self.call(
+            "conversations.setTopic",
+            serde_json::json!({ "channel": channel, "topic": topic }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `conversations.invite` of `users` (comma-separated user ids).
+    pub async fn invite(&self, channel: &str, users: &str) -> Result<(), SlackError> {
+        self.call(
+            "conversations.invite",
+            serde_json::json!({ "channel": channel, "users": users }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `pins.add` of message `ts`.
+    pub async fn pin(&self, channel: &str, ts: &str) -> Result<(), SlackError> {
+        self.call(
+            "pins.add",
+            serde_json::json!({ "channel": channel, "timestamp": ts }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `bookmarks.list`: the links bookmarked in `channel`.
+    pub async fn bookmark_links(&self, channel: &str) -> Result<Vec<String>, SlackError> {
+        let v = self
+            .call(
+                "bookmarks.list",
+                serde_json::json!({ "channel_id": channel }),
+            )
+            .await?;
+        Ok(v["bookmarks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["link"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// `bookmarks.add` of a link.
+    pub async fn add_bookmark(
+        &self,
+        channel: &str,
+        title: &str,
+        link: &str,
+    ) -> Result<(), SlackError> {
+        self.call(
+            "bookmarks.add",
+            serde_json::json!({ "channel_id": channel, "title": title, "type": "link", "link": link }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `views.open` of a modal for `trigger_id`.
+    pub async fn open_view(&self, trigger_id: &str, view: &Value) -> Result<(), SlackError> {
+        self.call(
+            "views.open",
+            serde_json::json!({ "trigger_id": trigger_id, "view": view }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `conversations.history`: the channel's latest `limit` messages, newest first.
+    pub async fn history(
+        &self,
+        channel: &str,
+        limit: u32,
+    ) -> Result<Vec<HistoryMessage>, SlackError> {
+        let v = self
+            .call(
+                "conversations.history",
+                serde_json::json!({ "channel": channel, "limit": limit }),
+            )
+            .await?;
+        Ok(v["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(HistoryMessage::from_json)
+            .collect())
+    }
+
+    /// `apps.connections.open`: a Socket Mode WebSocket URL (with its one-time ticket), if Slack gave one.
+    pub async fn open_connection(&self) -> Result<Option<String>, SlackError> {
+        let v = self
+            .call("apps.connections.open", serde_json::json!({}))
+            .await?;
+        Ok(v["url"].as_str().map(str::to_string))
     }
 }
 

@@ -94,9 +94,9 @@ impl SlackClient {
             return Ok(id.clone());
         }
         let found = self
-            .find_channel(|c| c["name"].as_str() == Some(name.as_str()))
+            .find_channel(|c| c.name.as_deref() == Some(name.as_str()))
             .await?;
-        match found.as_ref().and_then(|c| c["id"].as_str()) {
+        match found.as_ref().and_then(|c| c.id.as_deref()) {
             Some(id) => {
                 lock(&self.memory.channel_ids).insert(name, id.to_string());
                 Ok(id.to_string())

@@ -9,8 +9,5 @@ pub mod limits;
 pub mod memory;
 pub mod verify;
 
-#[cfg(test)]
-mod rendering_tests;
-
 pub use client::{SlackClient, SlackError};
 pub use memory::BotIdentity;

@@ -14,6 +14,9 @@ pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The stand-in Slack workspace's id (Web API and Socket Mode).
+pub const TEAM_ID: &str = "T0001";
+
 pub mod demo;
 pub mod harness;
 pub mod pager;

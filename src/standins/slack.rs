@@ -42,8 +42,7 @@ use tokio::sync::watch;
 pub const BOT_USER_ID: &str = "UBOT0001";
 /// The bot id, as `auth.test` reports it.
 pub const BOT_ID: &str = "B0001";
-/// The workspace id.
-pub const TEAM_ID: &str = "T0001";
+pub use super::TEAM_ID;
 /// The id of the pre-seeded `#incidents` channel.
 pub const INCIDENTS_CHANNEL_ID: &str = "CINCIDENTS";
 /// The id of the pre-seeded `#general` channel.

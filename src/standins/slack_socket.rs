@@ -173,7 +173,7 @@ impl SocketHub {
 pub fn slash_payload(user: &str, channel: &str, text: &str, response_url: &str) -> Value {
     json!({
             "token": "legacy-verification-token",
-            "team_id": super::slack::TEAM_ID,
+            "team_id": super::TEAM_ID,
             "team_domain": "acme",
             "channel_id": channel,
             "channel_name": "general",

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use crate::db::{from_ms, ms, Backend, Db};
-use crate::digest::stats::Period;
+use crate::domain::period::Period;
 use crate::domain::phase::{Stamp, Timeline};
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::store::lease::{self, claim_sql, release_sql, Outcome};

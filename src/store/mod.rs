@@ -10,12 +10,20 @@
 //!   unmatched alerts (`alert_notices`);
 //! - [`deploys`]: deploy events (`deploys`) and the "recent deploys" query;
 //! - [`digests`]: the digest's reads of `incidents`, and `digest_runs`;
+//! - [`incidents`]: incident rows (`incidents`) and their timeline lines (`timeline_events`);
 //! - [`imports`]: incidents imported from other tools (their rows of `incidents`);
+//! - [`setup_steps`]: the war-room setup steps (`setup_steps`);
+//! - [`outbox`]: the Slack and pager effects queued with the change that caused them (`outbox`);
+//! - [`timers`]: escalation and close timers (`timers`);
 //! - [`replays`]: the requests already seen (`slack_signatures`, `processed_events`), so that a replay has no second effect.
 
 pub mod alerts;
 pub mod deploys;
 pub mod digests;
 pub mod imports;
+pub mod incidents;
 pub mod lease;
+pub mod outbox;
 pub mod replays;
+pub mod setup_steps;
+pub mod timers;

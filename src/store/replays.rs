@@ -13,15 +13,37 @@ use crate::db::{ms, Db};
 /// How long an event id is remembered.
 pub const EVENT_IDS_KEPT: chrono::Duration = chrono::Duration::hours(1);
 
+const RECORD_SIGNATURE: &str =
+    "INSERT INTO slack_signatures (digest, at) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING";
+
+/// A signed request to record as seen: the digest of its signature and its timestamp (epoch ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    pub digest: String,
+    pub at_ms: i64,
+}
+
 /// Records a request signature's digest (`at_ms`: the request's timestamp); false when it was already recorded.
 pub async fn first_sight(db: &Db, digest: &str, at_ms: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "INSERT INTO slack_signatures (digest, at) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
-    )
-    .bind(digest)
-    .bind(at_ms)
-    .execute(&db.pool)
-    .await?;
+    let r = sqlx::query(RECORD_SIGNATURE)
+        .bind(digest)
+        .bind(at_ms)
+        .execute(&db.pool)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// [`first_sight`] inside the caller's transaction, so that what the request asked for and the record that it
+/// was seen commit together (a declaration: one write instead of two).
+pub async fn first_sight_in(
+    conn: &mut sqlx::AnyConnection,
+    seen: &Sighting,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(RECORD_SIGNATURE)
+        .bind(&seen.digest)
+        .bind(seen.at_ms)
+        .execute(conn)
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 

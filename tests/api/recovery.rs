@@ -213,6 +213,7 @@ async fn a_declaration_acknowledged_by_a_process_that_died_before_starting_its_w
         service: Some("payments".into()),
         detection: incident_bot::domain::severity::DetectionMethod::parse("customer").unwrap(),
         started_at: Some(acknowledged - chrono::Duration::minutes(1)),
+        sighting: None,
     };
     let stored = incident_bot::incidents::declare::store(
         db,
@@ -222,7 +223,8 @@ async fn a_declaration_acknowledged_by_a_process_that_died_before_starting_its_w
         30_000,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("not a replay");
 
     let id = app.incident_id(1).await.expect("stored");
     assert_eq!(id, stored.id);

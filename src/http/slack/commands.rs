@@ -11,7 +11,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::{bad_body, deadline, ephemeral, replayed, Signed, SlashCommand};
 use crate::domain::command::{self, Command, StartArgs, USAGE};
@@ -21,6 +20,7 @@ use crate::incidents::declare::{self, DeclareRequest};
 use crate::incidents::started::ImpactStart;
 use crate::slack::blocks;
 use crate::state::AppState;
+use crate::store::replays::Sighting;
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,
@@ -41,8 +41,9 @@ pub async fn handle_form(state: Arc<AppState>, body: Bytes) -> Result<Response, 
     answer(state, body, None).await
 }
 
-/// Handles a slash command within the answer deadline; a signed request is first recorded as seen, and a
-/// replay is answered with an empty 200 (that record is inside the deadline too: it needs the database).
+/// Handles a slash command within the answer deadline; a signed request is recorded as seen before anything is
+/// done (by `/incident start` in the declaration's transaction), and a replay is answered with an empty 200
+/// (that record is inside the deadline too: it needs the database).
 async fn answer(
     state: Arc<AppState>,
     body: Bytes,
@@ -50,15 +51,8 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     let mut seen = Seen::default();
     let limits = state.clone();
-    let work = async {
-        if let Some(signed) = signed {
-            if !signed.first_sight(&state).await? {
-                seen.replay = true;
-                return Ok(replayed());
-            }
-        }
-        run(state, body, &mut seen).await
-    };
+    let sighting = signed.map(Signed::sighting);
+    let work = run(state, body, sighting, &mut seen);
     let Some(result) = deadline::within(&limits, "slash_command", work).await else {
         crate::observability::command(seen.subcommand, "late");
         return Ok(ephemeral(FAILED));
@@ -103,7 +97,12 @@ impl Default for Seen {
     }
 }
 
-async fn run(state: Arc<AppState>, body: Bytes, seen: &mut Seen) -> Result<Response, ApiError> {
+async fn run(
+    state: Arc<AppState>,
+    body: Bytes,
+    sighting: Option<Sighting>,
+    seen: &mut Seen,
+) -> Result<Response, ApiError> {
     let cmd: SlashCommand = serde_urlencoded::from_bytes(&body).map_err(bad_body)?;
     tracing::info!(user = %cmd.user_id, channel = %cmd.channel_id, "/incident {}", cmd.text.chars().take(200).collect::<String>());
     seen.subcommand = crate::observability::subcommand_label(&cmd.text);
@@ -114,11 +113,20 @@ async fn run(state: Arc<AppState>, body: Bytes, seen: &mut Seen) -> Result<Respo
             return Ok(ephemeral(format!("{e}\n\n{USAGE}")));
         }
     };
+    // `start` records the sighting in the declaration's own transaction; every other command records it first.
+    if !matches!(parsed, Command::Start(_)) {
+        if let Some(sighting) = &sighting {
+            if !Signed::first(&state, sighting).await? {
+                seen.replay = true;
+                return Ok(replayed());
+            }
+        }
+    }
     // The futures of the commands other than `start` are boxed: axum allocates and moves this handler's future
     // whole for every request, and theirs would make it several times larger for every `start` of a burst.
     match parsed {
         Command::Help => Ok(ephemeral(USAGE)),
-        Command::Start(args) => start(&state, &cmd, args, seen).await,
+        Command::Start(args) => start(&state, &cmd, args, sighting, seen).await,
         Command::StartModal => {
             open_modal(&state, &cmd);
             Ok(StatusCode::OK.into_response())
@@ -145,6 +153,7 @@ async fn start(
     state: &Arc<AppState>,
     cmd: &SlashCommand,
     args: StartArgs,
+    sighting: Option<Sighting>,
     seen: &mut Seen,
 ) -> Result<Response, ApiError> {
     let started = match args
@@ -171,9 +180,14 @@ async fn start(
             service: args.service,
             detection: args.via,
             started_at: started.as_ref().map(|s| s.at),
+            sighting,
         },
     )
     .await?;
+    let Some(inc) = inc else {
+        seen.replay = true;
+        return Ok(replayed());
+    };
     tracing::Span::current().record("incident_id", inc.id.as_str());
     let mut text = format!(
         "{} Declaring *{}* · {} ({}) — setting up the war room…",
@@ -219,11 +233,7 @@ fn open_modal(state: &Arc<AppState>, cmd: &SlashCommand) {
             .map(|s| s.name.clone())
             .collect();
         let view = blocks::declare_modal(&services, &channel);
-        if let Err(e) = state
-            .slack
-            .call("views.open", json!({ "trigger_id": trigger, "view": view }))
-            .await
-        {
+        if let Err(e) = state.slack.open_view(&trigger, &view).await {
             tracing::warn!(error = %e, "could not open the declare modal");
         }
     });

@@ -86,7 +86,7 @@ async fn answer(
 fn detection_answer(p: &Value) -> Option<DetectionMethod> {
     p["actions"][0]["action_id"]
         .as_str()
-        .and_then(detection::from_action_id)
+        .and_then(crate::slack::blocks::detection_from_action_id)
 }
 
 /// A click on one of the card's detection buttons: records the first answer; a later click is told, ephemerally,
@@ -193,9 +193,12 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
                 .and_then(DetectionMethod::parse)
                 .unwrap_or_default(),
             started_at: started.as_ref().map(|s| s.at),
+            // Recorded as seen before the submission was read (see `answer`).
+            sighting: None,
         },
     )
-    .await?;
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("a declaration without a sighting was taken for a replay"))?;
     tracing::Span::current().record("incident_id", inc.id.as_str());
     if let Some(started) = started {
         started.confirm(

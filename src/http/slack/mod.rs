@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::errors::ApiError;
 use crate::slack::verify;
 use crate::state::AppState;
+use crate::store::replays::Sighting;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -76,8 +77,20 @@ impl Signed {
     /// same signature) inside the window, which the caller answers with an empty 200 and otherwise ignores.
     /// The record is one conditional insert, so of two replicas on one database only one sees it first.
     pub async fn first_sight(&self, state: &AppState) -> Result<bool, sqlx::Error> {
-        let first =
-            crate::store::replays::first_sight(&state.db, &self.replay_key, self.at_ms).await?;
+        Self::first(state, &self.sighting()).await
+    }
+
+    /// What [`Signed::first_sight`] records, for a use case that records it in its own transaction.
+    pub fn sighting(&self) -> Sighting {
+        Sighting {
+            digest: self.replay_key.clone(),
+            at_ms: self.at_ms,
+        }
+    }
+
+    /// Records `seen` on its own (see [`Signed::first_sight`]); false for a replay.
+    pub async fn first(state: &AppState, seen: &Sighting) -> Result<bool, sqlx::Error> {
+        let first = crate::store::replays::first_sight(&state.db, &seen.digest, seen.at_ms).await?;
         if !first {
             tracing::warn!("ignored a replayed Slack request");
         }

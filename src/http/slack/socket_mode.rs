@@ -163,10 +163,11 @@ type Socket =
 
 /// `apps.connections.open`, then the WebSocket handshake.
 async fn connect(opener: &SlackClient) -> anyhow::Result<Socket> {
-    let answer = opener.call("apps.connections.open", json!({})).await?;
-    let url = answer["url"]
-        .as_str()
+    let url = opener
+        .open_connection()
+        .await?
         .ok_or_else(|| anyhow::anyhow!("apps.connections.open gave no url"))?;
+    let url = url.as_str();
     // The URL carries a one-time ticket: log the host only.
     let host = url
         .split("://")

@@ -1,22 +1,22 @@
 //! Every renderer the bot has, fed hostile and maximal text: nothing raw survives (no mention, link or special
 //! command the bot did not build, no direction override or zero-width character), and every message, topic
-//! and view fits Slack's limits ([`super::limits`]).
+//! and view fits Slack's limits ([`crate::slack::limits`]).
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use super::blocks::{self, CardView};
-use super::limits::{check_message, check_view};
-use crate::deploys::Deploy;
 use crate::digest::render::{self, Heading};
 use crate::digest::stats::{self, IncidentRow, Origin, Period};
 use crate::domain::command;
+use crate::domain::deploy::Deploy;
 use crate::domain::phase::{Milestone, Timeline};
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::domain::text::{is_invisible, HOSTILE, TOPIC};
 use crate::incidents::summary::Summary;
 use crate::incidents::Incident;
+use crate::slack::blocks::{self, CardView};
+use crate::slack::limits::{check_message, check_view};
 
 const DECLARER: &str = "U0DECLARER";
 const RESPONDER: &str = "U0RESPOND";

@@ -1,0 +1,266 @@
+//! The incident rows (`incidents`) and their timeline lines (`timeline_events`): reads by id, number and
+//! channel, the columns that war-room setup, detection and phase changes write.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::db::{from_ms, from_ms_opt, ms, Db};
+use crate::domain::incident::{Incident, PastIncident};
+use crate::domain::phase::{Stamp, Timeline};
+use crate::domain::severity::{DetectionMethod, Severity};
+
+/// `SELECT <every incident column> FROM incidents <tail>` as a `&'static str`.
+macro_rules! select_incidents {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, team_id, number, title, severity, service, detection, declared_by, \
+             origin_channel, response_url, channel_id, channel_name, card_ts, started_at, declared_at, \
+             acknowledged_at, acknowledged_by, acknowledged_implicit, identified_at, identified_by, identified_implicit, \
+             fixed_at, fixed_by, fixed_implicit, resolved_at, resolved_by, resolved_implicit, closed_at, version \
+             FROM incidents ",
+            $tail
+        )
+    };
+}
+
+fn stamp(row: &AnyRow, name: &str) -> Result<Option<Stamp>, sqlx::Error> {
+    let at: Option<i64> = row.try_get(format!("{name}_at").as_str())?;
+    let by: Option<String> = row.try_get(format!("{name}_by").as_str())?;
+    let implicit: i64 = row.try_get(format!("{name}_implicit").as_str())?;
+    Ok(at.map(|at| Stamp {
+        at: from_ms(at),
+        by,
+        implicit: implicit != 0,
+    }))
+}
+
+/// An incident from a row of [`select_incidents!`].
+pub(crate) fn incident_from_row(row: &AnyRow) -> Result<Incident, sqlx::Error> {
+    let severity: String = row.try_get("severity")?;
+    let detection: String = row.try_get("detection")?;
+    let timeline = Timeline {
+        started_at: from_ms(row.try_get("started_at")?),
+        declared_at: from_ms(row.try_get("declared_at")?),
+        acknowledged: stamp(row, "acknowledged")?,
+        identified: stamp(row, "identified")?,
+        fixed: stamp(row, "fixed")?,
+        resolved: stamp(row, "resolved")?,
+        closed_at: from_ms_opt(row.try_get("closed_at")?),
+    };
+    Ok(Incident {
+        id: row.try_get("id")?,
+        team_id: row.try_get("team_id")?,
+        number: row.try_get("number")?,
+        title: row.try_get("title")?,
+        severity: Severity::parse(&severity).unwrap_or_default(),
+        service: row.try_get("service")?,
+        detection: DetectionMethod::from_stored(&detection),
+        declared_by: row.try_get("declared_by")?,
+        origin_channel: row.try_get("origin_channel")?,
+        response_url: row.try_get("response_url")?,
+        channel_id: row.try_get("channel_id")?,
+        channel_name: row.try_get("channel_name")?,
+        card_ts: row.try_get("card_ts")?,
+        timeline,
+        version: row.try_get("version")?,
+    })
+}
+
+/// Loads one incident by id.
+pub async fn load(db: &Db, id: &str) -> Result<Option<Incident>, sqlx::Error> {
+    let row = sqlx::query(select_incidents!("WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(incident_from_row).transpose()
+}
+
+/// The incident whose war room is `channel_id`, if any.
+pub async fn by_channel(db: &Db, channel_id: &str) -> Result<Option<Incident>, sqlx::Error> {
+    let row = sqlx::query(select_incidents!("WHERE channel_id = $1"))
+        .bind(channel_id)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(incident_from_row).transpose()
+}
+
+/// Incidents not yet resolved, oldest first.
+pub async fn open(db: &Db, team_id: &str) -> Result<Vec<Incident>, sqlx::Error> {
+    let rows = sqlx::query(select_incidents!(
+        "WHERE team_id = $1 AND resolved_at IS NULL ORDER BY number"
+    ))
+    .bind(team_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(incident_from_row).collect()
+}
+
+/// Loads one incident by id inside the caller's transaction.
+pub async fn load_in(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+) -> Result<Option<Incident>, sqlx::Error> {
+    let row = sqlx::query(select_incidents!("WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    row.as_ref().map(incident_from_row).transpose()
+}
+
+/// Stores one timeline line (`timeline_events`) and returns its id.
+pub async fn add_timeline_event(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    at: DateTime<Utc>,
+    kind: &str,
+    actor: Option<&str>,
+    detail: &str,
+) -> Result<String, sqlx::Error> {
+    let event_id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&event_id)
+    .bind(incident_id)
+    .bind(ms(at))
+    .bind(kind)
+    .bind(actor)
+    .bind(detail)
+    .execute(&mut *tx)
+    .await?;
+    Ok(event_id)
+}
+
+/// The text of one timeline line, if it is still there.
+pub async fn timeline_detail(db: &Db, event_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT detail FROM timeline_events WHERE id = $1")
+        .bind(event_id)
+        .fetch_optional(&db.pool)
+        .await
+}
+
+/// Writes every timestamp of `tl` if the stored version of incident `id` is still `version`; bumps the
+/// version. Returns whether it was still current (optimistic concurrency).
+pub async fn save_timeline(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    version: i64,
+    tl: &Timeline,
+) -> Result<bool, sqlx::Error> {
+    let at = |s: &Option<Stamp>| s.as_ref().map(|s| ms(s.at));
+    let by = |s: &Option<Stamp>| s.as_ref().and_then(|s| s.by.clone());
+    let implicit = |s: &Option<Stamp>| i64::from(s.as_ref().is_some_and(|s| s.implicit));
+    let r = sqlx::query(
+        "UPDATE incidents SET started_at = $1,
+             acknowledged_at = $2, acknowledged_by = $3, acknowledged_implicit = $4,
+             identified_at = $5, identified_by = $6, identified_implicit = $7,
+             fixed_at = $8, fixed_by = $9, fixed_implicit = $10,
+             resolved_at = $11, resolved_by = $12, resolved_implicit = $13,
+             closed_at = $14, version = version + 1
+         WHERE id = $15 AND version = $16",
+    )
+    .bind(ms(tl.started_at))
+    .bind(at(&tl.acknowledged))
+    .bind(by(&tl.acknowledged))
+    .bind(implicit(&tl.acknowledged))
+    .bind(at(&tl.identified))
+    .bind(by(&tl.identified))
+    .bind(implicit(&tl.identified))
+    .bind(at(&tl.fixed))
+    .bind(by(&tl.fixed))
+    .bind(implicit(&tl.fixed))
+    .bind(at(&tl.resolved))
+    .bind(by(&tl.resolved))
+    .bind(implicit(&tl.resolved))
+    .bind(tl.closed_at.map(ms))
+    .bind(id)
+    .bind(version)
+    .execute(&mut *tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Records how incident `id` was detected, unless somebody already said (`detection` is no longer
+/// `unknown`). Returns whether this call recorded it.
+pub async fn set_detection(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    method: DetectionMethod,
+) -> Result<bool, sqlx::Error> {
+    let updated =
+        sqlx::query("UPDATE incidents SET detection = $1 WHERE id = $2 AND detection = $3")
+            .bind(method.as_str())
+            .bind(id)
+            .bind(DetectionMethod::Unknown.as_str())
+            .execute(&mut *tx)
+            .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Other incidents of `severity` resolved in `[since, until]`, all but `except_id`.
+pub async fn resolved_between(
+    db: &Db,
+    severity: Severity,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    except_id: &str,
+) -> Result<Vec<PastIncident>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, severity, service, started_at, resolved_at FROM incidents
+         WHERE severity = $1 AND resolved_at IS NOT NULL AND resolved_at >= $2 AND resolved_at <= $3 AND id <> $4",
+    )
+    .bind(severity.as_str())
+    .bind(ms(since))
+    .bind(ms(until))
+    .bind(except_id)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let sev: String = r.try_get("severity")?;
+        out.push(PastIncident {
+            id: r.try_get("id")?,
+            severity: Severity::parse(&sev).unwrap_or_default(),
+            service: r.try_get("service")?,
+            started_at: from_ms(r.try_get("started_at")?),
+            resolved_at: from_ms(r.try_get("resolved_at")?),
+        });
+    }
+    Ok(out)
+}
+
+/// How many timeline lines of `kind` the incident has.
+pub async fn count_events(db: &Db, incident_id: &str, kind: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM timeline_events WHERE incident_id = $1 AND kind = $2")
+        .bind(incident_id)
+        .bind(kind)
+        .fetch_one(&db.pool)
+        .await
+}
+
+/// Records the incident's war-room channel.
+pub async fn set_channel(
+    db: &Db,
+    id: &str,
+    channel_id: &str,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE incidents SET channel_id = $1, channel_name = $2 WHERE id = $3")
+        .bind(channel_id)
+        .bind(name)
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Records the `ts` of the incident's card.
+pub async fn set_card_ts(db: &Db, id: &str, ts: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE incidents SET card_ts = $1 WHERE id = $2")
+        .bind(ts)
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
