@@ -24,3 +24,4 @@ mod self_contained;
 mod socket_mode;
 mod startup_checks;
 mod untrusted;
+mod upgrade;
