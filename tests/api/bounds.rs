@@ -351,4 +351,32 @@ async fn clients_that_send_half_a_request_are_cut_off_while_others_are_served() 
     .expect("answered without the body")
     .expect("read");
     assert_eq!(&first, b"HTTP/1.1 401");
+
+    // The alert routes accept bodies of megabytes, but only once the token or signature header is right: an
+    // 8 MB body with a wrong token, or without a PagerDuty signature, is refused before a byte of it is sent.
+    for (route, auth) in [
+        (
+            "/api/v1/alerts/alertmanager",
+            "Authorization: Bearer wrong\r\n",
+        ),
+        ("/api/v1/alerts/pagerduty", ""),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connects");
+        let head = format!(
+            "POST {route} HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n",
+            8 * 1024 * 1024
+        );
+        s.write_all(head.as_bytes()).await.expect("headers");
+        let mut first = [0u8; 12];
+        tokio::time::timeout(Duration::from_millis(500), async {
+            use tokio::io::AsyncReadExt;
+            s.read_exact(&mut first).await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{route}: answered without the body"))
+        .expect("read");
+        assert_eq!(&first, b"HTTP/1.1 401", "{route}");
+    }
 }

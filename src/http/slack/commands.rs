@@ -63,7 +63,7 @@ async fn answer(
     let outcome = match &result {
         Ok(_) if seen.usage => "usage",
         Ok(_) => "ok",
-        Err(ApiError::BadRequest { .. }) => "bad_request",
+        Err(ApiError::BadRequest { .. }) | Err(ApiError::TooLarge(_)) => "bad_request",
         Err(ApiError::Unauthorized(_)) => "unauthorized",
         Err(ApiError::Internal(_)) | Err(ApiError::Unavailable(_)) => "error",
     };
