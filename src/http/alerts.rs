@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -50,13 +50,6 @@ pub fn router(body_limit: usize) -> Router<Arc<AppState>> {
         )
 }
 
-/// Reads a body of at most `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::TooLarge("the body is over alerts.body_limit_bytes (or was not sent whole)")
-    })
-}
-
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         ApiError::bad(e.field, e.problem)
@@ -81,7 +74,8 @@ async fn bearer(
         &headers,
         "ALERT_API_TOKEN",
     )?;
-    let body = read_body(body, body_limit).await?;
+    let body =
+        super::read_body(body, body_limit, "the body is over alerts.body_limit_bytes").await?;
     receive(&state, source, &body).await
 }
 
@@ -103,7 +97,8 @@ async fn pagerduty(
     if signature.is_none() {
         return Err(ApiError::Unauthorized("missing X-PagerDuty-Signature"));
     }
-    let body = read_body(body, body_limit).await?;
+    let body =
+        super::read_body(body, body_limit, "the body is over alerts.body_limit_bytes").await?;
     if !pagerduty_signature_ok(secret.expose().as_bytes(), signature, &body) {
         return Err(ApiError::Unauthorized("wrong X-PagerDuty-Signature"));
     }
