@@ -20,6 +20,7 @@ mod phases;
 mod recovery;
 mod replays;
 mod replicas;
+mod report;
 mod self_contained;
 mod socket_mode;
 mod startup_checks;
