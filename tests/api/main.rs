@@ -23,4 +23,5 @@ mod replicas;
 mod self_contained;
 mod socket_mode;
 mod startup_checks;
+mod timeline;
 mod untrusted;
