@@ -443,8 +443,50 @@ async fn export_writes_the_whole_timeline_as_markdown_and_json() {
         stored.len()
     );
 
+    // The real binary prints the same, reading the database named on its command line.
+    let (code, stdout, stderr) =
+        export_binary(&["INC-1", "--format", "json", "--database-url", &app.db_url]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, out);
+
     let err = incident_bot::incidents::timeline::export_cli(&app.db_url, "INC-9", "md", "UTC")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no incident INC-9"), "{err}");
+}
+
+/// Runs `incident-bot export <args>` in an empty directory; (exit code, stdout, stderr).
+fn export_binary(args: &[&str]) -> (i32, String, String) {
+    let dir = std::env::temp_dir().join(format!("incident-bot-export-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_incident-bot"))
+        .arg("export")
+        .args(args)
+        .current_dir(&dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("INCIDENT_BOT_CONFIG")
+        .output()
+        .expect("the binary runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn export_never_creates_or_migrates_a_database() {
+    let path = std::env::temp_dir().join(format!("incident-bot-none-{}.db", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}", path.display());
+    let (code, _, stderr) = export_binary(&["INC-1", "--database-url", &url]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("does not exist; run `incident-bot migrate`"),
+        "{stderr}"
+    );
+    assert!(!path.exists(), "export created the database file");
+    let (code, _, stderr) = export_binary(&["INC-1", "--format", "pdf", "--database-url", &url]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("use md or json"), "{stderr}");
 }
