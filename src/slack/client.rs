@@ -576,7 +576,7 @@ impl SlackClient {
         match self
             .call(
                 "conversations.replies",
-                serde_json::json!({ "channel": channel, "ts": ts, "inclusive": true, "limit": 1 }),
+                serde_json::json!({ "channel": channel, "ts": ts, "oldest": ts, "latest": ts, "inclusive": true }),
             )
             .await
         {

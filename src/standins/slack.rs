@@ -525,6 +525,17 @@ impl SlackStandin {
     /// Posts one message with `text` from `user` to a channel (by name or id) directly, as a person would (no
     /// call recorded). Returns its `ts`, or None when there is no such channel.
     pub fn say(&self, channel: &str, user: &str, text: &str) -> Option<String> {
+        self.say_in_thread(channel, None, user, text)
+    }
+
+    /// Like [`SlackStandin::say`], as a reply in the thread of `thread_ts` when given.
+    pub fn say_in_thread(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        user: &str,
+        text: &str,
+    ) -> Option<String> {
         let mut st = self.state();
         let i = st.find_channel(channel)?;
         let ts = st.next_ts();
@@ -534,7 +545,7 @@ impl SlackStandin {
             text: text.to_string(),
             blocks: None,
             attachments: None,
-            thread_ts: None,
+            thread_ts: thread_ts.map(str::to_string),
             edited: 0,
             files: Vec::new(),
         });

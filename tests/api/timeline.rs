@@ -218,6 +218,22 @@ async fn a_pushpin_captures_a_message_once() {
 }
 
 #[tokio::test]
+async fn a_pushpin_on_a_thread_reply_captures_the_reply() {
+    let app = spawn_app().await;
+    let (id, ch) = incident(&app).await;
+    let parent = app.slack.say(&ch, BOB, "what changed?").unwrap();
+    let reply = app
+        .slack
+        .say_in_thread(&ch, Some(&parent), ALICE, "config push at 14:01")
+        .unwrap();
+    post_event(&app, pushpin("Ev0PIN1", BOB, &ch, &reply)).await;
+    let got = wait_messages(&app, &id, |m| m.len() == 1).await;
+    assert_eq!(got[0].detail, "config push at 14:01");
+    assert_eq!(got[0].actor.as_deref(), Some(ALICE));
+    assert_eq!(app.slack.count("conversations.replies"), 1);
+}
+
+#[tokio::test]
 async fn the_shortcut_captures_a_message_and_refuses_politely_outside_incidents() {
     let app = spawn_app().await;
     let (id, ch) = incident(&app).await;
