@@ -7,8 +7,8 @@
 //! An `app_mention` is a deploy question: answered ([`crate::deploys::answer::mention_reply`]) in its thread.
 //! A 📌 (`pushpin`) `reaction_added` captures the message into its incident's timeline, and the edits and
 //! deletions (`message` events of subtype `message_changed` / `message_deleted`) of a captured message are
-//! followed ([`crate::incidents::timeline`]). Other `message` events and other reactions are acknowledged
-//! without being recorded (the bot hears every message of its channels).
+//! followed ([`crate::incidents::timeline`]). Other `message` events and other reactions are recorded (each
+//! event id once) and otherwise ignored.
 
 use std::sync::Arc;
 
@@ -46,9 +46,6 @@ pub async fn handle_body(state: Arc<AppState>, body: Bytes) -> Result<Response, 
             let event_id = envelope["event_id"]
                 .as_str()
                 .ok_or_else(|| ApiError::bad("event_id", "missing"))?;
-            if !worth_handling(&envelope["event"]) {
-                return Ok(StatusCode::OK.into_response());
-            }
             let Some(first) =
                 deadline::within(&state, "event", first_delivery(&state, event_id)).await
             else {
@@ -63,7 +60,7 @@ pub async fn handle_body(state: Arc<AppState>, body: Bytes) -> Result<Response, 
                 let event = &envelope["event"];
                 match event["type"].as_str() {
                     Some("app_mention") => answer_mention(&state, event),
-                    Some("reaction_added") => capture_pinned(&state, event),
+                    Some("reaction_added") if is_pin(event) => capture_pinned(&state, event),
                     Some("message") => follow_edit(&state, event).await?,
                     _ => {}
                 }
@@ -75,19 +72,9 @@ pub async fn handle_body(state: Arc<AppState>, body: Bytes) -> Result<Response, 
     }
 }
 
-/// Whether an event is one the bot acts on: `message` events only when they edit or delete a message, reactions
-/// only 📌 on a message.
-fn worth_handling(event: &Value) -> bool {
-    match event["type"].as_str() {
-        Some("message") => matches!(
-            event["subtype"].as_str(),
-            Some("message_changed" | "message_deleted")
-        ),
-        Some("reaction_added") => {
-            event["reaction"].as_str() == Some(PUSHPIN) && event["item"]["type"] == "message"
-        }
-        _ => true,
-    }
+/// Whether a `reaction_added` is a 📌 on a message.
+fn is_pin(event: &Value) -> bool {
+    event["reaction"].as_str() == Some(PUSHPIN) && event["item"]["type"] == "message"
 }
 
 /// The reaction that captures a message into the incident timeline.
