@@ -318,6 +318,23 @@ async fn edits_and_deletions_of_a_captured_message_are_followed() {
     let reply = reply["text"].as_str().unwrap().to_string();
     assert!(reply.contains("(message deleted)"), "{reply}");
     assert!(!reply.contains("TLS"), "{reply}");
+
+    // A thread parent deleted in Slack becomes a "tombstone" (a message_changed): deleted too.
+    let parent = app.slack.say(&ch, ALICE, "thread about the fix").unwrap();
+    post_event(&app, pushpin("Ev0PIN2", BOB, &ch, &parent)).await;
+    wait_messages(&app, &id, |m| m.len() == 2).await;
+    post_event(
+        &app,
+        message_event(
+            "Ev0TOMB1",
+            &ch,
+            json!({ "subtype": "message_changed", "hidden": true,
+                    "message": { "type": "message", "subtype": "tombstone", "text": "This message was deleted.",
+                                 "ts": parent, "thread_ts": parent, "user": "USLACKBOT" } }),
+        ),
+    )
+    .await;
+    wait_messages(&app, &id, |m| m.iter().all(|e| e.deleted)).await;
 }
 
 #[tokio::test]

@@ -117,7 +117,12 @@ async fn follow_edit(state: &AppState, event: &Value) -> Result<(), ApiError> {
     match event["subtype"].as_str() {
         Some("message_changed") => {
             let m = &event["message"];
-            if let (Some(ts), Some(text)) = (m["ts"].as_str(), m["text"].as_str()) {
+            // A deleted thread parent stays as a "tombstone": for the timeline it is deleted.
+            if m["subtype"].as_str() == Some("tombstone") {
+                if let Some(ts) = m["ts"].as_str() {
+                    crate::incidents::timeline::deleted(state, channel, ts).await?;
+                }
+            } else if let (Some(ts), Some(text)) = (m["ts"].as_str(), m["text"].as_str()) {
                 crate::incidents::timeline::edited(state, channel, ts, text).await?;
             }
         }
