@@ -24,5 +24,6 @@ mod report;
 mod self_contained;
 mod socket_mode;
 mod startup_checks;
+mod timeline;
 mod untrusted;
 mod upgrade;
