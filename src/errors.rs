@@ -24,6 +24,9 @@ pub enum ApiError {
     /// The endpoint is not configured (its token or secret is not set): 503 saying what to set.
     #[error("unavailable: {0}")]
     Unavailable(&'static str),
+    /// The body is over the route's limit: 413.
+    #[error("payload too large: {0}")]
+    TooLarge(&'static str),
     /// Anything else: logged, not shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -60,6 +63,11 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(why) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({ "error": "unavailable", "message": why })),
+            )
+                .into_response(),
+            ApiError::TooLarge(why) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({ "error": "payload_too_large", "message": why })),
             )
                 .into_response(),
             ApiError::Internal(e) => {

@@ -70,6 +70,20 @@ enum Cmd {
         #[arg(long)]
         tz: Option<String>,
     },
+    /// Write one incident's whole timeline to stdout (read-only: never migrates the database).
+    Export {
+        /// The incident, e.g. INC-42.
+        incident: String,
+        /// md (a Markdown table) or json (an array of {at, kind, author, text, permalink, deleted}).
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// IANA time zone for the times.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Database to read (default: the configuration's database_url).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Import incident history as baseline MTTR data.
     Import {
         #[command(subcommand)]
@@ -313,6 +327,15 @@ async fn main() -> ExitCode {
             )
             .await
         }
+        Cmd::Export {
+            incident,
+            format,
+            tz,
+            database_url,
+        } => {
+            init_tracing(cli.log_json, "warn");
+            export(&config, &incident, &format, &tz, database_url).await
+        }
         Cmd::Import {
             source: ImportCmd::Pagerduty { since, until },
         } => {
@@ -377,6 +400,22 @@ async fn report(
     let catalog = load_catalog(&settings)?;
     let out = incident_bot::digest::report::run_cli(&settings, &catalog, &args, chrono::Utc::now())
         .await?;
+    print!("{out}");
+    Ok(())
+}
+
+async fn export(
+    config: &std::path::Path,
+    incident: &str,
+    format: &str,
+    tz: &str,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
+    let url = match database_url {
+        Some(u) => u,
+        None => Settings::load(config)?.database_url,
+    };
+    let out = incident_bot::incidents::timeline::export_cli(&url, incident, format, tz).await?;
     print!("{out}");
     Ok(())
 }

@@ -178,6 +178,29 @@ fn everything(h: &Hostile, n_deploys: usize, catalog_names: &[String]) -> Vec<(S
         "deploy answer".into(),
         json!({ "text": crate::deploys::answer::render(&deploys(h, n_deploys), Some(&h.service), std::slice::from_ref(&h.author), "in the last 2 h", t(14, 0)) }),
     ));
+    // The timeline: captured messages are untrusted text (and authors, kinds, links) from anyone in the channel.
+    let entries: Vec<crate::domain::timeline::Entry> = (0..(n_deploys * 10).max(3))
+        .map(|i| crate::domain::timeline::Entry {
+            at: t(13, (i % 60) as u32),
+            kind: if i % 3 == 0 {
+                h.service.clone()
+            } else {
+                crate::domain::timeline::MESSAGE_KIND.into()
+            },
+            actor: Some(if i % 2 == 0 {
+                RESPONDER.into()
+            } else {
+                h.author.clone()
+            }),
+            detail: format!("{} {}", h.title, h.version),
+            permalink: Some(h.url.clone()),
+            deleted: i % 7 == 6,
+        })
+        .collect();
+    out.push((
+        "timeline".into(),
+        json!({ "text": crate::domain::timeline::slack_reply("INC-42", &entries, chrono_tz::UTC) }),
+    ));
     out.push((
         "declare modal".into(),
         blocks::declare_modal(catalog_names, "CGENERAL"),

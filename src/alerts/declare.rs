@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use crate::db::ms;
 use crate::domain::alert::Decision;
 use crate::domain::severity::DetectionMethod;
 use crate::domain::text::{self, Title};
@@ -92,16 +91,9 @@ pub(super) async fn declare(
         source_name(c.alert.source.as_str()),
         text::escape_cut(&c.alert.title, 500)
     );
-    let event_id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
-        "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail) VALUES ($1, $2, $3, 'alert', NULL, $4)",
-    )
-    .bind(&event_id)
-    .bind(&inc.id)
-    .bind(ms(now))
-    .bind(&line)
-    .execute(&mut *tx)
-    .await?;
+    let event_id =
+        crate::store::incidents::add_timeline_event(&mut tx, &inc.id, now, "alert", None, &line)
+            .await?;
     outbox::post_line(&mut tx, &inc.id, &event_id, now).await?;
     tx.commit().await?;
     tracing::info!(incident = %inc.key(), source = c.alert.source.as_str(), "incident declared by an alert");

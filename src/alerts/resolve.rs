@@ -6,8 +6,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sqlx::Row;
-
 use crate::db::ms;
 use crate::domain::alert::{decide, Route};
 use crate::domain::phase::Milestone;
@@ -16,6 +14,7 @@ use crate::incidents::phases::{self, Change};
 use crate::incidents::{self, outbox};
 use crate::state::AppState;
 use crate::store::alerts::{self as stored, Claimed};
+use crate::store::incidents as timeline;
 
 /// A resolution line waits this long before it is posted, gathering the resolutions that follow (a storm of
 /// them is a line a second at most, within Slack's one message per second per channel).
@@ -27,15 +26,7 @@ async fn line(
     incident_id: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), sqlx::Error> {
-    let pending: Option<(String, i64)> = sqlx::query(
-        "SELECT id, at FROM timeline_events WHERE incident_id = $1 AND kind = 'alert_resolved'
-         ORDER BY at DESC LIMIT 1",
-    )
-    .bind(incident_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("at")?)))
-    .transpose()?;
+    let pending = timeline::latest_event(tx, incident_id, "alert_resolved").await?;
     let open = match pending {
         Some((id, at)) if outbox::hold_unposted_line(tx, &id).await? => Some((id, at)),
         _ => None,
@@ -59,24 +50,12 @@ async fn line(
     };
     match open {
         Some((id, _)) => {
-            sqlx::query("UPDATE timeline_events SET detail = $1 WHERE id = $2")
-                .bind(&detail)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
+            timeline::set_timeline_detail(tx, &id, &detail).await?;
         }
         None => {
-            let event_id = uuid::Uuid::new_v4().to_string();
-            sqlx::query(
-                "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail)
-                 VALUES ($1, $2, $3, 'alert_resolved', NULL, $4)",
-            )
-            .bind(&event_id)
-            .bind(incident_id)
-            .bind(ms(now))
-            .bind(&detail)
-            .execute(&mut *tx)
-            .await?;
+            let event_id =
+                timeline::add_timeline_event(tx, incident_id, now, "alert_resolved", None, &detail)
+                    .await?;
             let due = now + chrono::Duration::milliseconds(LINE_GATHER_MS);
             outbox::post_line(tx, incident_id, &event_id, due).await?;
         }

@@ -1,7 +1,8 @@
 //! `incident-bot report`: the digest's figures for any period (with the period of equal length before it for
-//! comparison) plus MTTR mean, median and max per severity for each calendar month — as text for people, JSON
-//! for scripts, or long-format CSV (`period,metric,group,value,unit`) for spreadsheets. It only reads: a
-//! database without this version's schema is reported (run `incident-bot migrate`), never migrated.
+//! comparison) plus MTTR count, mean, median and max for each calendar month, over all severities and per
+//! severity — as text for people, JSON for scripts, or long-format CSV (`period,metric,group,value,unit`) for
+//! spreadsheets. It only reads: a database without this version's schema is reported (run `incident-bot
+//! migrate`), never migrated.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -114,7 +115,9 @@ fn text(r: &Report, tz: Tz) -> String {
         "compared with the 7 days before",
         "compared with the period before",
     );
-    out.push_str("\n\nMonthly MTTR per severity (mean / median / max · resolved)\n");
+    out.push_str(
+        "\n\nMonthly MTTR, all severities and per severity (mean / median / max · resolved)\n",
+    );
     if r.monthly.is_empty() {
         out.push_str("No incidents in the period.\n");
     }
@@ -129,10 +132,12 @@ fn text(r: &Report, tz: Tz) -> String {
         _ => "—".into(),
     };
     for m in &r.monthly {
-        let cols: Vec<String> = m
-            .severities
-            .iter()
-            .map(|s| format!("{} {:<30}", s.severity.as_str(), cell(&s.mttr)))
+        let cols: Vec<String> = std::iter::once(format!("all {:<30}", cell(&m.mttr)))
+            .chain(
+                m.severities
+                    .iter()
+                    .map(|s| format!("{} {:<30}", s.severity.as_str(), cell(&s.mttr))),
+            )
             .collect();
         out.push_str(&format!("{}  {}\n", m.month, cols.join(" ").trim_end()));
     }
@@ -333,6 +338,7 @@ fn csv(r: &Report) -> String {
             m.incidents.to_string(),
             "incidents",
         );
+        c.stat(&m.month, "mttr_", "all", &m.mttr);
         for s in &m.severities {
             c.stat(&m.month, "mttr_", s.severity.as_str(), &s.mttr);
         }

@@ -549,17 +549,19 @@ pub fn compute(rows: &[IncidentRow], period: Period, tz: Tz, now: DateTime<Utc>)
     }
 }
 
-/// MTTR per severity of one calendar month.
+/// MTTR of one calendar month: over all severities and per severity.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MonthFigures {
     /// `2026-11`.
     pub month: String,
     pub incidents: usize,
+    /// Over the month's resolved incidents of every severity.
+    pub mttr: MttrStat,
     pub severities: Vec<SeverityFigures>,
 }
 
-/// MTTR mean, median and max per severity for each calendar month (in `tz`) that has incidents starting in
-/// `period`, oldest first.
+/// MTTR count, mean, median and max over all severities and per severity for each calendar month (in `tz`) that
+/// has incidents starting in `period`, oldest first.
 pub fn monthly(rows: &[IncidentRow], period: Period, tz: Tz) -> Vec<MonthFigures> {
     let mut months: Vec<((i32, u32), Vec<&IncidentRow>)> = Vec::new();
     let mut in_period: Vec<&IncidentRow> = rows
@@ -580,6 +582,7 @@ pub fn monthly(rows: &[IncidentRow], period: Period, tz: Tz) -> Vec<MonthFigures
         .map(|((year, month), rs)| MonthFigures {
             month: format!("{year:04}-{month:02}"),
             incidents: rs.len(),
+            mttr: MttrStat::of(rs.iter().filter_map(|r| r.mttr()).collect()),
             severities: Severity::ALL
                 .iter()
                 .map(|&s| SeverityFigures::of(s, &rs))

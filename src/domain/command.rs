@@ -25,6 +25,7 @@ pub const USAGE: &str = "\
 • `status` — current phase, timestamps and elapsed time
 • `deploys &lt;service&gt; [2h|30m|1d]` — recent deploys to a service and what it depends on
 • `list` — open incidents
+• `timeline` — this incident's timeline (📌 a message or use “Add to incident timeline” to add it)
 • `digest` — post this channel's MTTR digest now
 • `help` — this help";
 
@@ -42,6 +43,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "status",
     "deploys",
     "list",
+    "timeline",
     "digest",
     "help",
 ];
@@ -78,6 +80,8 @@ pub enum Command {
         window: Option<Duration>,
     },
     List,
+    /// `timeline`: the incident's timeline, in its channel.
+    Timeline,
     Digest,
     Help,
 }
@@ -331,6 +335,7 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
         "reopen" => no_arguments("reopen", rest, Command::Reopen),
         "status" => no_arguments("status", rest, Command::Status),
         "list" | "ls" => no_arguments("list", rest, Command::List),
+        "timeline" => no_arguments("timeline", rest, Command::Timeline),
         "digest" => no_arguments("digest", rest, Command::Digest),
         _ => match Milestone::parse(&sub) {
             Some(m) if rest.is_empty() => Ok(Command::Milestone(m)),

@@ -11,6 +11,7 @@
 //! - [`slug`]: war-room channel names.
 //! - [`text`]: untrusted text → Slack text (escaping, invisible characters, links, limits), and titles.
 //! - [`question`]: reading deploy questions asked of the bot (`was there a deploy to X recently?`).
+//! - [`timeline`]: an incident's timeline (captured messages included) for Slack and for export.
 
 pub mod alert;
 pub mod command;
@@ -24,6 +25,7 @@ pub mod question;
 pub mod severity;
 pub mod slug;
 pub mod text;
+pub mod timeline;
 
 pub use command::{parse_time_spec, parse_window, Command, StartArgs, TimeSpec, UsageError, USAGE};
 pub use duration::format_duration;

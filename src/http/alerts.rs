@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,35 +25,29 @@ use crate::errors::ApiError;
 use crate::state::AppState;
 
 /// The routes, accepting bodies up to `body_limit` bytes (`alerts.body_limit_bytes`, above the server's own
-/// limit: a storm's Alertmanager group carries every alert of the group).
+/// limit: a storm's Alertmanager group carries every alert of the group). The token or signature header is
+/// checked before a byte of the body is read, so an unauthenticated request never has its body buffered (the
+/// PagerDuty signature covers the body: the header's presence is checked first, the signature once it is read).
 pub fn router(body_limit: usize) -> Router<Arc<AppState>> {
+    let bearer_route = move |source: Source| {
+        post(move |s: State<Arc<AppState>>, h: HeaderMap, b: Body| {
+            bearer(s, h, b, source, body_limit)
+        })
+    };
     Router::new()
         .route(
             "/api/v1/alerts/alertmanager",
-            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| {
-                bearer(s, h, b, Source::Alertmanager)
-            }),
+            bearer_route(Source::Alertmanager),
         )
+        .route("/api/v1/alerts/grafana", bearer_route(Source::Grafana))
+        .route("/api/v1/alerts/datadog", bearer_route(Source::Datadog))
+        .route("/api/v1/alerts/generic", bearer_route(Source::Generic))
         .route(
-            "/api/v1/alerts/grafana",
-            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| {
-                bearer(s, h, b, Source::Grafana)
+            "/api/v1/alerts/pagerduty",
+            post(move |s: State<Arc<AppState>>, h: HeaderMap, b: Body| {
+                pagerduty(s, h, b, body_limit)
             }),
         )
-        .route(
-            "/api/v1/alerts/datadog",
-            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| {
-                bearer(s, h, b, Source::Datadog)
-            }),
-        )
-        .route(
-            "/api/v1/alerts/generic",
-            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| {
-                bearer(s, h, b, Source::Generic)
-            }),
-        )
-        .route("/api/v1/alerts/pagerduty", post(pagerduty))
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
 }
 
 impl From<FieldError> for ApiError {
@@ -66,8 +60,9 @@ impl From<FieldError> for ApiError {
 async fn bearer(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
     source: Source,
+    body_limit: usize,
 ) -> Result<Response, ApiError> {
     if state.secrets.alert_api_token.is_none() {
         return Err(ApiError::Unavailable(
@@ -79,6 +74,8 @@ async fn bearer(
         &headers,
         "ALERT_API_TOKEN",
     )?;
+    let body =
+        super::read_body(body, body_limit, "the body is over alerts.body_limit_bytes").await?;
     receive(&state, source, &body).await
 }
 
@@ -86,7 +83,8 @@ async fn bearer(
 async fn pagerduty(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
+    body_limit: usize,
 ) -> Result<Response, ApiError> {
     let Some(secret) = state.secrets.pagerduty_webhook_secret.as_ref() else {
         return Err(ApiError::Unavailable(
@@ -99,6 +97,8 @@ async fn pagerduty(
     if signature.is_none() {
         return Err(ApiError::Unauthorized("missing X-PagerDuty-Signature"));
     }
+    let body =
+        super::read_body(body, body_limit, "the body is over alerts.body_limit_bytes").await?;
     if !pagerduty_signature_ok(secret.expose().as_bytes(), signature, &body) {
         return Err(ApiError::Unauthorized("wrong X-PagerDuty-Signature"));
     }

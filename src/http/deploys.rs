@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -66,13 +66,19 @@ pub fn check_bearer(
 async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     check_bearer(
         state.secrets.deploy_api_token.as_ref(),
         &headers,
         "DEPLOY_API_TOKEN",
     )?;
+    let body = super::read_body(
+        body,
+        state.settings.http.body_limit_bytes,
+        "the body is over http.body_limit_bytes",
+    )
+    .await?;
     let now = state.clock.now();
     let events = parse_body(&body, &state.catalog, now)?;
     let outcome = deploys::insert_batch(&state.db, &events, now).await?;

@@ -7,7 +7,9 @@
 //! - [`alerts`]: `POST /api/v1/alerts/{alertmanager,grafana,datadog,generic}` (bearer token) and
 //!   `/api/v1/alerts/pagerduty` (PagerDuty V3 signature).
 //!
-//! Bodies larger than `http.body_limit_bytes` (`alerts.body_limit_bytes` on the alert routes) get 413 before any handler runs (with `Connection: close`). The
+//! Bodies larger than `http.body_limit_bytes` (`alerts.body_limit_bytes` on the alert routes) get 413 (with
+//! `Connection: close`). The routes behind a bearer token (the deploy API's `POST`, the alert routes) check it
+//! before reading a byte of the body ([`read_body`]), as the Slack routes check their signature headers. The
 //! server itself ([`server`]) bounds the time to read headers and bodies and the connections served at once.
 
 pub mod alerts;
@@ -41,6 +43,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(tower::util::MapResponseLayer::new(close_after_413))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Reads a body of at most `limit` bytes (the setting `setting` names), for a handler that first checked the
+/// request's headers: 413 over the limit.
+pub(crate) async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    setting: &'static str,
+) -> Result<axum::body::Bytes, crate::errors::ApiError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| crate::errors::ApiError::TooLarge(setting))
 }
 
 /// A body refused with 413 is left unread, so the server closes the connection after answering. Saying so

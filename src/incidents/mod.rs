@@ -1,7 +1,7 @@
 //! Incidents: the stored record ([`Incident`], data from [`crate::domain::incident`], its rows in
 //! [`crate::store::incidents`]), declaring one ([`declare`], with the start of impact it names: [`started`]),
 //! setting up its war room ([`setup`] runs the steps, [`steps`] says what each step does), and what the card shows
-//! ([`card_view`]).
+//! ([`card_view`]); the timeline people read, add messages to and export ([`timeline`]).
 
 pub mod declare;
 pub mod detection;
@@ -13,6 +13,7 @@ pub mod severity;
 pub mod started;
 pub mod steps;
 pub mod summary;
+pub mod timeline;
 pub mod timers;
 
 pub use crate::domain::incident::Incident;

@@ -122,14 +122,7 @@ pub(crate) async fn hold_unposted_line(
     tx: &mut sqlx::AnyConnection,
     event_id: &str,
 ) -> Result<bool, sqlx::Error> {
-    let held = sqlx::query(
-        "UPDATE outbox SET updated_at = updated_at WHERE id = $1 AND state = 'pending' AND attempts = 0",
-    )
-    .bind(format!("post:{event_id}"))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    Ok(held == 1)
+    store::hold_pending(tx, &format!("post:{event_id}")).await
 }
 
 /// `id` of the coalesced card refresh that alerts ask for (throttled, lane `alerts`).

@@ -392,6 +392,8 @@ pub struct HistoryMessage {
     pub text: Option<String>,
     /// Set on messages posted by a bot.
     pub bot_id: Option<String>,
+    /// Who wrote it, when a person did.
+    pub user: Option<String>,
     /// The `block_id` of each of its blocks.
     pub block_ids: Vec<String>,
 }
@@ -402,6 +404,7 @@ impl HistoryMessage {
             ts: m["ts"].as_str().unwrap_or_default().to_string(),
             text: m["text"].as_str().map(str::to_string),
             bot_id: m["bot_id"].as_str().map(str::to_string),
+            user: m["user"].as_str().map(str::to_string),
             block_ids: m["blocks"]
                 .as_array()
                 .into_iter()
@@ -544,6 +547,54 @@ impl SlackClient {
             .flatten()
             .map(HistoryMessage::from_json)
             .collect())
+    }
+
+    /// The message `ts` of `channel`, read with `conversations.history` (`latest` = `ts`, inclusive, one
+    /// message) and, when it is a thread reply (not in history), with `conversations.replies`.
+    pub async fn message_at(
+        &self,
+        channel: &str,
+        ts: &str,
+    ) -> Result<Option<HistoryMessage>, SlackError> {
+        let v = self
+            .call(
+                "conversations.history",
+                serde_json::json!({ "channel": channel, "latest": ts, "inclusive": true, "limit": 1 }),
+            )
+            .await?;
+        let pick = |v: &Value| {
+            v["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(HistoryMessage::from_json)
+                .find(|m| m.ts == ts)
+        };
+        if let Some(m) = pick(&v) {
+            return Ok(Some(m));
+        }
+        match self
+            .call(
+                "conversations.replies",
+                serde_json::json!({ "channel": channel, "ts": ts, "oldest": ts, "latest": ts, "inclusive": true }),
+            )
+            .await
+        {
+            Ok(v) => Ok(pick(&v)),
+            Err(e) if e.code() == Some("thread_not_found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `chat.getPermalink`: Slack's link to message `ts` of `channel`.
+    pub async fn permalink(&self, channel: &str, ts: &str) -> Result<Option<String>, SlackError> {
+        let v = self
+            .call(
+                "chat.getPermalink",
+                serde_json::json!({ "channel": channel, "message_ts": ts }),
+            )
+            .await?;
+        Ok(v["permalink"].as_str().map(str::to_string))
     }
 
     /// `apps.connections.open`: a Socket Mode WebSocket URL (with its one-time ticket), if Slack gave one.

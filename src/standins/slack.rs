@@ -522,6 +522,36 @@ impl SlackStandin {
         true
     }
 
+    /// Posts one message with `text` from `user` to a channel (by name or id) directly, as a person would (no
+    /// call recorded). Returns its `ts`, or None when there is no such channel.
+    pub fn say(&self, channel: &str, user: &str, text: &str) -> Option<String> {
+        self.say_in_thread(channel, None, user, text)
+    }
+
+    /// Like [`SlackStandin::say`], as a reply in the thread of `thread_ts` when given.
+    pub fn say_in_thread(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        user: &str,
+        text: &str,
+    ) -> Option<String> {
+        let mut st = self.state();
+        let i = st.find_channel(channel)?;
+        let ts = st.next_ts();
+        st.channels[i].messages.push(Message {
+            ts: ts.clone(),
+            user: user.to_string(),
+            text: text.to_string(),
+            blocks: None,
+            attachments: None,
+            thread_ts: thread_ts.map(str::to_string),
+            edited: 0,
+            files: Vec::new(),
+        });
+        Some(ts)
+    }
+
     /// Ephemeral messages posted: `(channel id, user, text)`.
     pub fn ephemerals(&self) -> Vec<(String, String, String)> {
         self.state().ephemerals.clone()
@@ -882,6 +912,7 @@ impl SlackState {
             "chat.postMessage" => self.chat_post_message(params),
             "chat.update" => self.chat_update(params),
             "chat.postEphemeral" => self.chat_post_ephemeral(params),
+            "chat.getPermalink" => self.chat_get_permalink(params),
             "pins.add" => self.pins_add(params),
             "pins.list" => self.pins_list(params),
             "bookmarks.add" => self.bookmarks_add(params),
@@ -1217,6 +1248,19 @@ impl SlackState {
         self.ephemerals.push((channel_id, user, rendered));
         let ts = self.next_ts();
         Ok(ok_with(json!({ "message_ts": ts })))
+    }
+
+    fn chat_get_permalink(&mut self, params: &Map<String, Value>) -> Result<Reply, Reply> {
+        let i = self.visible_channel(params, "channel")?;
+        let ts = p_str(params, "message_ts").ok_or_else(|| err("message_not_found"))?;
+        let ch = &self.channels[i];
+        if !ch.messages.iter().any(|m| m.ts == ts) {
+            return Err(err("message_not_found"));
+        }
+        Ok(ok_with(json!({
+            "channel": ch.id,
+            "permalink": format!("https://acme.slack.com/archives/{}/p{}", ch.id, ts.replace('.', "")),
+        })))
     }
 
     fn pins_add(&mut self, params: &Map<String, Value>) -> Result<Reply, Reply> {

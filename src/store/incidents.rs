@@ -114,6 +114,93 @@ pub async fn load_in(
     row.as_ref().map(incident_from_row).transpose()
 }
 
+/// Takes the workspace's next incident number (in the declaration's transaction, so a rolled-back declaration
+/// takes none).
+pub async fn next_number(tx: &mut sqlx::AnyConnection, team_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO workspace_counters (team_id, last_number) VALUES ($1, 1)
+         ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + 1
+         RETURNING last_number",
+    )
+    .bind(team_id)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+/// A declared incident's first row.
+pub struct NewIncident<'a> {
+    pub id: &'a str,
+    pub team_id: &'a str,
+    pub number: i64,
+    pub title: &'a str,
+    pub severity: Severity,
+    pub service: Option<&'a str>,
+    pub detection: DetectionMethod,
+    pub declared_by: &'a str,
+    pub origin_channel: Option<&'a str>,
+    pub response_url: Option<&'a str>,
+    pub started_at: DateTime<Utc>,
+    pub declared_at: DateTime<Utc>,
+}
+
+/// Inserts a declared incident's row.
+pub async fn insert(
+    tx: &mut sqlx::AnyConnection,
+    new: &NewIncident<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by,
+                                origin_channel, response_url, started_at, declared_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(new.id)
+    .bind(new.team_id)
+    .bind(new.number)
+    .bind(new.title)
+    .bind(new.severity.as_str())
+    .bind(new.service)
+    .bind(new.detection.as_str())
+    .bind(new.declared_by)
+    .bind(new.origin_channel)
+    .bind(new.response_url)
+    .bind(ms(new.started_at))
+    .bind(ms(new.declared_at))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The newest timeline line of `kind`: its id and time (epoch ms).
+pub async fn latest_event(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    kind: &str,
+) -> Result<Option<(String, i64)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, at FROM timeline_events WHERE incident_id = $1 AND kind = $2 ORDER BY at DESC LIMIT 1",
+    )
+    .bind(incident_id)
+    .bind(kind)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| Ok((r.try_get("id")?, r.try_get("at")?)))
+    .transpose()
+}
+
+/// Replaces the text of timeline line `event_id`.
+pub async fn set_timeline_detail(
+    tx: &mut sqlx::AnyConnection,
+    event_id: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE timeline_events SET detail = $1 WHERE id = $2")
+        .bind(detail)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Stores one timeline line (`timeline_events`) and returns its id.
 pub async fn add_timeline_event(
     tx: &mut sqlx::AnyConnection,
@@ -317,4 +404,122 @@ pub async fn set_card_ts(db: &Db, id: &str, ts: &str) -> Result<(), sqlx::Error>
         .execute(&db.pool)
         .await?;
     Ok(())
+}
+
+/// Every timeline line of the incident, oldest first (captured messages at their own time).
+pub async fn timeline_entries(
+    db: &Db,
+    incident_id: &str,
+) -> Result<Vec<crate::domain::timeline::Entry>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT at, kind, actor, detail, permalink, deleted FROM timeline_events
+         WHERE incident_id = $1 ORDER BY at, id",
+    )
+    .bind(incident_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(crate::domain::timeline::Entry {
+                at: from_ms(r.try_get("at")?),
+                kind: r.try_get("kind")?,
+                actor: r.try_get("actor")?,
+                detail: r.try_get("detail")?,
+                permalink: r.try_get("permalink")?,
+                deleted: r.try_get::<i64, _>("deleted")? != 0,
+            })
+        })
+        .collect()
+}
+
+/// A message captured into the incident's timeline.
+pub struct Captured<'a> {
+    pub incident_id: &'a str,
+    /// The message's Slack `ts` in the incident's channel.
+    pub message_ts: &'a str,
+    /// The message's own time.
+    pub at: DateTime<Utc>,
+    pub author: Option<&'a str>,
+    /// As Slack gave it (untrusted).
+    pub text: &'a str,
+    pub permalink: Option<&'a str>,
+}
+
+/// Stores a captured message; false (nothing stored) when the incident already holds that message.
+pub async fn capture_message(db: &Db, m: &Captured<'_>) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO timeline_events (id, incident_id, at, kind, actor, detail, message_ts, permalink)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (incident_id, message_ts) DO NOTHING",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(m.incident_id)
+    .bind(ms(m.at))
+    .bind(crate::domain::timeline::MESSAGE_KIND)
+    .bind(m.author)
+    .bind(m.text)
+    .bind(m.message_ts)
+    .bind(m.permalink)
+    .execute(&db.pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Whether the incident's timeline already holds message `message_ts`.
+pub async fn is_captured(
+    db: &Db,
+    incident_id: &str,
+    message_ts: &str,
+) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM timeline_events WHERE incident_id = $1 AND message_ts = $2",
+    )
+    .bind(incident_id)
+    .bind(message_ts)
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(n > 0)
+}
+
+/// A captured message was edited in Slack: its new text. Returns whether a captured message was changed.
+pub async fn edit_captured(
+    db: &Db,
+    incident_id: &str,
+    message_ts: &str,
+    text: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE timeline_events SET detail = $1 WHERE incident_id = $2 AND message_ts = $3",
+    )
+    .bind(text)
+    .bind(incident_id)
+    .bind(message_ts)
+    .execute(&db.pool)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// A captured message was deleted in Slack: marked deleted, its text dropped. Returns whether one was marked.
+pub async fn delete_captured(
+    db: &Db,
+    incident_id: &str,
+    message_ts: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE timeline_events SET deleted = 1, detail = '' WHERE incident_id = $1 AND message_ts = $2",
+    )
+    .bind(incident_id)
+    .bind(message_ts)
+    .execute(&db.pool)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// The incidents numbered `number` (one per workspace), oldest first.
+pub async fn by_number(db: &Db, number: i64) -> Result<Vec<Incident>, sqlx::Error> {
+    let rows = sqlx::query(select_incidents!("WHERE number = $1 ORDER BY declared_at"))
+        .bind(number)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(incident_from_row).collect()
 }

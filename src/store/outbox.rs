@@ -312,3 +312,16 @@ pub async fn posted_summaries(db: &Db, incident_id: &str) -> Result<Vec<Posted>,
         })
         .collect()
 }
+
+/// Whether job `id` is still waiting for its first attempt; if so it is held (on PostgreSQL its row is locked
+/// until the caller's transaction ends), so the caller may still change what it will do.
+pub async fn hold_pending(tx: &mut sqlx::AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
+    let held = sqlx::query(
+        "UPDATE outbox SET updated_at = updated_at WHERE id = $1 AND state = 'pending' AND attempts = 0",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(held == 1)
+}

@@ -293,3 +293,26 @@ pub async fn channel_failure(db: &Db, incident_id: &str) -> Result<Option<String
     .await?
     .flatten())
 }
+
+/// Inserts a new incident's `channel` step, the only one that waits for nothing, already claimed by `owner`
+/// until `lease_ms` after `now` (the declaring process starts it at once).
+pub async fn insert_claimed_channel(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    now: DateTime<Utc>,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner, lease_until,
+                                  updated_at)
+         VALUES ($1, 'channel', 'running', 1, $2, $3, $4, $2)",
+    )
+    .bind(incident_id)
+    .bind(ms(now))
+    .bind(owner)
+    .bind(ms(now) + lease_ms)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

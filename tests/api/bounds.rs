@@ -351,4 +351,31 @@ async fn clients_that_send_half_a_request_are_cut_off_while_others_are_served() 
     .expect("answered without the body")
     .expect("read");
     assert_eq!(&first, b"HTTP/1.1 401");
+
+    // The routes behind a token read a body only once the token (or signature header) is right: an 8 MB alert
+    // body (the alert routes take megabytes) or a 200 KB deploy body with a wrong token, or an alert without a
+    // PagerDuty signature, is refused before a byte of it is sent.
+    let wrong = "Authorization: Bearer wrong\r\n";
+    for (route, auth, length) in [
+        ("/api/v1/alerts/alertmanager", wrong, 8 << 20),
+        ("/api/v1/alerts/pagerduty", "", 8 << 20),
+        ("/api/v1/deploys", wrong, 200 << 10),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connects");
+        let head = format!(
+            "POST {route} HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n{auth}Content-Length: {length}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.expect("headers");
+        let mut first = [0u8; 12];
+        tokio::time::timeout(Duration::from_millis(500), async {
+            use tokio::io::AsyncReadExt;
+            s.read_exact(&mut first).await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{route}: answered without the body"))
+        .expect("read");
+        assert_eq!(&first, b"HTTP/1.1 401", "{route}");
+    }
 }

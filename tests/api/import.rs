@@ -295,7 +295,10 @@ async fn the_cli_imports_with_progress_lines_and_reports_in_every_format() {
         "{csv}"
     );
     let text = run(&["report", "--since", "30d"]);
-    assert!(text.contains("Monthly MTTR per severity"), "{text}");
+    assert!(
+        text.contains("Monthly MTTR, all severities and per severity"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -7,14 +7,14 @@ use crate::helpers::{spawn_app, SETUP_LIMIT};
 /// The bot scope each Web API method needs (Slack's method reference, bot tokens).
 fn scope_of(method: &str) -> Option<&'static str> {
     Some(match method {
-        "auth.test" | "views.open" | "apps.connections.open" => return None,
+        "auth.test" | "views.open" | "apps.connections.open" | "chat.getPermalink" => return None,
         "bookmarks.add" => "bookmarks:write",
         "bookmarks.list" => "bookmarks:read",
         "chat.postMessage" | "chat.update" | "chat.postEphemeral" => "chat:write",
         "conversations.create" | "conversations.setTopic" | "conversations.invite" => {
             "channels:manage"
         }
-        "conversations.history" => "channels:history",
+        "conversations.history" | "conversations.replies" => "channels:history",
         "conversations.join" => "channels:join",
         "conversations.list" | "conversations.info" => "channels:read",
         "files.getUploadURLExternal" | "files.completeUploadExternal" => "files:write",
@@ -51,7 +51,16 @@ fn the_manifest_declares_the_command_interactivity_and_mentions() {
         .iter()
         .filter_map(|e| e.as_str())
         .collect();
-    assert_eq!(events, ["app_mention"]);
+    assert_eq!(
+        events,
+        ["app_mention", "reaction_added", "message.channels"]
+    );
+    let shortcut = &m["features"]["shortcuts"][0];
+    assert_eq!(shortcut["type"], "message");
+    assert_eq!(
+        shortcut["callback_id"],
+        incident_bot::http::slack::interactions::ADD_TO_TIMELINE
+    );
 }
 
 /// Every Slack Web API method named in the bot's source (the stand-ins excepted).
@@ -94,6 +103,8 @@ async fn the_manifest_asks_for_exactly_the_scopes_of_the_methods_the_bot_calls()
     let mut expected: BTreeSet<&str> = in_source.iter().filter_map(|m| scope_of(m)).collect();
     expected.insert("commands");
     expected.insert("app_mentions:read");
+    // reaction_added events (📌 captures a message).
+    expected.insert("reactions:read");
     assert_eq!(
         declared, expected,
         "manifest scopes vs the scopes of {in_source:?}"

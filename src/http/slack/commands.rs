@@ -63,7 +63,7 @@ async fn answer(
     let outcome = match &result {
         Ok(_) if seen.usage => "usage",
         Ok(_) => "ok",
-        Err(ApiError::BadRequest { .. }) => "bad_request",
+        Err(ApiError::BadRequest { .. }) | Err(ApiError::TooLarge(_)) => "bad_request",
         Err(ApiError::Unauthorized(_)) => "unauthorized",
         Err(ApiError::Internal(_)) | Err(ApiError::Unavailable(_)) => "error",
     };
@@ -132,6 +132,14 @@ async fn run(
             Ok(StatusCode::OK.into_response())
         }
         Command::List => Box::pin(list(&state, &cmd)).await,
+        Command::Timeline => Ok(ephemeral(
+            Box::pin(crate::incidents::timeline::for_command(
+                &state,
+                &cmd.channel_id,
+                &cmd.user_id,
+            ))
+            .await?,
+        )),
         Command::Status | Command::Milestone(_) | Command::Reopen | Command::Set { .. } => {
             Box::pin(super::phases::on_slash(&state, &cmd, parsed)).await
         }

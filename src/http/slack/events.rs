@@ -5,6 +5,10 @@
 //! failed before its id was recorded.
 //!
 //! An `app_mention` is a deploy question: answered ([`crate::deploys::answer::mention_reply`]) in its thread.
+//! A 📌 (`pushpin`) `reaction_added` captures the message into its incident's timeline, and the edits and
+//! deletions (`message` events of subtype `message_changed` / `message_deleted`) of a captured message are
+//! followed ([`crate::incidents::timeline`]). Other `message` events and other reactions are recorded (each
+//! event id once) and otherwise ignored.
 
 use std::sync::Arc;
 
@@ -53,8 +57,12 @@ pub async fn handle_body(state: Arc<AppState>, body: Bytes) -> Result<Response, 
                     kind = envelope["event"]["type"].as_str().unwrap_or("?"),
                     "event received"
                 );
-                if envelope["event"]["type"].as_str() == Some("app_mention") {
-                    answer_mention(&state, &envelope["event"]);
+                let event = &envelope["event"];
+                match event["type"].as_str() {
+                    Some("app_mention") => answer_mention(&state, event),
+                    Some("reaction_added") if is_pin(event) => capture_pinned(&state, event),
+                    Some("message") => follow_edit(&state, event).await?,
+                    _ => {}
                 }
             }
             Ok(StatusCode::OK.into_response())
@@ -62,6 +70,70 @@ pub async fn handle_body(state: Arc<AppState>, body: Bytes) -> Result<Response, 
         Some(_) => Ok(StatusCode::OK.into_response()),
         None => Err(ApiError::bad("type", "missing")),
     }
+}
+
+/// Whether a `reaction_added` is a 📌 on a message.
+fn is_pin(event: &Value) -> bool {
+    event["reaction"].as_str() == Some(PUSHPIN) && event["item"]["type"] == "message"
+}
+
+/// The reaction that captures a message into the incident timeline.
+const PUSHPIN: &str = "pushpin";
+
+/// A 📌 on a message: captures it into its channel's incident timeline in the background and tells the person
+/// who reacted, once. A 📌 outside incident channels is left alone.
+fn capture_pinned(state: &Arc<AppState>, event: &Value) {
+    let (Some(channel), Some(ts), Some(user)) = (
+        event["item"]["channel"].as_str(),
+        event["item"]["ts"].as_str(),
+        event["user"].as_str(),
+    ) else {
+        tracing::warn!("reaction_added without item.channel, item.ts or user");
+        return;
+    };
+    let (channel, ts, user) = (channel.to_string(), ts.to_string(), user.to_string());
+    let state = state.clone();
+    tokio::spawn(async move {
+        use crate::incidents::timeline::{self, Outcome};
+        match timeline::capture(&state, &channel, &ts, None).await {
+            Ok(Outcome::Added(key)) => {
+                if let Err(e) = state
+                    .slack
+                    .post_ephemeral(&channel, &user, &timeline::added_line(&key))
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not confirm a captured message");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "could not capture a message"),
+        }
+    });
+}
+
+/// A `message_changed` / `message_deleted` event: a captured copy follows.
+async fn follow_edit(state: &AppState, event: &Value) -> Result<(), ApiError> {
+    let channel = event["channel"].as_str().unwrap_or_default();
+    match event["subtype"].as_str() {
+        Some("message_changed") => {
+            let m = &event["message"];
+            // A deleted thread parent stays as a "tombstone": for the timeline it is deleted.
+            if m["subtype"].as_str() == Some("tombstone") {
+                if let Some(ts) = m["ts"].as_str() {
+                    crate::incidents::timeline::deleted(state, channel, ts).await?;
+                }
+            } else if let (Some(ts), Some(text)) = (m["ts"].as_str(), m["text"].as_str()) {
+                crate::incidents::timeline::edited(state, channel, ts, text).await?;
+            }
+        }
+        Some("message_deleted") => {
+            if let Some(ts) = event["deleted_ts"].as_str() {
+                crate::incidents::timeline::deleted(state, channel, ts).await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Records `event_id`; false when it was already handled (a Slack retry).

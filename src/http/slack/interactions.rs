@@ -1,4 +1,5 @@
-//! `POST /slack/interactions`: button clicks and modal submissions (`payload=<json>` form bodies).
+//! `POST /slack/interactions`: button clicks, modal submissions and the "Add to incident timeline" message
+//! shortcut (`payload=<json>` form bodies).
 
 use std::sync::Arc;
 
@@ -74,6 +75,10 @@ async fn answer(
                 super::roles::on_take_command(&state, &payload).await
             }
             "block_actions" => super::phases::on_block_actions(&state, &payload).await,
+            "message_action" if payload["callback_id"].as_str() == Some(ADD_TO_TIMELINE) => {
+                add_to_timeline(&state, &payload);
+                Ok(StatusCode::OK.into_response())
+            }
             _ => Ok(StatusCode::OK.into_response()),
         }
     };
@@ -86,6 +91,48 @@ async fn answer(
             Ok(StatusCode::OK.into_response())
         }
     }
+}
+
+/// The `callback_id` of the "Add to incident timeline" message shortcut (`manifest.yml`).
+pub const ADD_TO_TIMELINE: &str = "add_to_timeline";
+
+/// The "Add to incident timeline" shortcut on a message: captures it (the payload carries the whole message)
+/// into its channel's incident timeline in the background, and tells the person who used it what happened.
+fn add_to_timeline(state: &Arc<AppState>, p: &Value) {
+    use crate::incidents::timeline::{self, Known, Outcome};
+    let channel = p["channel"]["id"].as_str().unwrap_or_default().to_string();
+    let message = &p["message"];
+    let ts = message["ts"]
+        .as_str()
+        .or(p["message_ts"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let known = Known {
+        author: message["user"]
+            .as_str()
+            .or(message["bot_id"].as_str())
+            .map(str::to_string),
+        text: message["text"].as_str().unwrap_or_default().to_string(),
+    };
+    let state2 = state.clone();
+    let p = p.clone();
+    tokio::spawn(async move {
+        let said = match timeline::capture(&state2, &channel, &ts, Some(known)).await {
+            Ok(Outcome::Added(key)) => timeline::added_line(&key),
+            Ok(Outcome::Already(key)) => format!("That message is already on {key}'s timeline."),
+            Ok(Outcome::NotIncident) => {
+                "This channel is not an incident's channel, so there is no timeline \
+                to add to. Use “Add to incident timeline” in the incident's own channel."
+                    .to_string()
+            }
+            Ok(Outcome::Gone) => "That message is gone.".to_string(),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "could not capture a message");
+                "⚠️ Could not add that message to the timeline; try again in a moment.".to_string()
+            }
+        };
+        super::phases::tell_later(&state2, &p, said);
+    });
 }
 
 /// The method a click on the card's "How was this detected?" buttons answers.
