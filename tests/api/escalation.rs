@@ -2,60 +2,25 @@
 //! secondary again; an incident left unresolved pages the escalation target. Timers are rows in the database, so
 //! they fire after a restart, and exactly once with two bots on one database.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
-use incident_bot::clock::{Clock, ManualClock};
-use incident_bot::standins::harness::{settings_for, Harness};
+use incident_bot::standins::harness::Harness;
 use incident_bot::standins::pager::PagerStandin;
-use incident_bot::standins::slack::{blocks_to_text, Fault, SlackStandin};
+use incident_bot::standins::slack::{blocks_to_text, Fault};
 
-use crate::helpers::{fresh_database_url, SETUP_LIMIT};
+use crate::helpers::{declare_ready as declare, World};
+
+/// A bot of the world without the reminder of a P1 without a commander (tests/api/roles.rs), which would add its
+/// own line at 5 minutes.
+async fn bot(w: &World) -> Harness {
+    w.bot_with(|s| s.incidents.ic_reminder_minutes = 10_000)
+        .await
+}
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn minutes(m: i64) -> chrono::Duration {
     chrono::Duration::minutes(m)
-}
-
-/// Stand-ins, a fresh database and a manual clock shared by every bot a test starts.
-struct World {
-    slack: SlackStandin,
-    pager: PagerStandin,
-    db_url: String,
-    clock: Arc<ManualClock>,
-}
-
-impl World {
-    async fn new() -> World {
-        World {
-            slack: SlackStandin::start().await.unwrap(),
-            pager: PagerStandin::start().await.unwrap(),
-            db_url: fresh_database_url().await,
-            clock: Arc::new(ManualClock::new(
-                Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap(),
-            )),
-        }
-    }
-
-    async fn bot(&self) -> Harness {
-        let mut settings = settings_for(&self.slack, &self.pager, &self.db_url);
-        // The reminder of a P1 without a commander (tests/api/roles.rs) would add its own line at 5 minutes.
-        settings.incidents.ic_reminder_minutes = 10_000;
-        let clock: Arc<dyn Clock> = self.clock.clone();
-        Harness::start_with(settings, self.slack.clone(), self.pager.clone(), clock)
-            .await
-            .unwrap()
-    }
-}
-
-async fn declare(bot: &Harness, text: &str) -> String {
-    let (status, reply) = bot.slash(text).await.unwrap();
-    assert_eq!(status, 200, "{reply}");
-    let id = bot.incident_id(1).await.unwrap();
-    bot.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
-    id
 }
 
 /// Waits until `cond` holds, giving the 200 ms timer tick time to run.
@@ -106,7 +71,7 @@ fn alert_keys(pager: &PagerStandin) -> Vec<(String, u32)> {
 #[tokio::test]
 async fn an_unacknowledged_p1_pages_the_secondary_again_after_five_minutes_and_says_so() {
     let w = World::new().await;
-    let bot = w.bot().await;
+    let bot = bot(&w).await;
     let id = declare(&bot, "start Payments down sev:P1 service:payments").await;
     let first = format!("incident-bot-{id}");
     assert_eq!(alert_keys(&w.pager), vec![(first.clone(), 1)]);
@@ -169,7 +134,7 @@ async fn an_unacknowledged_p1_pages_the_secondary_again_after_five_minutes_and_s
 #[tokio::test]
 async fn a_p1_acknowledged_in_time_is_not_escalated() {
     let w = World::new().await;
-    let bot = w.bot().await;
+    let bot = bot(&w).await;
     let id = declare(&bot, "start Payments down sev:P1 service:payments").await;
     w.clock.advance(minutes(3));
     assert_eq!(bot.click("U0PAYONC1", "phase_ack", &id).await.unwrap(), 200);
@@ -186,7 +151,7 @@ async fn when_the_first_page_never_went_out_the_escalation_pages_with_the_origin
     let w = World::new().await;
     // PagerDuty refuses the first page (a 400 is not retried): the setup step fails.
     w.pager.fail_next("pagerduty", Fault::Status(400));
-    let bot = w.bot().await;
+    let bot = bot(&w).await;
     let id = declare(&bot, "start Payments down sev:P1 service:payments").await;
     let steps = incident_bot::incidents::setup::step_report(&bot.state.db, &id)
         .await
@@ -215,7 +180,7 @@ async fn when_the_first_page_never_went_out_the_escalation_pages_with_the_origin
 #[tokio::test]
 async fn an_incident_unresolved_after_thirty_minutes_pages_the_escalation_target() {
     let w = World::new().await;
-    let bot = w.bot().await;
+    let bot = bot(&w).await;
     let id = declare(&bot, "start Slow refunds sev:P2 service:payments").await;
     w.clock.advance(minutes(1));
     assert_eq!(bot.click("U0PAYONC1", "phase_ack", &id).await.unwrap(), 200);
@@ -252,7 +217,7 @@ async fn an_incident_unresolved_after_thirty_minutes_pages_the_escalation_target
 #[tokio::test]
 async fn a_resolved_incident_is_not_escalated_and_a_service_without_a_route_says_so() {
     let w = World::new().await;
-    let bot = w.bot().await;
+    let bot = bot(&w).await;
     // search has a pager but no escalation route in the catalog.
     let id = declare(&bot, "start Search slow sev:P3 service:search").await;
     w.clock.advance(minutes(31));
@@ -273,7 +238,7 @@ async fn a_resolved_incident_is_not_escalated_and_a_service_without_a_route_says
 #[tokio::test]
 async fn timers_survive_a_restart_and_fire_once_with_two_bots_on_one_database() {
     let w = World::new().await;
-    let first = w.bot().await;
+    let first = bot(&w).await;
     let id = declare(&first, "start Checkout down sev:P1 service:payments").await;
     // The timers are armed within a tick of the declaration; then the first bot goes away.
     let deadline = tokio::time::Instant::now() + LIMIT;
@@ -294,8 +259,8 @@ async fn timers_survive_a_restart_and_fire_once_with_two_bots_on_one_database() 
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     w.clock.advance(minutes(6));
-    let a = w.bot().await;
-    let b = w.bot().await;
+    let a = bot(&w).await;
+    let b = bot(&w).await;
     let key = format!("incident-bot-{id}-escalation-ack");
     eventually("the escalation page", || {
         alert_keys(&w.pager).iter().any(|(k, _)| k == &key)

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use incident_bot::clock::Clock;
+use incident_bot::clock::{Clock, ManualClock};
 use incident_bot::config::Settings;
 use incident_bot::standins::harness::{settings_for, Harness};
 use incident_bot::standins::pager::PagerStandin;
@@ -144,4 +144,54 @@ pub async fn response_containing(app: &TestApp, needle: &str, limit: Duration) -
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Stand-ins, a fresh database and a manual clock shared by every bot a test starts (restarts, replicas).
+#[allow(dead_code)]
+pub struct World {
+    pub slack: SlackStandin,
+    pub pager: PagerStandin,
+    pub db_url: String,
+    pub clock: Arc<ManualClock>,
+}
+
+#[allow(dead_code)]
+impl World {
+    /// The clock starts at Wednesday 2026-11-25 09:00 UTC.
+    pub async fn new() -> World {
+        World {
+            slack: SlackStandin::start().await.unwrap(),
+            pager: PagerStandin::start().await.unwrap(),
+            db_url: fresh_database_url().await,
+            clock: Arc::new(ManualClock::new(
+                chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 25, 9, 0, 0).unwrap(),
+            )),
+        }
+    }
+
+    /// A bot on the world's database and clock, with default test settings.
+    pub async fn bot(&self) -> Harness {
+        self.bot_with(|_| {}).await
+    }
+
+    /// Like [`World::bot`], with settings adjusted by `tweak`.
+    pub async fn bot_with(&self, tweak: impl FnOnce(&mut Settings)) -> Harness {
+        let mut settings = settings_for(&self.slack, &self.pager, &self.db_url);
+        tweak(&mut settings);
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        Harness::start_with(settings, self.slack.clone(), self.pager.clone(), clock)
+            .await
+            .unwrap()
+    }
+}
+
+/// `/incident start <text>` on `bot`, answered 200; waits until the new incident's war room is set up and
+/// returns its id.
+#[allow(dead_code)]
+pub async fn declare_ready(bot: &Harness, text: &str) -> String {
+    let (status, reply) = bot.slash(text).await.unwrap();
+    assert_eq!(status, 200, "{reply}");
+    let id = bot.incident_id(declared_number(&reply)).await.unwrap();
+    bot.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
+    id
 }
