@@ -22,6 +22,7 @@ pub const USAGE: &str = "\
 • `set &lt;started|ack|identified|fixed|resolved&gt; &lt;HH:MM|ISO-8601&gt;` — correct a timestamp
 • `role &lt;ic|comms&gt; &lt;@user|me&gt;` — give the incident commander or comms lead role, in the incident channel
 • `sev &lt;P1|P2|P3&gt;` — change the severity, in the incident channel
+• `update` — post a status update (form), in the incident channel and the announcement's thread
 • `status` — current phase, timestamps and elapsed time
 • `deploys &lt;service&gt; [2h|30m|1d]` — recent deploys to a service and what it depends on
 • `list` — open incidents
@@ -40,6 +41,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "set",
     "role",
     "sev",
+    "update",
     "status",
     "deploys",
     "list",
@@ -73,6 +75,8 @@ pub enum Command {
     },
     /// `sev P1|P2|P3`: change the severity.
     Severity(Severity),
+    /// `update`: open the status update form, in the incident channel.
+    Update,
     Status,
     /// `deploys <service> [window]`; `window` is `None` when not given (the caller picks the default).
     Deploys {
@@ -332,6 +336,7 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
                 }),
             _ => Err(UsageError::new("use `/incident sev P1`, `P2` or `P3`")),
         },
+        "update" => no_arguments("update", rest, Command::Update),
         "reopen" => no_arguments("reopen", rest, Command::Reopen),
         "status" => no_arguments("status", rest, Command::Status),
         "list" | "ls" => no_arguments("list", rest, Command::List),

@@ -507,6 +507,44 @@ pub fn declare_modal(services: &[String], origin_channel: &str) -> Value {
     })
 }
 
+/// The `callback_id` of the status update form.
+pub const UPDATE_CALLBACK_ID: &str = "incident_update";
+
+/// The status update form (`/incident update`) of incident `incident_id` (`private_metadata`), titled with its
+/// key. `statuses` are (value, label) pairs for the select; a typed status takes precedence.
+pub fn update_modal(
+    incident_id: &str,
+    key: &str,
+    statuses: &[(&str, &str)],
+    default_minutes: i64,
+    max_minutes: i64,
+) -> Value {
+    let options: Vec<Value> = statuses
+        .iter()
+        .map(|(v, l)| json!({ "text": { "type": "plain_text", "text": *l }, "value": *v }))
+        .collect();
+    json!({
+        "type": "modal",
+        "callback_id": UPDATE_CALLBACK_ID,
+        "private_metadata": incident_id,
+        "title": { "type": "plain_text", "text": text::cut_plain(&format!("Update {key}"), 24) },
+        "submit": { "type": "plain_text", "text": "Post update" },
+        "close": { "type": "plain_text", "text": "Cancel" },
+        "blocks": [
+            { "type": "input", "block_id": "status", "optional": true, "label": { "type": "plain_text", "text": "Status" },
+              "element": { "type": "static_select", "action_id": "value", "options": options } },
+            { "type": "input", "block_id": "status_text", "optional": true,
+              "label": { "type": "plain_text", "text": "…or in your own words" },
+              "element": { "type": "plain_text_input", "action_id": "value", "max_length": 80 } },
+            { "type": "input", "block_id": "impact", "label": { "type": "plain_text", "text": "Impact" },
+              "element": { "type": "plain_text_input", "action_id": "value", "multiline": true, "max_length": 1500 } },
+            { "type": "input", "block_id": "next", "label": { "type": "plain_text", "text": "Next update in (minutes)" },
+              "element": { "type": "number_input", "action_id": "value", "is_decimal_allowed": false,
+                "initial_value": default_minutes.to_string(), "min_value": "1", "max_value": max_minutes.to_string() } }
+        ]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -323,6 +323,8 @@ pub struct Post<'a> {
     pub no_unfurl_links: bool,
     /// `unfurl_media: false`.
     pub no_unfurl_media: bool,
+    /// Posted as a reply in the thread of this message (`chat.postMessage` only).
+    pub thread_ts: Option<&'a str>,
 }
 
 impl<'a> Post<'a> {
@@ -334,6 +336,7 @@ impl<'a> Post<'a> {
             blocks: None,
             no_unfurl_links: false,
             no_unfurl_media: false,
+            thread_ts: None,
         }
     }
 
@@ -356,6 +359,9 @@ impl<'a> Post<'a> {
         }
         if self.no_unfurl_media {
             args["unfurl_media"] = Value::Bool(false);
+        }
+        if let Some(ts) = self.thread_ts {
+            args["thread_ts"] = Value::from(ts);
         }
         args
     }

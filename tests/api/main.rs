@@ -28,4 +28,5 @@ mod socket_mode;
 mod startup_checks;
 mod timeline;
 mod untrusted;
+mod updates;
 mod upgrade;

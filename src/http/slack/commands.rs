@@ -145,6 +145,7 @@ async fn run(
         }
         Command::Role { .. } => Box::pin(super::roles::on_slash(&state, &cmd, parsed)).await,
         Command::Severity(to) => Box::pin(super::severity::on_slash(&state, &cmd, to)).await,
+        Command::Update => Box::pin(super::updates::on_slash(&state, &cmd)).await,
         Command::Deploys { service, window } => Ok(ephemeral(
             Box::pin(crate::deploys::answer::for_command(
                 &state, &service, window,

@@ -65,6 +65,9 @@ async fn answer(
             {
                 submit_declare(&state, &payload).await
             }
+            "view_submission" if super::updates::is_update_form(&payload) => {
+                super::updates::on_submit(&state, &payload).await
+            }
             "block_actions" if detection_answer(&payload).is_some() => {
                 on_detection_answer(&state, &payload).await
             }
