@@ -575,6 +575,9 @@ async fn announcement_ts(state: &AppState, inc: &Incident) -> Result<Option<Stri
 /// A status update, as a reply in the thread of the broadcast announcement (after the announcement step has
 /// run). A retry after an interrupted attempt posts again: thread replies are not in `conversations.history`.
 async fn thread(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Run> {
+    if inc.private {
+        return Ok(done("private incident: no reply in the broadcast channel"));
+    }
     if !step_settled(&state.db, &inc.id, "announce").await? {
         return Ok(Run::Later(WAIT_FOR_SETUP));
     }
@@ -721,6 +724,11 @@ async fn compute_summary(state: &AppState, inc: &Incident) -> Result<Option<Summ
 
 async fn summary(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Result<Run, Run> {
     let broadcast = job.payload["target"].as_str() == Some("broadcast");
+    if broadcast && inc.private {
+        return Ok(done(
+            "private incident: no summary in the broadcast channel",
+        ));
+    }
     let newer = store::newer_summaries(&state.db, &inc.id, job.seq, &job.payload).await?;
     if newer > 0 {
         return Ok(done("superseded by a later resolution"));
@@ -901,14 +909,14 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
         summary: format!(
             "[{}] {key} {} ({service}) — {what}",
             inc.severity.as_str(),
-            inc.title
+            crate::pager::title_of(inc)
         ),
         severity: inc.severity,
         source: service.clone(),
         link,
         details: json!({
             "incident": key,
-            "title": inc.title,
+            "title": crate::pager::title_of(inc),
             "escalation": which.as_str(),
             "role": match which { Escalation::Ack | Escalation::Upgrade => "secondary on-call", Escalation::Unresolved => "escalation target" },
         }),

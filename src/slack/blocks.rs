@@ -430,6 +430,9 @@ pub fn unknown_service_line(name: &str, suggestions: &[String]) -> String {
 
 /// The announcement's notification text.
 pub fn announcement_text(inc: &Incident) -> String {
+    if inc.private {
+        return private_announcement(inc);
+    }
     format!(
         "{} {} declared: {} ({}, {})",
         severity_emoji(inc.severity),
@@ -440,8 +443,23 @@ pub fn announcement_text(inc: &Incident) -> String {
     )
 }
 
-/// The broadcast-channel message.
+/// All the broadcast channel learns of a private incident: that one was declared, and by whom.
+pub fn private_announcement(inc: &Incident) -> String {
+    format!(
+        "🔒 A private incident was declared by {}",
+        text::user(&inc.declared_by)
+    )
+}
+
+/// The broadcast-channel message (for a private incident, [`private_announcement`] only).
 pub fn announcement(inc: &Incident, channel_link: Option<&str>) -> Value {
+    if inc.private {
+        return json!([{
+            "type": "section",
+            "block_id": announce_block_id(&inc.id),
+            "text": { "type": "mrkdwn", "text": private_announcement(inc) }
+        }]);
+    }
     let room = match (&inc.channel_id, channel_link) {
         (Some(c), _) => format!("War room: {}", text::channel(c)),
         (None, _) => "No war-room channel could be created.".to_string(),
@@ -502,7 +520,11 @@ pub fn declare_modal(services: &[String], origin_channel: &str) -> Value {
                 "options": [opt("alert", "alert"), opt("customer", "customer"), opt("engineer", "engineer")] } },
             { "type": "input", "block_id": "started", "optional": true,
               "label": { "type": "plain_text", "text": "Impact started (HH:MM or -20m; empty = now)" },
-              "element": { "type": "plain_text_input", "action_id": "value" } }
+              "element": { "type": "plain_text_input", "action_id": "value" } },
+            { "type": "input", "block_id": "private", "optional": true, "label": { "type": "plain_text", "text": "Private" },
+              "element": { "type": "checkboxes", "action_id": "value", "options": [
+                { "text": { "type": "plain_text", "text": "Private: a private channel; its title stays out of other channels" }, "value": "yes" }
+              ] } }
         ]
     })
 }

@@ -450,12 +450,17 @@ impl SlackClient {
         self.call("chat.update", args).await.map(|_| ())
     }
 
-    /// `conversations.create` of a public channel; `None` when Slack answered without a channel id.
-    pub async fn create_channel(&self, name: &str) -> Result<Option<Channel>, SlackError> {
+    /// `conversations.create` of a public (or, with `private`, a private) channel; `None` when Slack answered
+    /// without a channel id.
+    pub async fn create_channel(
+        &self,
+        name: &str,
+        private: bool,
+    ) -> Result<Option<Channel>, SlackError> {
         let v = self
             .call(
                 "conversations.create",
-                serde_json::json!({ "name": name, "is_private": false }),
+                serde_json::json!({ "name": name, "is_private": private }),
             )
             .await?;
         Ok(v["channel"]["id"].as_str().map(|id| Channel {

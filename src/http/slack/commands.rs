@@ -192,6 +192,7 @@ async fn start(
             detection: args.via,
             started_at: started.as_ref().map(|s| s.at),
             sighting,
+            private: args.private,
         },
     )
     .await?;

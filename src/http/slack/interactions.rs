@@ -251,6 +251,9 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
             started_at: started.as_ref().map(|s| s.at),
             // Recorded as seen before the submission was read (see `answer`).
             sighting: None,
+            private: values["private"]["value"]["selected_options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|o| o["value"] == "yes")),
         },
     )
     .await?
