@@ -120,6 +120,20 @@ async fn a_private_incident_keeps_its_title_and_channel_out_of_every_other_chann
     app.wait_for_effects(&id, LIMIT).await.unwrap();
     let (s, _) = app.slash("digest").await.unwrap();
     assert_eq!(s, 200);
+    // Asked elsewhere, the open incidents name it by number only (ephemeral replies, not Slack calls).
+    let (_, listed) = app.slash("list").await.unwrap();
+    let listed = listed.to_string();
+    assert!(listed.contains("🔒 *INC-1* private incident"), "{listed}");
+    assert!(
+        !listed.contains("Zorblax") && !listed.contains(&chan),
+        "{listed}"
+    );
+    let (_, elsewhere) = app.slash("sev P3").await.unwrap();
+    let elsewhere = elsewhere.to_string();
+    assert!(
+        !elsewhere.contains("Zorblax") && !elsewhere.contains(&chan),
+        "{elsewhere}"
+    );
     let (s, _) = app.slash_as("U0DECLARER", &chan, "resolved").await.unwrap();
     assert_eq!(s, 200);
     app.wait_for_effects(&id, LIMIT).await.unwrap();

@@ -263,6 +263,14 @@ async fn list(state: &AppState, cmd: &SlashCommand) -> Result<Response, ApiError
         .iter()
         .take(LIST_MAX)
         .map(|i| {
+            if i.private {
+                // Neither its title nor its channel: whoever asks may not be in it.
+                return format!(
+                    "🔒 *{}* private incident · {}",
+                    i.key(),
+                    i.timeline.status().label()
+                );
+            }
             let room = i
                 .channel_id
                 .as_deref()
