@@ -120,6 +120,23 @@ async fn a_private_incident_keeps_its_title_and_channel_out_of_every_other_chann
     app.wait_for_effects(&id, LIMIT).await.unwrap();
     let (s, _) = app.slash("digest").await.unwrap();
     assert_eq!(s, 200);
+    // The digest counts it (open at the end of the period) without naming it.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let digest = loop {
+        let found = app
+            .slack
+            .calls_to("chat.postMessage")
+            .into_iter()
+            .map(|c| Value::Object(c.params).to_string())
+            .find(|p| p.contains("Incidents:"));
+        if let Some(d) = found {
+            break d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no digest posted");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(digest.contains("open at the end 1"), "{digest}");
+    assert!(digest.contains("🔒 private incident"), "{digest}");
     // Asked elsewhere, the open incidents name it by number only (ephemeral replies, not Slack calls).
     let (_, listed) = app.slash("list").await.unwrap();
     let listed = listed.to_string();
