@@ -111,6 +111,8 @@ pub struct IncidentSettings {
     pub unresolved_escalation_minutes: i64,
     /// A P1 with no incident commander this many minutes after its declaration gets one reminder in its channel.
     pub ic_reminder_minutes: i64,
+    /// Whether the broadcast channel is told "🔒 A private incident was declared by @user" (false: nothing).
+    pub private_announce: bool,
     /// Time zone used when a user's own is unknown.
     pub default_timezone: String,
     /// How often due timers (escalations, end of monitoring) and pending Slack/pager updates are looked for.
@@ -238,6 +240,7 @@ impl Default for IncidentSettings {
             p1_ack_escalation_minutes: 5,
             unresolved_escalation_minutes: 30,
             ic_reminder_minutes: 5,
+            private_announce: true,
             default_timezone: "UTC".into(),
             timer_tick_ms: 200,
         }

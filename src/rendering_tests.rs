@@ -49,6 +49,7 @@ fn incident(h: &Hostile, resolved: bool) -> Incident {
             .unwrap();
     }
     Incident {
+        private: false,
         id: "inc-hostile".into(),
         team_id: "T1".into(),
         number: 42,

@@ -60,6 +60,7 @@ pub(super) async fn declare(
         started_at: Some(c.alert.starts_at),
         // Alerts are made exactly once by their own table (one row per source, fingerprint, status, start).
         sighting: None,
+        private: false,
     };
     let mut tx = state.db.begin_write().await?;
     let inc = store_in(

@@ -17,11 +17,12 @@ use super::text::{self, Title};
 /// Short help listing every command (Slack mrkdwn).
 pub const USAGE: &str = "\
 *Usage:* `/incident &lt;command&gt;`
-• `start &lt;title&gt; [sev:P1|P2|P3] [service:&lt;name&gt;] [via:alert|customer|engineer] [started:&lt;HH:MM|-20m&gt;]` — declare an incident (options anywhere; no title opens a form)
+• `start &lt;title&gt; [sev:P1|P2|P3] [service:&lt;name&gt;] [via:alert|customer|engineer] [started:&lt;HH:MM|-20m&gt;] [private:yes]` — declare an incident (options anywhere; no title opens a form)
 • `ack` · `identified` · `fixed` · `resolved` · `reopen` — record a phase, in the incident channel
 • `set &lt;started|ack|identified|fixed|resolved&gt; &lt;HH:MM|ISO-8601&gt;` — correct a timestamp
 • `role &lt;ic|comms&gt; &lt;@user|me&gt;` — give the incident commander or comms lead role, in the incident channel
 • `sev &lt;P1|P2|P3&gt;` — change the severity, in the incident channel
+• `update` — post a status update (form), in the incident channel and the announcement's thread
 • `status` — current phase, timestamps and elapsed time
 • `deploys &lt;service&gt; [2h|30m|1d]` — recent deploys to a service and what it depends on
 • `list` — open incidents
@@ -40,6 +41,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "set",
     "role",
     "sev",
+    "update",
     "status",
     "deploys",
     "list",
@@ -73,6 +75,8 @@ pub enum Command {
     },
     /// `sev P1|P2|P3`: change the severity.
     Severity(Severity),
+    /// `update`: open the status update form, in the incident channel.
+    Update,
     Status,
     /// `deploys <service> [window]`; `window` is `None` when not given (the caller picks the default).
     Deploys {
@@ -105,6 +109,8 @@ pub struct StartArgs {
     pub via: DetectionMethod,
     /// When impact began, if the declarer said; otherwise the declaration time.
     pub started: Option<TimeSpec>,
+    /// `private:yes`: a private channel, and nothing of it in the broadcast channel but that it was declared.
+    pub private: bool,
 }
 
 /// Bad input; `message` is a one-line reason to show next to [`USAGE`].
@@ -332,6 +338,7 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
                 }),
             _ => Err(UsageError::new("use `/incident sev P1`, `P2` or `P3`")),
         },
+        "update" => no_arguments("update", rest, Command::Update),
         "reopen" => no_arguments("reopen", rest, Command::Reopen),
         "status" => no_arguments("status", rest, Command::Status),
         "list" | "ls" => no_arguments("list", rest, Command::List),
@@ -373,6 +380,7 @@ fn parse_start(rest: &[&str]) -> Result<Command, UsageError> {
     let mut service = None;
     let mut via = None;
     let mut started = None;
+    let mut private = None;
     let mut i = 0;
     while i < rest.len() {
         let token = rest[i];
@@ -387,6 +395,7 @@ fn parse_start(rest: &[&str]) -> Result<Command, UsageError> {
             "service" | "svc" => "service",
             "via" => "via",
             "started" => "started",
+            "private" => "private",
             _ => {
                 words.push(token);
                 continue;
@@ -397,6 +406,7 @@ fn parse_start(rest: &[&str]) -> Result<Command, UsageError> {
                 "sev" => "`sev:` needs a value: P1, P2 or P3",
                 "service" => "`service:` needs a service name",
                 "via" => "`via:` needs a value: alert, customer or engineer",
+                "private" => "`private:` needs a value: yes or no",
                 _ => "`started:` needs a time: HH:MM or -20m",
             }));
         }
@@ -426,6 +436,21 @@ fn parse_start(rest: &[&str]) -> Result<Command, UsageError> {
                     ))
                 })?;
                 if via.replace(method).is_some() {
+                    return Err(duplicate());
+                }
+            }
+            "private" => {
+                let yes = match value.to_ascii_lowercase().as_str() {
+                    "yes" | "y" | "true" | "1" => true,
+                    "no" | "n" | "false" | "0" => false,
+                    _ => {
+                        return Err(UsageError::new(format!(
+                            "`private:{}` — use `private:yes` or `private:no`",
+                            short(value)
+                        )))
+                    }
+                };
+                if private.replace(yes).is_some() {
                     return Err(duplicate());
                 }
             }
@@ -461,6 +486,7 @@ fn parse_start(rest: &[&str]) -> Result<Command, UsageError> {
         service,
         via: via.unwrap_or_default(),
         started,
+        private: private.unwrap_or(false),
     }))
 }
 
@@ -631,6 +657,12 @@ mod tests {
         assert_eq!(a.via, DetectionMethod::Customer);
         assert_eq!(a.started, Some(clock(14, 5)));
         assert_eq!(start("start x sev:p3").severity, Severity::P3);
+        assert!(start("start x private:yes").private);
+        assert!(!start("start x private:no").private);
+        assert!(!start("start x").private);
+        assert!(err("start x private:maybe").contains("private:yes"));
+        assert!(err("start x private:yes private:no").contains("twice"));
+        assert_eq!(parse("update"), Ok(Command::Update));
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Incident {
     pub channel_id: Option<String>,
     pub channel_name: Option<String>,
     pub card_ts: Option<String>,
+    /// Declared private: a private channel; the broadcast channel, digests and pages never see its title.
+    pub private: bool,
     pub timeline: Timeline,
     /// Who holds the incident's roles.
     pub roles: Roles,

@@ -44,6 +44,8 @@ pub struct DeclareRequest {
     /// The signed Slack request that asked, recorded as seen in the declaration's own transaction (one write
     /// instead of two on the acknowledgement's path): a byte-identical replay declares nothing.
     pub sighting: Option<Sighting>,
+    /// A private incident (`private:yes`, the form's checkbox).
+    pub private: bool,
 }
 
 /// Declares: stores the incident (see the module doc) and starts its war room. The caller acknowledges once
@@ -122,6 +124,7 @@ pub async fn store_in(
             response_url: req.response_url.as_deref(),
             started_at,
             declared_at: now,
+            private: req.private,
         },
     )
     .await?;
@@ -141,6 +144,7 @@ pub async fn store_in(
         channel_id: None,
         channel_name: None,
         card_ts: None,
+        private: req.private,
         timeline: Timeline::new(started_at, now),
         roles: Default::default(),
         version: 0,
@@ -171,6 +175,7 @@ mod tests {
             detection: DetectionMethod::default(),
             started_at: None,
             sighting: None,
+            private: false,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod steps;
 pub mod summary;
 pub mod timeline;
 pub mod timers;
+pub mod updates;
 
 pub use crate::domain::incident::Incident;
 pub use crate::store::incidents::{by_channel, load, open};

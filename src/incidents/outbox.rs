@@ -81,6 +81,25 @@ pub(crate) async fn post_line(
     .await
 }
 
+/// Post timeline event `event_id` (a status update) as a reply in the thread of the broadcast announcement.
+pub(crate) async fn post_in_announcement_thread(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    event_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    store::insert(
+        tx,
+        &format!("thread:{event_id}"),
+        incident_id,
+        "slack",
+        "thread",
+        &json!({ "event_id": event_id }),
+        now,
+    )
+    .await
+}
+
 /// Re-render the pinned card (`chat.update`).
 pub(crate) async fn refresh_card(
     tx: &mut sqlx::AnyConnection,
@@ -307,6 +326,7 @@ pub async fn problems(db: &Db, incident_id: &str) -> Result<Vec<String>, sqlx::E
             "summary" | "summary_refresh" => "MTTR summary",
             "page" => "escalation page",
             "severity" => "topic and announcement update",
+            "thread" => "status update in the announcement thread",
             _ => "update",
         };
         let how = if r.failed {
@@ -376,6 +396,7 @@ async fn run(state: &AppState, job: &Job, inc: &Incident) -> Run {
         "page" => escalate(state, job, inc).await,
         "alert_prompt" => prompt(state, job, inc, attempt).await,
         "severity" => severity(state, inc).await,
+        "thread" => thread(state, job, inc).await,
         other => Ok(Run::Failed(Failure::Permanent(format!(
             "unknown outbox row kind {other}"
         )))),
@@ -514,13 +535,8 @@ async fn severity(state: &AppState, inc: &Incident) -> Result<Run, Run> {
             .await?;
         did.push("topic set");
     }
-    let announced = crate::store::setup_steps::result_of(&state.db, &inc.id, "announce").await?;
-    let ts = announced
-        .as_deref()
-        .and_then(|r| r.strip_prefix("announced "))
-        .and_then(|r| r.split_whitespace().next())
-        .filter(|ts| *ts != "?");
-    if let Some(ts) = ts {
+    if let Some(ts) = announcement_ts(state, inc).await? {
+        let ts = ts.as_str();
         let channel = state.broadcast_channel().await?;
         let link = match &inc.channel_id {
             Some(c) => Some(state.slack.channel_link(c).await),
@@ -542,6 +558,48 @@ async fn severity(state: &AppState, inc: &Incident) -> Result<Run, Run> {
             did.join(", ")
         },
         inc.severity.as_str()
+    )))
+}
+
+/// The `ts` of the incident's broadcast announcement, as the war-room step `announce` stored it.
+async fn announcement_ts(state: &AppState, inc: &Incident) -> Result<Option<String>, sqlx::Error> {
+    let announced = crate::store::setup_steps::result_of(&state.db, &inc.id, "announce").await?;
+    Ok(announced
+        .as_deref()
+        .and_then(|r| r.strip_prefix("announced "))
+        .and_then(|r| r.split_whitespace().next())
+        .filter(|ts| *ts != "?")
+        .map(str::to_string))
+}
+
+/// A status update, as a reply in the thread of the broadcast announcement (after the announcement step has
+/// run). A retry after an interrupted attempt posts again: thread replies are not in `conversations.history`.
+async fn thread(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Run> {
+    if inc.private {
+        return Ok(done("private incident: no reply in the broadcast channel"));
+    }
+    if !step_settled(&state.db, &inc.id, "announce").await? {
+        return Ok(Run::Later(WAIT_FOR_SETUP));
+    }
+    let Some(ts) = announcement_ts(state, inc).await? else {
+        return Ok(done("no announcement: no thread to reply in"));
+    };
+    let event_id = job.payload["event_id"].as_str().unwrap_or_default();
+    let Some(text) = incidents::timeline_detail(&state.db, event_id).await? else {
+        return Ok(Run::Failed(Failure::Permanent(format!(
+            "timeline event {event_id} vanished"
+        ))));
+    };
+    let channel = state.broadcast_channel().await?;
+    let blocks = json!([{ "type": "section", "block_id": block_id(job), "text": { "type": "mrkdwn", "text": text::cut(&text, text::SECTION_TEXT) } }]);
+    let post = Post {
+        thread_ts: Some(&ts),
+        ..Post::blocks(&channel, &text, blocks)
+    };
+    let reply = state.slack.post_message_joining(&post).await?;
+    Ok(done(format!(
+        "replied {channel} {ts} {}",
+        reply.as_deref().unwrap_or("?")
     )))
 }
 
@@ -666,6 +724,11 @@ async fn compute_summary(state: &AppState, inc: &Incident) -> Result<Option<Summ
 
 async fn summary(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Result<Run, Run> {
     let broadcast = job.payload["target"].as_str() == Some("broadcast");
+    if broadcast && inc.private {
+        return Ok(done(
+            "private incident: no summary in the broadcast channel",
+        ));
+    }
     let newer = store::newer_summaries(&state.db, &inc.id, job.seq, &job.payload).await?;
     if newer > 0 {
         return Ok(done("superseded by a later resolution"));
@@ -846,14 +909,14 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
         summary: format!(
             "[{}] {key} {} ({service}) — {what}",
             inc.severity.as_str(),
-            inc.title
+            crate::pager::title_of(inc)
         ),
         severity: inc.severity,
         source: service.clone(),
         link,
         details: json!({
             "incident": key,
-            "title": inc.title,
+            "title": crate::pager::title_of(inc),
             "escalation": which.as_str(),
             "role": match which { Escalation::Ack | Escalation::Upgrade => "secondary on-call", Escalation::Unresolved => "escalation target" },
         }),

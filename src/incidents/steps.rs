@@ -183,7 +183,7 @@ async fn channel(state: &AppState, inc: &Incident, attempt: i64) -> Result<Strin
         } else {
             slug::with_suffix(&base, n)
         };
-        match state.slack.create_channel(&name).await {
+        match state.slack.create_channel(&name, inc.private).await {
             Ok(created) => {
                 let Channel { id, name } = created.ok_or_else(|| {
                     Failure::Permanent("conversations.create returned no channel id".into())
@@ -404,18 +404,21 @@ async fn page(state: &AppState, inc: &Incident) -> Result<String, Failure> {
             "[{}] {} {} ({})",
             inc.severity.as_str(),
             inc.key(),
-            inc.title,
+            crate::pager::title_of(inc),
             svc.name
         ),
         severity: inc.severity,
         source: svc.name.clone(),
         link,
-        details: json!({ "incident": inc.key(), "title": inc.title, "declared_by": inc.declared_by, "role": "secondary on-call" }),
+        details: json!({ "incident": inc.key(), "title": crate::pager::title_of(inc), "declared_by": inc.declared_by, "role": "secondary on-call" }),
     };
     Ok(state.pager.page(route, &state.secrets, &page).await?)
 }
 
 async fn announce(state: &AppState, inc: &Incident, attempt: i64) -> Result<String, Failure> {
+    if inc.private && !state.settings.incidents.private_announce {
+        return Ok("not announced: a private incident (incidents.private_announce = false)".into());
+    }
     let channel = state.broadcast_channel().await?;
     let block_id = blocks::announce_block_id(&inc.id);
     if attempt > 1 {

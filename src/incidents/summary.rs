@@ -354,6 +354,7 @@ mod tests {
 
     fn incident(sev: Severity, service: Option<&str>, timeline: Timeline) -> Incident {
         Incident {
+            private: false,
             id: "inc-under-test".into(),
             team_id: "T1".into(),
             number: 7,

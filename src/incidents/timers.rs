@@ -1,5 +1,5 @@
 //! Timers: the P1 acknowledgement escalation, the unresolved escalation, the reminder of a P1 without an incident
-//! commander, and the end of the monitoring window.
+//! commander, the "next status update due" reminder ([`super::updates`]), and the end of the monitoring window.
 //!
 //! A timer is a row of `timers` (`due_at`, `fired`). Escalation timers are armed by the worker, once per incident
 //! (`incidents.timers_armed`), for every incident declared in the last day (so they exist whoever declared the
@@ -169,6 +169,24 @@ async fn fire(state: &Arc<AppState>, id: &str, now: DateTime<Utc>) -> Result<boo
                 "reminded".to_string()
             } else {
                 "not needed: a commander was set".to_string()
+            }
+        }
+        Some(Kind::UpdateDue) => {
+            if status.is_active() {
+                let text = super::updates::reminder_line(&inc);
+                let event_id = incidents::add_timeline_event(
+                    &mut tx,
+                    &inc.id,
+                    now,
+                    "update_reminder",
+                    None,
+                    &text,
+                )
+                .await?;
+                outbox::post_line(&mut tx, &inc.id, &event_id, now).await?;
+                "reminded".to_string()
+            } else {
+                "not needed: the incident is resolved".to_string()
             }
         }
         Some(Kind::Close) => {

@@ -15,6 +15,16 @@ use crate::config::{PagerSettings, Secrets};
 use crate::domain::severity::Severity;
 use crate::domain::text;
 
+/// What a page says of the incident's title: nothing for a private incident (the page carries its number and
+/// link only).
+pub fn title_of(inc: &crate::domain::incident::Incident) -> &str {
+    if inc.private {
+        "(private incident)"
+    } else {
+        &inc.title
+    }
+}
+
 /// What to page about.
 #[derive(Debug, Clone)]
 pub struct Page {

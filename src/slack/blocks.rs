@@ -430,6 +430,9 @@ pub fn unknown_service_line(name: &str, suggestions: &[String]) -> String {
 
 /// The announcement's notification text.
 pub fn announcement_text(inc: &Incident) -> String {
+    if inc.private {
+        return private_announcement(inc);
+    }
     format!(
         "{} {} declared: {} ({}, {})",
         severity_emoji(inc.severity),
@@ -440,8 +443,23 @@ pub fn announcement_text(inc: &Incident) -> String {
     )
 }
 
-/// The broadcast-channel message.
+/// All the broadcast channel learns of a private incident: that one was declared, and by whom.
+pub fn private_announcement(inc: &Incident) -> String {
+    format!(
+        "🔒 A private incident was declared by {}",
+        text::user(&inc.declared_by)
+    )
+}
+
+/// The broadcast-channel message (for a private incident, [`private_announcement`] only).
 pub fn announcement(inc: &Incident, channel_link: Option<&str>) -> Value {
+    if inc.private {
+        return json!([{
+            "type": "section",
+            "block_id": announce_block_id(&inc.id),
+            "text": { "type": "mrkdwn", "text": private_announcement(inc) }
+        }]);
+    }
     let room = match (&inc.channel_id, channel_link) {
         (Some(c), _) => format!("War room: {}", text::channel(c)),
         (None, _) => "No war-room channel could be created.".to_string(),
@@ -502,7 +520,49 @@ pub fn declare_modal(services: &[String], origin_channel: &str) -> Value {
                 "options": [opt("alert", "alert"), opt("customer", "customer"), opt("engineer", "engineer")] } },
             { "type": "input", "block_id": "started", "optional": true,
               "label": { "type": "plain_text", "text": "Impact started (HH:MM or -20m; empty = now)" },
-              "element": { "type": "plain_text_input", "action_id": "value" } }
+              "element": { "type": "plain_text_input", "action_id": "value" } },
+            { "type": "input", "block_id": "private", "optional": true, "label": { "type": "plain_text", "text": "Private" },
+              "element": { "type": "checkboxes", "action_id": "value", "options": [
+                { "text": { "type": "plain_text", "text": "Private: a private channel; its title stays out of other channels" }, "value": "yes" }
+              ] } }
+        ]
+    })
+}
+
+/// The `callback_id` of the status update form.
+pub const UPDATE_CALLBACK_ID: &str = "incident_update";
+
+/// The status update form (`/incident update`) of incident `incident_id` (`private_metadata`), titled with its
+/// key. `statuses` are (value, label) pairs for the select; a typed status takes precedence.
+pub fn update_modal(
+    incident_id: &str,
+    key: &str,
+    statuses: &[(&str, &str)],
+    default_minutes: i64,
+    max_minutes: i64,
+) -> Value {
+    let options: Vec<Value> = statuses
+        .iter()
+        .map(|(v, l)| json!({ "text": { "type": "plain_text", "text": *l }, "value": *v }))
+        .collect();
+    json!({
+        "type": "modal",
+        "callback_id": UPDATE_CALLBACK_ID,
+        "private_metadata": incident_id,
+        "title": { "type": "plain_text", "text": text::cut_plain(&format!("Update {key}"), 24) },
+        "submit": { "type": "plain_text", "text": "Post update" },
+        "close": { "type": "plain_text", "text": "Cancel" },
+        "blocks": [
+            { "type": "input", "block_id": "status", "optional": true, "label": { "type": "plain_text", "text": "Status" },
+              "element": { "type": "static_select", "action_id": "value", "options": options } },
+            { "type": "input", "block_id": "status_text", "optional": true,
+              "label": { "type": "plain_text", "text": "…or in your own words" },
+              "element": { "type": "plain_text_input", "action_id": "value", "max_length": 80 } },
+            { "type": "input", "block_id": "impact", "label": { "type": "plain_text", "text": "Impact" },
+              "element": { "type": "plain_text_input", "action_id": "value", "multiline": true, "max_length": 1500 } },
+            { "type": "input", "block_id": "next", "label": { "type": "plain_text", "text": "Next update in (minutes)" },
+              "element": { "type": "number_input", "action_id": "value", "is_decimal_allowed": false,
+                "initial_value": default_minutes.to_string(), "min_value": "1", "max_value": max_minutes.to_string() } }
         ]
     })
 }

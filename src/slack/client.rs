@@ -323,6 +323,8 @@ pub struct Post<'a> {
     pub no_unfurl_links: bool,
     /// `unfurl_media: false`.
     pub no_unfurl_media: bool,
+    /// Posted as a reply in the thread of this message (`chat.postMessage` only).
+    pub thread_ts: Option<&'a str>,
 }
 
 impl<'a> Post<'a> {
@@ -334,6 +336,7 @@ impl<'a> Post<'a> {
             blocks: None,
             no_unfurl_links: false,
             no_unfurl_media: false,
+            thread_ts: None,
         }
     }
 
@@ -356,6 +359,9 @@ impl<'a> Post<'a> {
         }
         if self.no_unfurl_media {
             args["unfurl_media"] = Value::Bool(false);
+        }
+        if let Some(ts) = self.thread_ts {
+            args["thread_ts"] = Value::from(ts);
         }
         args
     }
@@ -444,12 +450,17 @@ impl SlackClient {
         self.call("chat.update", args).await.map(|_| ())
     }
 
-    /// `conversations.create` of a public channel; `None` when Slack answered without a channel id.
-    pub async fn create_channel(&self, name: &str) -> Result<Option<Channel>, SlackError> {
+    /// `conversations.create` of a public (or, with `private`, a private) channel; `None` when Slack answered
+    /// without a channel id.
+    pub async fn create_channel(
+        &self,
+        name: &str,
+        private: bool,
+    ) -> Result<Option<Channel>, SlackError> {
         let v = self
             .call(
                 "conversations.create",
-                serde_json::json!({ "name": name, "is_private": false }),
+                serde_json::json!({ "name": name, "is_private": private }),
             )
             .await?;
         Ok(v["channel"]["id"].as_str().map(|id| Channel {

@@ -4,7 +4,8 @@
 //! The incident runs on a manual clock, so 45 minutes of incident take a few seconds: deploys land, the incident is
 //! declared, responders click every phase button (signed `block_actions` requests, exactly as Slack sends them),
 //! the unresolved escalation fires, someone corrects a timestamp, the MTTR summary goes to both channels, and the
-//! monitoring window closes the incident. Then an Alertmanager webhook opens a second incident by itself (impact
+//! monitoring window closes the incident. Along the way it is run (SPEC §12): upgraded to P1, a commander named
+//! and handed off, a status update posted in the channel and the announcement's thread, and a message 📌 captured. Then an Alertmanager webhook opens a second incident by itself (impact
 //! from the alert's `startsAt`, detection `alert`, the card linking the alert), and its resolution asks "Alert
 //! resolved … — mark Resolved?".
 
@@ -77,7 +78,7 @@ async fn run_on(db_url: &str) -> anyhow::Result<()> {
     }
     println!("── 3 deploys recorded (payments 25 min ago, its dependency auth 70 min ago, search 40 min ago)\n");
 
-    let typed = "start Card payments failing at checkout sev:P1 service:payments started:-10m";
+    let typed = "start Card payments failing at checkout sev:P2 service:payments started:-10m";
     println!("── U0DECLARER types: /incident {typed}");
     let t0 = Instant::now();
     let (status, reply) = h.slash(typed).await?;
@@ -125,14 +126,16 @@ async fn run_on(db_url: &str) -> anyhow::Result<()> {
         );
     }
 
-    // The responders drive the incident through its phases. Minutes since declaration: 4, 22, 34, 43.
+    run_the_incident(&h, &clock, &id, &broadcast).await?;
+
+    // The responders drive the incident through its phases. Minutes since declaration: 5, 23, 35, 44.
     let clicks = [
-        (4, "U0PAYONC1", "phase_ack", "Acknowledge"),
+        (3, "U0PAYONC1", "phase_ack", "Acknowledge"),
         (18, "U0PAYOWN1", "phase_identified", "Root cause identified"),
         (12, "U0PAYOWN1", "phase_fixed", "Fix deployed"),
         (9, "U0PAYONC1", "phase_resolved", "Resolved"),
     ];
-    let mut posted = 0;
+    let mut posted = print_new_lines(&h, &id, 0).await?;
     for (after, user, action, label) in clicks {
         clock.advance(Span::minutes(after));
         settle(&h, &id).await?;
@@ -392,6 +395,95 @@ async fn tick_until_settled(h: &Harness, clock: &ManualClock, id: &str) -> anyho
         clock.advance(Span::seconds(1));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// SPEC §12 in two minutes: the severity goes up to P1, a commander is named and hands off, a status update goes
+/// to the channel and the announcement's thread, and a message is captured with a 📌.
+async fn run_the_incident(
+    h: &Harness,
+    clock: &ManualClock,
+    id: &str,
+    broadcast: &str,
+) -> anyhow::Result<()> {
+    let inc = crate::incidents::load(&h.state.db, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
+    let chan = inc.channel_id.clone().unwrap_or_default();
+    clock.advance(Span::minutes(1));
+    for (user, text) in [
+        ("U0PAYONC1", "sev P1"),
+        ("U0PAYONC1", "role ic me"),
+        ("U0PAYONC1", "role ic <@U0PAYOWN1|payowner>"),
+    ] {
+        println!("── +1 min: {user} types in the incident channel: /incident {text}");
+        let (_, reply) = h.slash_as(user, &chan, text).await?;
+        settle(h, id).await?;
+        println!(
+            "   only they see: {}",
+            plain(reply["text"].as_str().unwrap_or_default())
+        );
+    }
+    clock.advance(Span::minutes(1));
+    println!("── +2 min: U0PAYOWN1 types /incident update and fills in the form");
+    h.slash_as("U0PAYOWN1", &chan, "update").await?;
+    let payload = serde_json::json!({
+        "type": "view_submission",
+        "team": { "id": crate::standins::harness::TEAM_ID },
+        "user": { "id": "U0PAYOWN1", "team_id": crate::standins::harness::TEAM_ID },
+        "view": { "callback_id": crate::slack::blocks::UPDATE_CALLBACK_ID, "private_metadata": id,
+                  "state": { "values": {
+            "status": { "value": { "type": "static_select", "selected_option": { "value": "investigating" } } },
+            "impact": { "value": { "type": "plain_text_input", "value": "About 30% of card payments fail at checkout" } },
+            "next": { "value": { "type": "number_input", "value": "15" } }
+        } } }
+    });
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())])?;
+    h.post_signed(
+        "/slack/interactions",
+        "application/x-www-form-urlencoded",
+        body,
+    )
+    .await?;
+    settle(h, id).await?;
+    if let Some(ch) = h.slack.channels().into_iter().find(|c| c.name == broadcast) {
+        for m in ch
+            .messages
+            .iter()
+            .filter(|m| m.thread_ts.as_ref().is_some_and(|t| *t != m.ts))
+        {
+            let text = m
+                .blocks
+                .as_ref()
+                .map(blocks_to_text)
+                .unwrap_or_else(|| m.text.clone());
+            println!(
+                "   reply in the thread of the announcement in #{broadcast}:\n{}",
+                indent(&plain(&text))
+            );
+        }
+    }
+    let said = "Gateway returns 502 for every Visa card since 09:12";
+    if let Some(ts) = h.slack.say(&chan, "U0PAYOWN2", said) {
+        println!("── U0PAYOWN2 writes “{said}” and reacts with 📌");
+        let event = serde_json::json!({
+            "token": "demo", "team_id": crate::standins::harness::TEAM_ID, "api_app_id": "A0001",
+            "type": "event_callback", "event_id": "Ev0DEMOPIN1", "event_time": h.state.clock.now().timestamp(),
+            "authed_users": [],
+            "event": { "type": "reaction_added", "user": "U0PAYOWN2", "reaction": "pushpin", "item_user": "U0PAYOWN2",
+                       "item": { "type": "message", "channel": chan, "ts": ts }, "event_ts": ts }
+        });
+        h.post_signed("/slack/events", "application/json", event.to_string())
+            .await?;
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while crate::store::incidents::count_events(&h.state.db, id, "message").await? == 0 {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the 📌 message was not captured");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!("   captured on the timeline (`/incident timeline` lists it)");
+    }
+    settle(h, id).await
 }
 
 /// Lets the timer tick and waits until every queued Slack/pager update of the incident is done.

@@ -398,7 +398,10 @@ pub async fn open_incidents(
     before: DateTime<Utc>,
 ) -> Result<Vec<OpenIncident>, sqlx::Error> {
     let found = sqlx::query(
-        "SELECT id, number, title, channel_id FROM incidents WHERE resolved_at IS NULL AND started_at < $1",
+        "SELECT id, number,
+                CASE WHEN is_private = 0 THEN title ELSE '🔒 private incident' END AS title,
+                CASE WHEN is_private = 0 THEN channel_id ELSE NULL END AS channel_id
+         FROM incidents WHERE resolved_at IS NULL AND started_at < $1",
     )
     .bind(ms(before))
     .fetch_all(&db.pool)

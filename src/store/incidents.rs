@@ -17,7 +17,7 @@ macro_rules! select_incidents {
             "SELECT id, team_id, number, title, severity, service, detection, declared_by, \
              origin_channel, response_url, channel_id, channel_name, card_ts, started_at, declared_at, \
              acknowledged_at, acknowledged_by, acknowledged_implicit, identified_at, identified_by, identified_implicit, \
-             fixed_at, fixed_by, fixed_implicit, resolved_at, resolved_by, resolved_implicit, closed_at, ic_user, comms_user, version, \
+             fixed_at, fixed_by, fixed_implicit, resolved_at, resolved_by, resolved_implicit, closed_at, ic_user, comms_user, version, is_private, \
              COALESCE(peak_severity, severity) AS peak_sev \
              FROM incidents ",
             $tail
@@ -64,6 +64,7 @@ pub(crate) fn incident_from_row(row: &AnyRow) -> Result<Incident, sqlx::Error> {
         channel_id: row.try_get("channel_id")?,
         channel_name: row.try_get("channel_name")?,
         card_ts: row.try_get("card_ts")?,
+        private: row.try_get::<i64, _>("is_private")? != 0,
         timeline,
         roles: Roles {
             ic: row.try_get("ic_user")?,
@@ -141,6 +142,7 @@ pub struct NewIncident<'a> {
     pub response_url: Option<&'a str>,
     pub started_at: DateTime<Utc>,
     pub declared_at: DateTime<Utc>,
+    pub private: bool,
 }
 
 /// Inserts a declared incident's row.
@@ -150,8 +152,8 @@ pub async fn insert(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by,
-                                origin_channel, response_url, started_at, declared_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                origin_channel, response_url, started_at, declared_at, is_private)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(new.id)
     .bind(new.team_id)
@@ -165,6 +167,7 @@ pub async fn insert(
     .bind(new.response_url)
     .bind(ms(new.started_at))
     .bind(ms(new.declared_at))
+    .bind(i64::from(new.private))
     .execute(&mut *tx)
     .await?;
     Ok(())

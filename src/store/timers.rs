@@ -18,6 +18,8 @@ pub enum Kind {
     Close,
     /// A P1 still without an incident commander: remind the channel once.
     IcReminder,
+    /// The next status update is due: remind the comms lead (or the IC) once.
+    UpdateDue,
 }
 
 impl Kind {
@@ -27,13 +29,20 @@ impl Kind {
             Kind::Unresolved => "unresolved",
             Kind::Close => "close",
             Kind::IcReminder => "ic_reminder",
+            Kind::UpdateDue => "update_due",
         }
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::P1Ack, Kind::Unresolved, Kind::Close, Kind::IcReminder]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            Kind::P1Ack,
+            Kind::Unresolved,
+            Kind::Close,
+            Kind::IcReminder,
+            Kind::UpdateDue,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -58,6 +67,28 @@ pub async fn schedule(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Settles the incident's unfired timers of `kind` without firing them (inside the caller's transaction), with
+/// `outcome` as what happened: a newer status update replaces the reminder of the one before.
+pub async fn supersede(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    kind: Kind,
+    outcome: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE timers SET fired = 1, fired_at = $1, outcome = $2
+         WHERE incident_id = $3 AND kind = $4 AND fired = 0",
+    )
+    .bind(ms(now))
+    .bind(outcome)
+    .bind(incident_id)
+    .bind(kind.as_str())
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Whether the incident's unresolved escalation is still due, or has already paged.

@@ -214,6 +214,7 @@ async fn a_declaration_acknowledged_by_a_process_that_died_before_starting_its_w
         detection: incident_bot::domain::severity::DetectionMethod::parse("customer").unwrap(),
         started_at: Some(acknowledged - chrono::Duration::minutes(1)),
         sighting: None,
+        private: false,
     };
     let stored = incident_bot::incidents::declare::store(
         db,

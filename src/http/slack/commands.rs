@@ -145,6 +145,7 @@ async fn run(
         }
         Command::Role { .. } => Box::pin(super::roles::on_slash(&state, &cmd, parsed)).await,
         Command::Severity(to) => Box::pin(super::severity::on_slash(&state, &cmd, to)).await,
+        Command::Update => Box::pin(super::updates::on_slash(&state, &cmd)).await,
         Command::Deploys { service, window } => Ok(ephemeral(
             Box::pin(crate::deploys::answer::for_command(
                 &state, &service, window,
@@ -191,6 +192,7 @@ async fn start(
             detection: args.via,
             started_at: started.as_ref().map(|s| s.at),
             sighting,
+            private: args.private,
         },
     )
     .await?;
@@ -261,6 +263,14 @@ async fn list(state: &AppState, cmd: &SlashCommand) -> Result<Response, ApiError
         .iter()
         .take(LIST_MAX)
         .map(|i| {
+            if i.private {
+                // Neither its title nor its channel: whoever asks may not be in it.
+                return format!(
+                    "🔒 *{}* private incident · {}",
+                    i.key(),
+                    i.timeline.status().label()
+                );
+            }
             let room = i
                 .channel_id
                 .as_deref()

@@ -65,6 +65,9 @@ async fn answer(
             {
                 submit_declare(&state, &payload).await
             }
+            "view_submission" if super::updates::is_update_form(&payload) => {
+                super::updates::on_submit(&state, &payload).await
+            }
             "block_actions" if detection_answer(&payload).is_some() => {
                 on_detection_answer(&state, &payload).await
             }
@@ -248,6 +251,9 @@ async fn submit_declare(state: &Arc<AppState>, p: &Value) -> Result<Response, Ap
             started_at: started.as_ref().map(|s| s.at),
             // Recorded as seen before the submission was read (see `answer`).
             sighting: None,
+            private: values["private"]["value"]["selected_options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|o| o["value"] == "yes")),
         },
     )
     .await?

@@ -18,6 +18,7 @@ pub mod phases;
 pub mod roles;
 pub mod severity;
 pub mod socket_mode;
+pub mod updates;
 
 use std::sync::Arc;
 

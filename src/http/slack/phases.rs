@@ -107,7 +107,8 @@ pub(super) async fn not_an_incident_channel(
         s.push_str(" There are no open incidents right now.");
     } else {
         s.push_str(" Open incidents:");
-        for i in open.iter().take(10) {
+        // A private incident is neither named nor pointed to: whoever asks may not be in its channel.
+        for i in open.iter().filter(|i| !i.private).take(10) {
             let room = i
                 .channel_id
                 .as_deref()
