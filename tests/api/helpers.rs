@@ -195,3 +195,21 @@ pub async fn declare_ready(bot: &Harness, text: &str) -> String {
     bot.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
     id
 }
+
+/// [`declare_ready`], asserting that every war-room step is done.
+#[allow(dead_code)]
+pub async fn declare_done(bot: &Harness, text: &str) -> String {
+    let id = declare_ready(bot, text).await;
+    let steps = bot.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
+    assert!(steps.iter().all(|s| s.state == "done"), "{steps:?}");
+    id
+}
+
+/// The incident as stored.
+#[allow(dead_code)]
+pub async fn incident(bot: &Harness, id: &str) -> incident_bot::incidents::Incident {
+    incident_bot::incidents::load(&bot.state.db, id)
+        .await
+        .unwrap()
+        .unwrap()
+}

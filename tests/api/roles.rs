@@ -9,24 +9,10 @@ use std::time::Duration;
 use incident_bot::standins::harness::Harness;
 use incident_bot::standins::slack::{blocks_to_text, Message};
 
-use crate::helpers::{declare_ready, World, SETUP_LIMIT};
+use crate::helpers::{declare_done as declare, incident, World};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const REMINDER: &str = "has had no incident commander";
-
-async fn declare(bot: &Harness, text: &str) -> String {
-    let id = declare_ready(bot, text).await;
-    let steps = bot.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
-    assert!(steps.iter().all(|s| s.state == "done"), "{steps:?}");
-    id
-}
-
-async fn incident(bot: &Harness, id: &str) -> incident_bot::incidents::Incident {
-    incident_bot::incidents::load(&bot.state.db, id)
-        .await
-        .unwrap()
-        .unwrap()
-}
 
 fn first_block_id(m: &Message) -> String {
     m.blocks

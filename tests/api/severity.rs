@@ -12,23 +12,9 @@ use incident_bot::standins::pager::PagerStandin;
 use incident_bot::standins::slack::{blocks_to_text, Channel, Message, INCIDENTS_CHANNEL_ID};
 use serde_json::Value;
 
-use crate::helpers::{declare_ready, World, SETUP_LIMIT};
+use crate::helpers::{declare_done as declare, incident, World};
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-async fn declare(bot: &Harness, text: &str) -> String {
-    let id = declare_ready(bot, text).await;
-    let steps = bot.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
-    assert!(steps.iter().all(|s| s.state == "done"), "{steps:?}");
-    id
-}
-
-async fn incident(bot: &Harness, id: &str) -> incident_bot::incidents::Incident {
-    incident_bot::incidents::load(&bot.state.db, id)
-        .await
-        .unwrap()
-        .unwrap()
-}
 
 async fn channel(bot: &Harness, id: &str) -> Channel {
     let inc = incident(bot, id).await;

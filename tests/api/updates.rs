@@ -3,64 +3,16 @@
 //! reminder is a durable timer driven by a manual clock: once when overdue, never after a newer update or after
 //! resolution. Typed text is escaped; a replayed submission has one effect.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
-use incident_bot::clock::{Clock, ManualClock};
-use incident_bot::standins::harness::{settings_for, Harness};
-use incident_bot::standins::pager::PagerStandin;
-use incident_bot::standins::slack::{blocks_to_text, Message, SlackStandin};
+use incident_bot::standins::harness::Harness;
+use incident_bot::standins::slack::{blocks_to_text, Message};
 use serde_json::{json, Value};
 
-use crate::helpers::{declared_number, fresh_database_url, SETUP_LIMIT};
+use crate::helpers::{declare_done as declare, incident, World};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const REMINDER: &str = "the next status update on";
-
-struct World {
-    slack: SlackStandin,
-    pager: PagerStandin,
-    db_url: String,
-    clock: Arc<ManualClock>,
-}
-
-impl World {
-    async fn new() -> World {
-        World {
-            slack: SlackStandin::start().await.unwrap(),
-            pager: PagerStandin::start().await.unwrap(),
-            db_url: fresh_database_url().await,
-            clock: Arc::new(ManualClock::new(
-                Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap(),
-            )),
-        }
-    }
-
-    async fn bot(&self) -> Harness {
-        let settings = settings_for(&self.slack, &self.pager, &self.db_url);
-        let clock: Arc<dyn Clock> = self.clock.clone();
-        Harness::start_with(settings, self.slack.clone(), self.pager.clone(), clock)
-            .await
-            .unwrap()
-    }
-}
-
-async fn declare(bot: &Harness, text: &str) -> String {
-    let (status, reply) = bot.slash(text).await.unwrap();
-    assert_eq!(status, 200, "{reply}");
-    let id = bot.incident_id(declared_number(&reply)).await.unwrap();
-    let steps = bot.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
-    assert!(steps.iter().all(|s| s.state == "done"), "{steps:?}");
-    id
-}
-
-async fn incident(bot: &Harness, id: &str) -> incident_bot::incidents::Incident {
-    incident_bot::incidents::load(&bot.state.db, id)
-        .await
-        .unwrap()
-        .unwrap()
-}
 
 fn text_of(m: &Message) -> String {
     m.blocks
