@@ -10,7 +10,7 @@ use incident_bot::standins::slack::{blocks_to_text, Channel, Message, INCIDENTS_
 use serde_json::Value;
 
 use crate::helpers::{
-    declared_number, fresh_database_url, responses, spawn_app, TestApp, SETUP_LIMIT,
+    declare_done as declare, fresh_database_url, incident, responses, spawn_app, TestApp,
 };
 use incident_bot::standins::harness::{settings_for, Harness};
 use incident_bot::standins::pager::PagerStandin;
@@ -57,22 +57,6 @@ fn plain(s: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-async fn declare(app: &TestApp, text: &str) -> String {
-    let (status, reply) = app.slash(text).await.unwrap();
-    assert_eq!(status, 200, "{reply}");
-    let id = app.incident_id(declared_number(&reply)).await.unwrap();
-    let steps = app.wait_for_setup(&id, SETUP_LIMIT).await.unwrap();
-    assert!(steps.iter().all(|s| s.state == "done"), "{steps:?}");
-    id
-}
-
-async fn incident(app: &TestApp, id: &str) -> incident_bot::incidents::Incident {
-    incident_bot::incidents::load(&app.state.db, id)
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 async fn channel(app: &TestApp, id: &str) -> Channel {

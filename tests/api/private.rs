@@ -5,17 +5,10 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{declared_number, spawn_app, spawn_app_with, TestApp, SETUP_LIMIT};
+use crate::helpers::{declared_number, incident, spawn_app, spawn_app_with, TestApp, SETUP_LIMIT};
 
 const TITLE: &str = "Acquisition of Zorblax leaked";
 const LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
-
-async fn incident(app: &TestApp, id: &str) -> incident_bot::incidents::Incident {
-    incident_bot::incidents::load(&app.state.db, id)
-        .await
-        .unwrap()
-        .unwrap()
-}
 
 /// Every Slack call aimed elsewhere than the private channel, and every page, is free of the title and of the
 /// channel's name (the `conversations.create` that made the channel is the one call that names it).
