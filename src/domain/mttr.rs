@@ -304,6 +304,24 @@ pub fn median(durations: &mut [Duration]) -> Option<Duration> {
     }
 }
 
+/// The `p`-th percentile (0.0–1.0) with linear interpolation between the two nearest ranks — the same
+/// definition as PostgreSQL's `percentile_cont(p)`, so a figure can be checked against SQL. Sorts the slice;
+/// `None` when empty. Millisecond precision (the interpolated point is rounded to the nearest millisecond).
+pub fn percentile(durations: &mut [Duration], p: f64) -> Option<Duration> {
+    if durations.is_empty() {
+        return None;
+    }
+    durations.sort();
+    let p = p.clamp(0.0, 1.0);
+    let rank = p * (durations.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = rank.ceil() as usize;
+    let (a, b) = (durations[lo], durations[hi]);
+    let frac = rank - lo as f64;
+    let between = ((b - a).num_milliseconds() as f64 * frac).round() as i64;
+    Some(a + Duration::milliseconds(between))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,6 +554,20 @@ mod tests {
             Some(mins(25))
         );
         assert_eq!(median(&mut [mins(7)]), Some(mins(7)));
+        // percentile_cont: rank = p·(n−1), interpolated between its neighbours.
+        assert_eq!(percentile(&mut [], 0.9), None);
+        assert_eq!(percentile(&mut [mins(7)], 0.9), Some(mins(7)));
+        let mut ten: Vec<Duration> = (1..=10).rev().map(mins).collect();
+        // rank 8.1 → 9 min + 0.1 × 1 min = 9 min 6 s
+        assert_eq!(
+            percentile(&mut ten, 0.9),
+            Some(mins(9) + Duration::seconds(6))
+        );
+        assert_eq!(
+            percentile(&mut ten, 0.5),
+            Some(mins(5) + Duration::seconds(30))
+        );
+        assert_eq!(percentile(&mut ten, 1.0), Some(mins(10)));
     }
 
     #[derive(Clone, Debug)]
