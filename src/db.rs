@@ -240,6 +240,28 @@ impl Db {
     }
 }
 
+impl Db {
+    /// [`Db::insert_rows`] for a statement with a `RETURNING` tail: the rows it returned, from every chunk.
+    pub async fn insert_rows_returning<'a, T>(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        (head, row, tail): (&str, &str, &str),
+        items: &'a [T],
+        bind: impl Fn(AnyQuery<'a>, &'a T) -> AnyQuery<'a>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+        let mut rows = Vec::new();
+        for chunk in items.chunks(MAX_ROWS) {
+            let sql = multi_row_sql(self.backend, head, row, chunk.len(), tail);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+            for item in chunk {
+                q = bind(q, item);
+            }
+            rows.extend(q.fetch_all(&mut *conn).await?);
+        }
+        Ok(rows)
+    }
+}
+
 /// The text `{head} VALUES {row}, {row}, … {tail}` with `rows` copies of `row`, a tuple in which each `?`
 /// stands for one bound value (constants may be written in it; no `?` may appear inside a literal).
 /// SQLite keeps the anonymous `?`: with `$N` names it scans the whole parameter list for each one while

@@ -219,6 +219,7 @@ pub fn build_state(
         clock,
         worker,
         outbox: Default::default(),
+        declarations: Default::default(),
         alerts: Default::default(),
     })
 }

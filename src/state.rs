@@ -26,6 +26,8 @@ pub struct AppState {
     pub outbox: crate::store::lease::Coalesced,
     /// One alert drain at a time in this process ([`crate::alerts::kick`]).
     pub alerts: crate::store::lease::Coalesced,
+    /// Declarations waiting for the transaction in progress, stored together next ([`crate::store::declarations`]).
+    pub declarations: crate::store::declarations::Intake,
 }
 
 impl AppState {

@@ -63,14 +63,7 @@ pub(super) async fn declare(
         private: false,
     };
     let mut tx = state.db.begin_write().await?;
-    let inc = store_in(
-        &mut tx,
-        req,
-        now,
-        owner,
-        state.settings.setup.lease_ms as i64,
-    )
-    .await?;
+    let inc = store_in(state, &mut tx, req, now).await?;
     if !stored::take_links(&mut tx, keys, &inc.id, now).await? {
         tx.rollback().await?;
         let mut conn = state.db.pool.acquire().await?;

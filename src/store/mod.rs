@@ -8,6 +8,8 @@
 //!   that died;
 //! - [`alerts`]: alerts received (`alerts`, also a lease queue), the storm keys (`alert_links`) and the notices of
 //!   unmatched alerts (`alert_notices`);
+//! - [`declarations`]: a declaration's one transaction (its number, row, first war-room step and the signed
+//!   request's digest), with group commit for declarations that arrive together;
 //! - [`deploys`]: deploy events (`deploys`) and the "recent deploys" query;
 //! - [`digests`]: the digest's reads of `incidents`, and `digest_runs`;
 //! - [`incidents`]: incident rows (`incidents`) and their timeline lines (`timeline_events`);
@@ -18,6 +20,7 @@
 //! - [`replays`]: the requests already seen (`slack_signatures`, `processed_events`), so that a replay has no second effect.
 
 pub mod alerts;
+pub mod declarations;
 pub mod deploys;
 pub mod digests;
 pub mod imports;

@@ -195,7 +195,7 @@ async fn killed_mid_setup(survivor: Survivor) {
 }
 
 /// What a process leaves behind when it dies right after acknowledging a declaration, before its war room
-/// started: the incident stored with its channel step claimed by that process (`src/incidents/declare.rs`).
+/// started: the incident stored with its channel step claimed by that process (`src/store/declarations.rs`).
 /// The process has no heartbeat, so any replica's sweeper takes the step over and sets the war room up once.
 #[tokio::test]
 async fn a_declaration_acknowledged_by_a_process_that_died_before_starting_its_war_room_gets_one_war_room(
@@ -216,16 +216,16 @@ async fn a_declaration_acknowledged_by_a_process_that_died_before_starting_its_w
         sighting: None,
         private: false,
     };
-    let stored = incident_bot::incidents::declare::store(
-        db,
-        request,
-        acknowledged,
-        "a-dead-process",
-        30_000,
-    )
-    .await
-    .unwrap()
-    .expect("not a replay");
+    let dead = incident_bot::store::declarations::Claim {
+        owner: "a-dead-process".into(),
+        lease_ms: 30_000,
+    };
+    let stored = incident_bot::store::declarations::store(db, &[(request, acknowledged)], &dead)
+        .await
+        .unwrap()
+        .pop()
+        .flatten()
+        .expect("not a replay");
 
     let id = app.incident_id(1).await.expect("stored");
     assert_eq!(id, stored.id);
