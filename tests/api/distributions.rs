@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use chrono::{Duration, TimeZone, Utc};
+use incident_bot::clock::Clock;
 use incident_bot::db::{Backend, Db};
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::helpers::fresh_database_url;
+use crate::helpers::{declare_done, fresh_database_url, incident, World};
 
 /// The figures compared, in seconds: name → (n, p50, p90); p50/p90 `None` under 5 values. Plus counts.
 type Figures = BTreeMap<String, (i64, Option<f64>, Option<f64>)>;
@@ -462,4 +463,80 @@ fn assert_same(what: &str, got: &Figures, expected: &Figures) {
             }
         }
     }
+}
+
+/// The MTTR summary posted at resolution sets each phase against the same phase's p50/p90 in P2s resolved in
+/// the last 90 days (history inserted as stored rows; an imported incident's phases are unknown and left out).
+#[tokio::test]
+async fn the_summary_sets_each_phase_against_the_same_severitys_p50_and_p90() {
+    let w = World::new().await;
+    let bot = w.bot().await;
+    let now = w.clock.now();
+    // Five P2s with triage 10, 20, 30, 40, 50 min (p50 30m, p90 40 + 0.6 × 10 = 46m), detection 5, the rest 5.
+    for (n, triage) in [10i64, 20, 30, 40, 50].into_iter().enumerate() {
+        let started = now - Duration::days(n as i64 + 1);
+        let ack = started + Duration::minutes(5);
+        let identified = ack + Duration::minutes(triage);
+        let fixed = identified + Duration::minutes(5);
+        let resolved = fixed + Duration::minutes(5);
+        sqlx::query(
+            "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by,
+                 started_at, declared_at, acknowledged_at, identified_at, fixed_at, resolved_at, closed_at)
+             VALUES ($1, 'T0001', $2, 'old', 'P2', 'search', 'alert', 'U1', $3, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(format!("old-{n}"))
+        .bind(100 + n as i64)
+        .bind(started.timestamp_millis())
+        .bind(ack.timestamp_millis())
+        .bind(identified.timestamp_millis())
+        .bind(fixed.timestamp_millis())
+        .bind(resolved.timestamp_millis())
+        .execute(&bot.state.db.pool)
+        .await
+        .unwrap();
+    }
+    // An imported P2 of 10 hours: counts for the MTTR median, not for the phases.
+    let started = now - Duration::days(7);
+    sqlx::query(
+        "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by, source,
+             started_at, declared_at, acknowledged_at, resolved_at, closed_at)
+         VALUES ('imp', 'T0001', 200, 'imported', 'P2', 'search', 'unknown', 'import', 'pagerduty', $1, $1, $1, $2, $2)",
+    )
+    .bind(started.timestamp_millis())
+    .bind((started + Duration::hours(10)).timestamp_millis())
+    .execute(&bot.state.db.pool)
+    .await
+    .unwrap();
+
+    let id = declare_done(&bot, "start Search slow service:search").await;
+    w.clock.advance(Duration::minutes(50));
+    assert_eq!(bot.click("U1", "phase_resolved", &id).await.unwrap(), 200);
+    bot.wait_for_effects(&id, std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
+    let channel = incident(&bot, &id).await.channel_id.unwrap();
+    let summary = w
+        .slack
+        .channel_by_name(&channel)
+        .expect("war room")
+        .messages
+        .iter()
+        .filter_map(|m| m.blocks.as_ref().map(|b| b.to_string()))
+        .find(|b| b.contains("Phases against"))
+        .unwrap_or_else(|| panic!("{}", w.slack.render_channel(&channel)));
+    assert!(
+        summary.contains("*Phases against P2s of the last 90 days* (p50 · p90 · n):"),
+        "{summary}"
+    );
+    // Resolved at once: the 50 minutes are detection; triage took 0s.
+    assert!(
+        summary.contains("Detection 50m · p50 5m · p90 5m (n 5) · above p90"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Triage 0s · p50 30m · p90 46m (n 5) · at or below p50"),
+        "{summary}"
+    );
+    // The MTTR median still counts the imported incident: 6 incidents.
+    assert!(summary.contains("(6 incidents)"), "{summary}");
 }
