@@ -246,6 +246,13 @@ impl Summary {
     /// p50 12m · p90 25m (n 9) · above p90`, or `not enough data (n 3)`.
     pub fn phase_comparison(&self) -> String {
         let sev = self.severity.as_str();
+        // Every phase is over the same incidents: one line when there are too few.
+        if self.phase_baselines.iter().all(|b| b.p50.is_none()) {
+            return format!(
+                "*Phases against {sev}s of the last {BASELINE_DAYS} days:* not enough data (n {}, 5 needed)",
+                self.phase_baselines[0].n
+            );
+        }
         let mut lines = vec![format!(
             "*Phases against {sev}s of the last {BASELINE_DAYS} days* (p50 · p90 · n):"
         )];
@@ -495,8 +502,9 @@ mod tests {
         let s = Summary::compute(&inc, &history, Vec::new(), 0).unwrap();
         assert_eq!(s.phase_baselines[1].n, 4);
         assert!(
-            s.text()
-                .contains("Triage 30m · not enough data (n 4)\nRemediation"),
+            s.text().contains(
+                "*Phases against P1s of the last 90 days:* not enough data (n 4, 5 needed)"
+            ),
             "{}",
             s.text()
         );
