@@ -118,7 +118,7 @@ fn text(r: &Report, tz: Tz) -> String {
         "compared with the 7 days before",
         "compared with the period before",
     );
-    out.push_str(&format!("\n{}\n", render::FAILED_DEPLOYMENT));
+    out.push_str(&format!("\n\n{}", render::FAILED_DEPLOYMENT));
     out.push_str(
         "\n\nMonthly MTTR, all severities and per severity (mean / median / max · resolved)\n",
     );
