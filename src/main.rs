@@ -47,6 +47,11 @@ enum Cmd {
         action: incident_bot::deploys::record::DeployCmd,
     },
     /// Digest figures for any period: MTTR per severity (and per month), phases, detection, deploys, hours.
+    ///
+    /// p50/p90 with n beside the means ("not enough data" under 5). Change-failure rate = failed deployments /
+    /// production deploys in the period; a failed deployment is a production deploy to an incident's service or
+    /// one of its dependencies in the 2 hours before the incident started; its recovery time runs from the
+    /// deploy to the last resolution of its incidents (docs/distributions.md).
     Report {
         /// Start: `30d`, `2w`, `2026-10-01`, `2026-10-01T14:00` or RFC 3339 (default: 7 days ago).
         #[arg(long)]

@@ -13,6 +13,6 @@ pub mod record;
 pub mod sources;
 
 pub use crate::store::deploys::{
-    history_services, insert, insert_batch, list, recent, recent_all, BatchOutcome, Deploy,
-    ListFilter, NewDeploy, PRODUCTION,
+    history_services, insert, insert_batch, list, production_times, recent, recent_all,
+    BatchOutcome, Deploy, ListFilter, NewDeploy, PRODUCTION,
 };

@@ -1,20 +1,21 @@
 //! Reading what the digest needs: the incidents of a period and the one before it (plus those still open), read
 //! by [`crate::store::digests`], each with its catalog team and whether a deploy to its service or a dependency
-//! landed in the 2 hours before it started ([`crate::deploys::recent`], fetched once per service).
+//! landed in the 2 hours before it started ([`crate::deploys::recent`], fetched once per service); and the
+//! production deploys of both periods, linked to incidents for the change-failure figures ([`load_deploys`]).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use super::stats::{self, Digest, Filter, IncidentRow, Origin, Period};
+use super::stats::{self, DeployRow, Digest, Filter, IncidentRow, LinkIncident, Origin, Period};
 use crate::catalog::Catalog;
 use crate::db::Db;
 use crate::deploys;
 use crate::store::digests::{self, DigestIncident, OpenIncident};
 
 /// How far before `started_at` a deploy counts as "right before" the incident.
-pub const DEPLOY_WINDOW: Duration = Duration::hours(2);
+pub const DEPLOY_WINDOW: Duration = crate::domain::deploy::BEFORE_IMPACT;
 
 /// Builds the digest of `period` for the incidents `filter` selects.
 pub async fn build(
@@ -26,7 +27,52 @@ pub async fn build(
     now: DateTime<Utc>,
 ) -> Result<Digest, sqlx::Error> {
     let rows = load(db, catalog, filter, period).await?;
-    Ok(stats::compute(&rows, period, tz, now))
+    let deploys = load_deploys(db, catalog, filter, period).await?;
+    Ok(stats::compute_with_deploys(
+        &rows, &deploys, period, tz, now,
+    ))
+}
+
+/// The production deploys of `period` and the period before it whose service (and its catalog team) `filter`
+/// selects, each marked failed or not ([`stats::link_deploys`]) against every incident (of the filter's severity,
+/// if it has one) that started up to 2 hours after the period's end — so a deploy's status does not depend on
+/// the service or team filter.
+pub async fn load_deploys(
+    db: &Db,
+    catalog: &Catalog,
+    filter: &Filter,
+    period: Period,
+) -> Result<Vec<DeployRow>, sqlx::Error> {
+    let previous = period.previous();
+    let mut services = ServiceInfo::new(catalog);
+    let mut deploys = Vec::new();
+    for (service, at) in deploys::production_times(db, previous.start, period.end).await? {
+        let (name, team) = services.get(&service);
+        if filter.matches_service(Some(&name), team.as_deref()) {
+            deploys.push((name, at));
+        }
+    }
+    if deploys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut incidents = Vec::new();
+    for i in digests::incident_starts(db, previous.start, period.end + DEPLOY_WINDOW).await? {
+        let Some(service) = i.service.as_deref() else {
+            continue;
+        };
+        if filter.severity.is_some_and(|s| s != i.severity) {
+            continue;
+        }
+        let (name, _) = services.get(service);
+        let mut linked = vec![name.clone()];
+        linked.extend(catalog.dependency_names(&name));
+        incidents.push(LinkIncident {
+            services: linked,
+            started_at: i.started_at,
+            resolved_at: i.resolved_at,
+        });
+    }
+    Ok(stats::link_deploys(&deploys, &incidents))
 }
 
 /// Every incident that started in `period` or the period before it, or was open at the end of either, that

@@ -7,9 +7,11 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
-use super::stats::{Digest, Figures, MttrStat, Period, Ranked, WORK_END_HOUR, WORK_START_HOUR};
+use super::stats::{
+    ChangeFailure, Digest, Figures, MttrStat, Period, Ranked, WORK_END_HOUR, WORK_START_HOUR,
+};
 use crate::domain::duration::format_duration;
-use crate::domain::mttr::{bar, PhaseKind};
+use crate::domain::mttr::{bar, PhaseKind, Spread};
 use crate::domain::severity::Severity;
 use crate::domain::text;
 use crate::slack::blocks::severity_emoji;
@@ -166,12 +168,57 @@ fn severity_line(style: Style, sev: Severity, cur: &Figures, prev: &Figures) -> 
         (None, _) => String::new(),
     };
     format!(
-        "{mark}{} · incidents {} · mean {} · median {}{tier}",
+        "{mark}{} · incidents {} · mean {} · median {}{tier} · {}",
         sev.as_str(),
         count_change(c.incidents, p.incidents),
         duration_change(c.mttr.mean, p.mttr.mean),
         duration_change(c.mttr.median, p.mttr.median),
+        spread(&c.distribution),
     )
+}
+
+/// `p50 12m · p90 40m (n 7)` or `not enough data (n 3)`.
+pub fn spread(s: &Spread) -> String {
+    s.label(format_duration)
+}
+
+/// What a failed deployment is, in one sentence (the digest's footer and the report say it).
+pub const FAILED_DEPLOYMENT: &str = "A failed deployment is a production deploy to an incident's service or one of its dependencies in the 2 hours before the incident started; it recovers when its incidents are resolved (docs/distributions.md).";
+
+/// `4 of 57 production deploys (7.0 %)`.
+pub fn change_failure_rate(c: &ChangeFailure) -> String {
+    match c.rate {
+        Some(r) => format!(
+            "{} of {} production deploys ({:.1} %)",
+            c.failed,
+            c.deploys,
+            r * 100.0
+        ),
+        None => "no production deploys recorded".into(),
+    }
+}
+
+fn change_failure_lines(style: Style, cur: &ChangeFailure, prev: &ChangeFailure) -> Vec<String> {
+    let before = match prev.rate {
+        Some(_) => format!(" (before: {})", change_failure_rate(prev)),
+        None => String::new(),
+    };
+    let mut recovery = format!(
+        "{} {}",
+        style.bold("Failed-deployment recovery time:"),
+        spread(&cur.recovery)
+    );
+    if cur.unrecovered > 0 {
+        recovery.push_str(&format!(" · {} not recovered yet", cur.unrecovered));
+    }
+    vec![
+        format!(
+            "{} {}{before}",
+            style.bold("Change-failure rate:"),
+            change_failure_rate(cur)
+        ),
+        recovery,
+    ]
 }
 
 fn ranked_line(style: Style, label: &str, cur: &[Ranked], prev: &[Ranked]) -> Option<String> {
@@ -222,7 +269,7 @@ pub fn sections(d: &Digest, tz: Tz, style: Style) -> Vec<Vec<String>> {
     out.push(sev);
 
     let mut phases = vec![format!(
-        "{} (average share of MTTR over {} incidents · how often each phase was the slowest)",
+        "{} (average share of MTTR over {} incidents · how often each phase was the slowest · mean, p50 and p90 with n)",
         style.bold("Where the time goes"),
         cur.phases.incidents
     )];
@@ -238,9 +285,11 @@ pub fn sections(d: &Digest, tz: Tz, style: Style) -> Vec<Vec<String>> {
                 Style::Plain => label,
             };
             phases.push(format!(
-                "{label} {} · slowest in {}",
+                "{label} {} · slowest in {} · mean {} · {}",
                 share_delta(share, p.average_share),
-                count_change(c.slowest, p.slowest)
+                count_change(c.slowest, p.slowest),
+                c.mean.map(format_duration).unwrap_or_else(|| "—".into()),
+                spread(&c.distribution)
             ));
         }
     }
@@ -300,6 +349,12 @@ pub fn sections(d: &Digest, tz: Tz, style: Style) -> Vec<Vec<String>> {
         share_change(cur.deploys.share, prev.deploys.share)
     ));
     out.push(detection);
+
+    out.push(change_failure_lines(
+        style,
+        &cur.change_failure,
+        &prev.change_failure,
+    ));
 
     let mut hours = vec![format!(
         "{} (Mon–Fri {WORK_START_HOUR:02}:00–{WORK_END_HOUR:02}:00 {})",
@@ -412,7 +467,7 @@ pub fn blocks(d: &Digest, h: &Heading, block_id: &str) -> Vec<Value> {
         out.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": body } }));
     }
     out.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!(
-        "An incident counts in the week it started. Tier = the DORA-style tier of the median MTTR. Built {}.",
+        "An incident counts in the week it started. Tier = the DORA-style tier of the median MTTR. p50/p90 need 5 values. {FAILED_DEPLOYMENT} Built {}.",
         crate::slack::blocks::slack_time(d.generated_at)
     ) }] }));
     out

@@ -1,7 +1,9 @@
 //! `incident-bot report`: the digest's figures for any period (with the period of equal length before it for
 //! comparison) plus MTTR count, mean, median and max for each calendar month, over all severities and per
 //! severity — as text for people, JSON for scripts, or long-format CSV (`period,metric,group,value,unit`) for
-//! spreadsheets. It only reads: a database without this version's schema is reported (run `incident-bot
+//! spreadsheets. p50/p90 with n go beside the means ("not enough data" under 5), and the change-failure rate and
+//! failed-deployment recovery time (DORA) come from production deploys linked to incidents (docs/distributions.md).
+//! It only reads: a database without this version's schema is reported (run `incident-bot
 //! migrate`), never migrated.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -14,7 +16,7 @@ use super::stats::{self, Digest, Figures, Filter, MonthFigures, MttrStat, Period
 use crate::catalog::Catalog;
 use crate::db::Db;
 use crate::domain::duration::{self, format_duration};
-use crate::domain::mttr::PhaseKind;
+use crate::domain::mttr::{PhaseKind, Spread};
 use crate::domain::severity::Severity;
 
 /// Output format.
@@ -55,9 +57,10 @@ pub async fn build(
     now: DateTime<Utc>,
 ) -> Result<Report, sqlx::Error> {
     let rows = data::load(db, catalog, filter, period).await?;
+    let deploys = data::load_deploys(db, catalog, filter, period).await?;
     Ok(Report {
         filter: filter.clone(),
-        digest: stats::compute(&rows, period, tz, now),
+        digest: stats::compute_with_deploys(&rows, &deploys, period, tz, now),
         monthly: stats::monthly(&rows, period, tz),
     })
 }
@@ -115,6 +118,7 @@ fn text(r: &Report, tz: Tz) -> String {
         "compared with the 7 days before",
         "compared with the period before",
     );
+    out.push_str(&format!("\n\n{}", render::FAILED_DEPLOYMENT));
     out.push_str(
         "\n\nMonthly MTTR, all severities and per severity (mean / median / max · resolved)\n",
     );
@@ -140,6 +144,21 @@ fn text(r: &Report, tz: Tz) -> String {
             )
             .collect();
         out.push_str(&format!("{}  {}\n", m.month, cols.join(" ").trim_end()));
+    }
+    if !r.monthly.is_empty() {
+        out.push_str("\nMonthly MTTR p50 / p90 (n), all severities and per severity\n");
+    }
+    for m in &r.monthly {
+        let cols: Vec<String> = std::iter::once(format!("all {}", render::spread(&m.distribution)))
+            .chain(m.severities.iter().map(|s| {
+                format!(
+                    "{} {}",
+                    s.severity.as_str(),
+                    render::spread(&s.distribution)
+                )
+            }))
+            .collect();
+        out.push_str(&format!("{}  {}\n", m.month, cols.join(" · ")));
     }
     out
 }
@@ -205,6 +224,31 @@ impl Csv {
         );
     }
 
+    /// `{prefix}p50`, `{prefix}p90` (minutes, empty under 5 values) and `{prefix}n`.
+    fn spread(&mut self, period: &str, prefix: &str, group: &str, s: &Spread) {
+        self.row(
+            period,
+            &format!("{prefix}p50"),
+            group,
+            minutes(s.p50),
+            "minutes",
+        );
+        self.row(
+            period,
+            &format!("{prefix}p90"),
+            group,
+            minutes(s.p90),
+            "minutes",
+        );
+        self.row(
+            period,
+            &format!("{prefix}n"),
+            group,
+            s.n.to_string(),
+            "count",
+        );
+    }
+
     fn figures(&mut self, period: &str, f: &Figures) {
         self.row(
             period,
@@ -239,6 +283,7 @@ impl Csv {
             let g = s.severity.as_str();
             self.row(period, "incidents", g, s.incidents.to_string(), "incidents");
             self.stat(period, "mttr_", g, &s.mttr);
+            self.spread(period, "mttr_", g, &s.distribution);
             self.row(
                 period,
                 "tier",
@@ -257,6 +302,7 @@ impl Csv {
                 "percent",
             );
             self.row(period, "phase_mean", k.as_str(), minutes(p.mean), "minutes");
+            self.spread(period, "phase_", k.as_str(), &p.distribution);
             self.row(
                 period,
                 "phase_slowest",
@@ -295,6 +341,36 @@ impl Csv {
             "all",
             percent(f.deploys.share),
             "percent",
+        );
+        let c = &f.change_failure;
+        self.row(
+            period,
+            "production_deploys",
+            "all",
+            c.deploys.to_string(),
+            "deploys",
+        );
+        self.row(
+            period,
+            "failed_deploys",
+            "all",
+            c.failed.to_string(),
+            "deploys",
+        );
+        self.row(
+            period,
+            "change_failure_rate",
+            "all",
+            percent(c.rate),
+            "percent",
+        );
+        self.spread(period, "failed_deploy_recovery_", "all", &c.recovery);
+        self.row(
+            period,
+            "failed_deploys_unrecovered",
+            "all",
+            c.unrecovered.to_string(),
+            "deploys",
         );
         self.stat(period, "in_hours_mttr_", "all", &f.hours.in_hours);
         self.stat(period, "out_of_hours_mttr_", "all", &f.hours.out_of_hours);
@@ -339,8 +415,10 @@ fn csv(r: &Report) -> String {
             "incidents",
         );
         c.stat(&m.month, "mttr_", "all", &m.mttr);
+        c.spread(&m.month, "mttr_", "all", &m.distribution);
         for s in &m.severities {
             c.stat(&m.month, "mttr_", s.severity.as_str(), &s.mttr);
+            c.spread(&m.month, "mttr_", s.severity.as_str(), &s.distribution);
         }
     }
     let mut out = String::from("period,metric,group,value,unit\n");

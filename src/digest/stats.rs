@@ -10,6 +10,9 @@
 //!   triage, remediation and verification are unknown. They count everywhere MTTR counts, and in the detection
 //!   phase of the chart; they do not count in phase shares, slowest-phase counts or the detection-method mix.
 //! - In hours = Monday–Friday 09:00–18:00 in the digest's time zone, judged by `started_at`.
+//! - p50 and p90 (PostgreSQL's `percentile_cont`) go with n; under 5 values they are "not enough data"
+//!   ([`Spread`]). Phase distributions are over the same incidents as the phase means.
+//! - Change-failure rate and failed-deployment recovery time: see [`link_deploys`] and docs/distributions.md.
 //! - The customer-report warning fires when more than 20 % of P1s (with a known detection method) were
 //!   reported by customers.
 
@@ -19,7 +22,8 @@ use chrono::{DateTime, Datelike, Duration, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::{Serialize, Serializer};
 
-use crate::domain::mttr::{breakdown, median, tier, PhaseKind, Tier};
+use crate::domain::deploy::before_impact;
+use crate::domain::mttr::{breakdown, median, tier, PhaseKind, Spread, Tier};
 use crate::domain::phase::Timeline;
 use crate::domain::severity::{DetectionMethod, Severity};
 
@@ -114,15 +118,17 @@ pub struct Filter {
 
 impl Filter {
     pub fn matches(&self, row: &IncidentRow) -> bool {
-        let eq = |want: &Option<String>, have: &Option<String>| {
-            want.as_deref().is_none_or(|w| {
-                have.as_deref()
-                    .is_some_and(|h| h.eq_ignore_ascii_case(w.trim()))
-            })
-        };
-        eq(&self.service, &row.service)
-            && eq(&self.team, &row.team)
+        self.matches_service(row.service.as_deref(), row.team.as_deref())
             && self.severity.is_none_or(|s| s == row.severity)
+    }
+
+    /// The service and team parts of the filter (a deploy has no severity).
+    pub fn matches_service(&self, service: Option<&str>, team: Option<&str>) -> bool {
+        let eq = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref()
+                .is_none_or(|w| have.is_some_and(|h| h.eq_ignore_ascii_case(w.trim())))
+        };
+        eq(&self.service, service) && eq(&self.team, team)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -202,13 +208,18 @@ pub struct SeverityFigures {
     pub mttr: MttrStat,
     /// Tier of the median MTTR.
     pub tier: Option<Tier>,
+    /// p50 and p90 of the resolved ones' MTTR.
+    pub distribution: Spread,
 }
 
 impl SeverityFigures {
     fn of(severity: Severity, rows: &[&IncidentRow]) -> SeverityFigures {
         let of_sev: Vec<&&IncidentRow> = rows.iter().filter(|r| r.severity == severity).collect();
-        let mttr = MttrStat::of(of_sev.iter().filter_map(|r| r.mttr()).collect());
+        let mttrs: Vec<Duration> = of_sev.iter().filter_map(|r| r.mttr()).collect();
+        let distribution = Spread::of(mttrs.clone());
+        let mttr = MttrStat::of(mttrs);
         SeverityFigures {
+            distribution,
             severity,
             incidents: of_sev.len(),
             tier: mttr.median.map(|m| tier(severity, m)),
@@ -227,6 +238,8 @@ pub struct PhaseFigure {
     pub slowest: usize,
     #[serde(rename = "mean_seconds", serialize_with = "secs_opt")]
     pub mean: Option<Duration>,
+    /// p50 and p90 of the phase's duration, over the same incidents as the mean.
+    pub distribution: Spread,
 }
 
 /// Where the time went.
@@ -245,12 +258,14 @@ impl PhaseFigures {
         let mut share_n = 0usize;
         let mut slowest = [0usize; 4];
         let mut dur_sum = [0i64; 4];
+        let mut durations: [Vec<Duration>; 4] = Default::default();
         let mut known = 0usize;
         for r in resolved.iter().filter(|r| r.origin == Origin::Slack) {
             let b = breakdown(&r.timeline, now);
             known += 1;
             for p in &b.phases {
                 dur_sum[p.kind.index()] += p.duration.num_milliseconds();
+                durations[p.kind.index()].push(p.duration);
             }
             if b.mttr > Duration::zero() {
                 share_n += 1;
@@ -270,6 +285,7 @@ impl PhaseFigures {
                 slowest: slowest[k.index()],
                 mean: (known > 0)
                     .then(|| Duration::milliseconds(dur_sum[k.index()] / known as i64)),
+                distribution: Spread::of(durations[k.index()].clone()),
             })
             .collect();
         PhaseFigures {
@@ -343,6 +359,96 @@ pub struct DeployFigures {
     pub share: Option<f64>,
 }
 
+/// A production deploy, as the change-failure figures need it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeployRow {
+    pub deployed_at: DateTime<Utc>,
+    /// Linked to at least one incident (see [`link_deploys`]): a failed deployment.
+    pub failed: bool,
+    /// For a failed deployment whose linked incidents are all resolved: the last of those resolutions.
+    pub recovered_at: Option<DateTime<Utc>>,
+}
+
+/// An incident, as [`link_deploys`] needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkIncident {
+    /// The services a deploy to which counts for this incident: its own and its catalog dependencies.
+    pub services: Vec<String>,
+    pub started_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// Marks each production deploy `(service, deployed_at)` as failed when it landed before impact
+/// ([`before_impact`]: in the 2 hours up to `started_at`, the rule of the card's "deploys before impact") of an
+/// incident on that service or on a service that depends on it; its recovery is the last resolution of its
+/// linked incidents, once all of them are resolved. Service names compare case-insensitively.
+pub fn link_deploys(
+    deploys: &[(String, DateTime<Utc>)],
+    incidents: &[LinkIncident],
+) -> Vec<DeployRow> {
+    deploys
+        .iter()
+        .map(|(service, at)| {
+            let linked: Vec<&LinkIncident> = incidents
+                .iter()
+                .filter(|i| {
+                    before_impact(*at, i.started_at)
+                        && i.services.iter().any(|s| s.eq_ignore_ascii_case(service))
+                })
+                .collect();
+            let recovered_at = if linked.iter().all(|i| i.resolved_at.is_some()) {
+                linked.iter().filter_map(|i| i.resolved_at).max()
+            } else {
+                None
+            };
+            DeployRow {
+                deployed_at: *at,
+                failed: !linked.is_empty(),
+                recovered_at,
+            }
+        })
+        .collect()
+}
+
+/// DORA's change-failure rate and failed-deployment recovery time over the production deploys of a period.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ChangeFailure {
+    /// Production deploys in the period.
+    pub deploys: usize,
+    /// Those linked to an incident.
+    pub failed: usize,
+    /// `failed / deploys`; `None` without deploys.
+    pub rate: Option<f64>,
+    /// Deploy → recovery of each failed deployment whose incidents are all resolved.
+    pub recovery: Spread,
+    /// Failed deployments with a linked incident still open.
+    pub unrecovered: usize,
+}
+
+impl ChangeFailure {
+    pub fn of(deploys: &[DeployRow], period: Period) -> ChangeFailure {
+        let in_period: Vec<&DeployRow> = deploys
+            .iter()
+            .filter(|d| period.contains(d.deployed_at))
+            .collect();
+        let failed: Vec<&&DeployRow> = in_period.iter().filter(|d| d.failed).collect();
+        let recovery: Vec<Duration> = failed
+            .iter()
+            .filter_map(|d| {
+                d.recovered_at
+                    .map(|r| (r - d.deployed_at).max(Duration::zero()))
+            })
+            .collect();
+        ChangeFailure {
+            deploys: in_period.len(),
+            failed: failed.len(),
+            rate: (!in_period.is_empty()).then(|| failed.len() as f64 / in_period.len() as f64),
+            unrecovered: failed.len() - recovery.len(),
+            recovery: Spread::of(recovery),
+        }
+    }
+}
+
 /// Out-of-hours vs in-hours MTTR.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HoursFigures {
@@ -391,11 +497,24 @@ pub struct Figures {
     pub services: Vec<Ranked>,
     pub teams: Vec<Ranked>,
     pub phase_means: Vec<PhaseMeans>,
+    /// Change-failure rate and failed-deployment recovery time (DORA).
+    pub change_failure: ChangeFailure,
 }
 
 impl Figures {
-    /// The figures of `period` over `rows` (rows outside it are ignored).
+    /// The figures of `period` over `rows` (rows outside it are ignored), without deploys.
     pub fn of(rows: &[IncidentRow], period: Period, tz: Tz, now: DateTime<Utc>) -> Figures {
+        Figures::with_deploys(rows, &[], period, tz, now)
+    }
+
+    /// The figures of `period` over `rows` and the production `deploys` (those outside it are ignored).
+    pub fn with_deploys(
+        rows: &[IncidentRow],
+        deploys: &[DeployRow],
+        period: Period,
+        tz: Tz,
+        now: DateTime<Utc>,
+    ) -> Figures {
         let started: Vec<&IncidentRow> = rows
             .iter()
             .filter(|r| period.contains(r.timeline.started_at))
@@ -437,6 +556,7 @@ impl Figures {
                 .iter()
                 .map(|&s| phase_means(s, &resolved, now))
                 .collect(),
+            change_failure: ChangeFailure::of(deploys, period),
         }
     }
 
@@ -520,6 +640,17 @@ pub struct Digest {
 /// Builds the digest of `period` (and the period of equal length before it) from `rows`, which must hold every
 /// incident that started in either period and every incident open at either period's end.
 pub fn compute(rows: &[IncidentRow], period: Period, tz: Tz, now: DateTime<Utc>) -> Digest {
+    compute_with_deploys(rows, &[], period, tz, now)
+}
+
+/// [`compute`] with the production deploys of both periods, for the change-failure figures.
+pub fn compute_with_deploys(
+    rows: &[IncidentRow],
+    deploys: &[DeployRow],
+    period: Period,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Digest {
     let mut still_open: Vec<OpenIncident> = rows
         .iter()
         .filter(|r| r.timeline.resolved.is_none() && r.timeline.started_at < period.end)
@@ -541,8 +672,8 @@ pub fn compute(rows: &[IncidentRow], period: Period, tz: Tz, now: DateTime<Utc>)
             .then(a.number.cmp(&b.number))
     });
     Digest {
-        current: Figures::of(rows, period, tz, now),
-        previous: Figures::of(rows, period.previous(), tz, now),
+        current: Figures::with_deploys(rows, deploys, period, tz, now),
+        previous: Figures::with_deploys(rows, deploys, period.previous(), tz, now),
         still_open,
         generated_at: now,
         time_zone: tz.name().to_string(),
@@ -557,6 +688,8 @@ pub struct MonthFigures {
     pub incidents: usize,
     /// Over the month's resolved incidents of every severity.
     pub mttr: MttrStat,
+    /// p50 and p90 of the same.
+    pub distribution: Spread,
     pub severities: Vec<SeverityFigures>,
 }
 
@@ -583,6 +716,7 @@ pub fn monthly(rows: &[IncidentRow], period: Period, tz: Tz) -> Vec<MonthFigures
             month: format!("{year:04}-{month:02}"),
             incidents: rs.len(),
             mttr: MttrStat::of(rs.iter().filter_map(|r| r.mttr()).collect()),
+            distribution: Spread::of(rs.iter().filter_map(|r| r.mttr()).collect()),
             severities: Severity::ALL
                 .iter()
                 .map(|&s| SeverityFigures::of(s, &rs))
@@ -924,6 +1058,87 @@ mod tests {
             ("2026-11", 2)
         );
         assert_eq!(berlin[1].severities[0].mttr.median, Some(mins(60)));
+    }
+
+    #[test]
+    fn phases_and_severities_give_p50_and_p90_with_n_from_five_incidents() {
+        // Triage of 10, 20, 30, 40 and 100 minutes: p50 30m, p90 = 40 + 0.6 × 60 = 76m.
+        let mut rows: Vec<IncidentRow> = [10, 20, 30, 40, 100]
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| slack(i as i64, Severity::P2, at(i as i64, 10, 0), [5, t, 5, 5]))
+            .collect();
+        // A baseline incident does not count in phase figures.
+        rows.push(baseline(9, Severity::P2, at(6, 10, 0), Some(1), 500));
+        let f = Figures::of(&rows, week(), chrono_tz::UTC, now());
+        let triage = f.phases.get(PhaseKind::Triage).distribution;
+        assert_eq!(
+            (triage.n, triage.p50, triage.p90),
+            (5, Some(mins(30)), Some(mins(76)))
+        );
+        assert_eq!(
+            f.phases.get(PhaseKind::Detection).distribution.p90,
+            Some(mins(5))
+        );
+        // P2 MTTRs 25, 35, 45, 55, 115 and the baseline's 500: p50 = 50m, p90 = 115 + 0.5 × 385 = 307m 30s.
+        let p2 = f.severity(Severity::P2).distribution;
+        assert_eq!(p2.n, 6);
+        assert_eq!(p2.p50, Some(mins(50)));
+        assert_eq!(p2.p90, Some(mins(307) + Duration::seconds(30)));
+        // Four is not enough.
+        let f = Figures::of(&rows[..4], week(), chrono_tz::UTC, now());
+        let triage = f.phases.get(PhaseKind::Triage).distribution;
+        assert_eq!((triage.n, triage.p50, triage.p90), (4, None, None));
+    }
+
+    #[test]
+    fn a_deploy_before_impact_of_an_incident_on_its_service_or_a_dependent_one_failed() {
+        let inc = |services: &[&str], start: DateTime<Utc>, resolved: Option<i64>| LinkIncident {
+            services: services.iter().map(|s| s.to_string()).collect(),
+            started_at: start,
+            resolved_at: resolved.map(|m| start + mins(m)),
+        };
+        // An incident on checkout (which depends on payments) at 12:00, resolved 13:00; another on payments
+        // at Tuesday 12:00, still open.
+        let incidents = vec![
+            inc(&["checkout", "payments"], at(0, 12, 0), Some(60)),
+            inc(&["payments"], at(1, 12, 0), None),
+        ];
+        let deploys = vec![
+            ("Payments".to_string(), at(0, 10, 0)), // exactly 2 h before: failed, recovered after 3 h
+            ("checkout".to_string(), at(0, 11, 30)), // failed, recovered after 1 h 30
+            ("search".to_string(), at(0, 11, 0)),   // not a service of the incident
+            ("checkout".to_string(), at(0, 9, 59)), // 2 h 1 min before: not linked
+            ("checkout".to_string(), at(0, 12, 1)), // after the start: not linked
+            ("payments".to_string(), at(1, 11, 0)), // failed, incident still open
+        ];
+        let rows = link_deploys(&deploys, &incidents);
+        let failed: Vec<bool> = rows.iter().map(|d| d.failed).collect();
+        assert_eq!(failed, vec![true, true, false, false, false, true]);
+        assert_eq!(rows[0].recovered_at, Some(at(0, 13, 0)));
+        assert_eq!(rows[5].recovered_at, None);
+        let c = ChangeFailure::of(&rows, week());
+        assert_eq!((c.deploys, c.failed, c.unrecovered), (6, 3, 1));
+        assert_eq!(c.rate, Some(0.5));
+        assert_eq!((c.recovery.n, c.recovery.p50), (2, None), "not enough data");
+        // Five recovered failures: 1, 2, 3, 4 and 10 hours → p50 3h, p90 4h + 0.6 × 6h = 7h 36m.
+        let rows: Vec<DeployRow> = [1, 2, 3, 4, 10]
+            .iter()
+            .map(|&h| DeployRow {
+                deployed_at: at(2, 0, 0),
+                failed: true,
+                recovered_at: Some(at(2, h, 0)),
+            })
+            .chain(std::iter::once(DeployRow {
+                deployed_at: at(-1, 0, 0), // the week before: left out
+                failed: true,
+                recovered_at: Some(at(-1, 1, 0)),
+            }))
+            .collect();
+        let c = ChangeFailure::of(&rows, week());
+        assert_eq!((c.deploys, c.failed, c.recovery.n), (5, 5, 5));
+        assert_eq!(c.recovery.p50, Some(Duration::hours(3)));
+        assert_eq!(c.recovery.p90, Some(Duration::hours(7) + mins(36)));
     }
 
     #[test]

@@ -1,7 +1,17 @@
 //! Deploy events as data: one stored deploy ([`Deploy`]) and one to store ([`NewDeploy`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
+
+/// How long before an incident's `started_at` a production deploy to its service or one of its dependencies
+/// counts as "before impact" (the card, the MTTR summary, the digest and the change-failure rate share it).
+pub const BEFORE_IMPACT: Duration = Duration::hours(2);
+
+/// A deploy at `deployed_at` landed "before impact" of an incident that started at `started_at`: within
+/// [`BEFORE_IMPACT`] before it, both ends included.
+pub fn before_impact(deployed_at: DateTime<Utc>, started_at: DateTime<Utc>) -> bool {
+    deployed_at <= started_at && deployed_at >= started_at - BEFORE_IMPACT
+}
 
 /// One stored deploy.
 #[derive(Debug, Clone, PartialEq, Serialize)]

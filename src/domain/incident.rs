@@ -46,6 +46,9 @@ pub struct PastIncident {
     pub service: Option<String>,
     pub started_at: DateTime<Utc>,
     pub resolved_at: DateTime<Utc>,
+    /// Detection, triage, remediation and verification, when known (declared in Slack); `None` for imported
+    /// incidents.
+    pub phases: Option<[Duration; 4]>,
 }
 
 impl PastIncident {

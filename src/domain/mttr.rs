@@ -322,6 +322,58 @@ pub fn percentile(durations: &mut [Duration], p: f64) -> Option<Duration> {
     Some(a + Duration::milliseconds(between))
 }
 
+/// Fewer samples than this and a distribution says "not enough data" instead of a p50 and p90.
+pub const MIN_SAMPLES: usize = 5;
+
+/// The p50 and p90 ([`percentile`], PostgreSQL's `percentile_cont`) of some durations, with how many there are;
+/// both `None` under [`MIN_SAMPLES`] ("not enough data").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spread {
+    pub n: usize,
+    pub p50: Option<Duration>,
+    pub p90: Option<Duration>,
+}
+
+impl Spread {
+    pub fn of(mut durations: Vec<Duration>) -> Spread {
+        let n = durations.len();
+        if n < MIN_SAMPLES {
+            return Spread {
+                n,
+                p50: None,
+                p90: None,
+            };
+        }
+        Spread {
+            n,
+            p50: percentile(&mut durations, 0.5),
+            p90: percentile(&mut durations, 0.9),
+        }
+    }
+
+    /// `"p50 12m · p90 40m (n 7)"`, or `"not enough data (n 3)"`.
+    pub fn label(&self, fmt: impl Fn(Duration) -> String) -> String {
+        match (self.p50, self.p90) {
+            (Some(a), Some(b)) => format!("p50 {} · p90 {} (n {})", fmt(a), fmt(b), self.n),
+            _ => format!("not enough data (n {})", self.n),
+        }
+    }
+}
+
+impl Serialize for Spread {
+    /// `{"n": 7, "p50_seconds": 720, "p90_seconds": 2400}` (nulls under [`MIN_SAMPLES`]); seconds with
+    /// millisecond decimals, so they can be compared with SQL.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let secs = |d: Option<Duration>| d.map(|d| d.num_milliseconds() as f64 / 1000.0);
+        let mut st = s.serialize_struct("Spread", 3)?;
+        st.serialize_field("n", &self.n)?;
+        st.serialize_field("p50_seconds", &secs(self.p50))?;
+        st.serialize_field("p90_seconds", &secs(self.p90))?;
+        st.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,6 +620,27 @@ mod tests {
             Some(mins(5) + Duration::seconds(30))
         );
         assert_eq!(percentile(&mut ten, 1.0), Some(mins(10)));
+    }
+
+    #[test]
+    fn a_spread_needs_five_samples_and_gives_p50_and_p90() {
+        let four: Vec<Duration> = (1..=4).map(mins).collect();
+        let s = Spread::of(four);
+        assert_eq!((s.n, s.p50, s.p90), (4, None, None));
+        assert_eq!(
+            s.label(|d| d.num_minutes().to_string()),
+            "not enough data (n 4)"
+        );
+        // 5 samples 10, 20, 30, 40, 100 min: p50 = rank 2 = 30m; p90 = rank 3.6 = 40 + 0.6 × 60 = 76m.
+        let s = Spread::of(vec![mins(100), mins(10), mins(40), mins(20), mins(30)]);
+        assert_eq!((s.n, s.p50, s.p90), (5, Some(mins(30)), Some(mins(76))));
+        assert_eq!(
+            s.label(|d| format!("{}m", d.num_minutes())),
+            "p50 30m · p90 76m (n 5)"
+        );
+        let json = serde_json::to_value(s).expect("json");
+        assert_eq!(json["p90_seconds"], 4560.0);
+        assert_eq!(json["n"], 5);
     }
 
     #[derive(Clone, Debug)]

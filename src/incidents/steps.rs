@@ -285,7 +285,7 @@ pub async fn deploys_before_impact(
     deploys::recent(
         &state.db,
         &names,
-        until - chrono::Duration::hours(2),
+        until - crate::domain::deploy::BEFORE_IMPACT,
         until,
         10,
     )

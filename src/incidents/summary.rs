@@ -1,7 +1,9 @@
 //! The MTTR summary posted when an incident is resolved (SPEC §5), in the incident channel and the broadcast
 //! channel: MTTR, each phase's duration and share with a bar, the slowest phase, the tier for the severity, the
 //! comparison with the 90-day median of the same severity (and service), the detection method, and whether a
-//! deploy landed on the service or a dependency in the 2 hours before impact.
+//! deploy landed on the service or a dependency in the 2 hours before impact; and each phase against the p50/p90
+//! of the same phase in resolved incidents of the same severity over those 90 days, with n ("not enough data"
+//! under 5; imported incidents, whose phases are unknown, are left out).
 //!
 //! Pure: [`Summary::compute`] takes the incident, the history and the deploys the caller loaded, and
 //! [`Summary::render`] turns the figures into Block Kit. The I/O lives in [`super::outbox`].
@@ -12,7 +14,7 @@ use serde_json::{json, Value};
 use super::Incident;
 use crate::domain::deploy::Deploy;
 use crate::domain::duration::format_duration;
-use crate::domain::mttr::{self, bar, median, PhaseKind, Tier};
+use crate::domain::mttr::{self, bar, median, PhaseKind, Spread, Tier};
 use crate::domain::severity::{DetectionMethod, Severity};
 use crate::domain::text::{self, escape, escape_cut};
 use crate::slack::blocks;
@@ -62,6 +64,8 @@ pub struct Summary {
     pub severity_baseline: Option<Baseline>,
     /// The same, restricted to this incident's service.
     pub service_baseline: Option<Baseline>,
+    /// Per phase: p50/p90 of that phase over the same incidents as `severity_baseline` whose phases are known.
+    pub phase_baselines: [Spread; 4],
     /// Deploys to the service or a dependency in the 2 hours before impact.
     pub deploys: Vec<Deploy>,
     /// How often the incident was reopened during monitoring.
@@ -117,7 +121,16 @@ impl Summary {
                     .collect(),
             )
         });
+        let phase_baselines = PhaseKind::ALL.map(|k| {
+            Spread::of(
+                comparable
+                    .iter()
+                    .filter_map(|p| p.phases.map(|ph| ph[k.index()]))
+                    .collect(),
+            )
+        });
         Some(Summary {
+            phase_baselines,
             key: inc.key(),
             title: inc.title.clone(),
             severity: inc.peak_severity,
@@ -161,6 +174,7 @@ impl Summary {
             "*Against the last {BASELINE_DAYS} days:* {}",
             self.comparison()
         ));
+        out.push(self.phase_comparison());
         out.push(format!("*Detected via:* {}", self.detection.as_str()));
         out.push(self.deploy_text());
         if self.reopens > 0 {
@@ -226,6 +240,37 @@ impl Summary {
             }
         }
         parts.join("; ")
+    }
+
+    /// Each phase against the same phase's p50/p90 over the last 90 days of this severity: `Triage 30m · P1
+    /// p50 12m · p90 25m (n 9) · above p90`, or `not enough data (n 3)`.
+    pub fn phase_comparison(&self) -> String {
+        let sev = self.severity.as_str();
+        // Every phase is over the same incidents: one line when there are too few.
+        if self.phase_baselines.iter().all(|b| b.p50.is_none()) {
+            return format!(
+                "*Phases against {sev}s of the last {BASELINE_DAYS} days:* not enough data (n {}, 5 needed)",
+                self.phase_baselines[0].n
+            );
+        }
+        let mut lines = vec![format!(
+            "*Phases against {sev}s of the last {BASELINE_DAYS} days* (p50 · p90 · n):"
+        )];
+        for p in &self.phases {
+            let b = &self.phase_baselines[p.kind.index()];
+            let mark = match (b.p50, b.p90) {
+                (_, Some(p90)) if p.duration > p90 => " · above p90",
+                (Some(p50), _) if p.duration <= p50 => " · at or below p50",
+                _ => "",
+            };
+            lines.push(format!(
+                "{} {} · {}{mark}",
+                p.kind.label(),
+                format_duration(p.duration),
+                b.label(format_duration)
+            ));
+        }
+        lines.join("\n")
     }
 
     fn deploy_text(&self) -> String {
@@ -383,6 +428,7 @@ mod tests {
             service: Some(service.into()),
             started_at: resolved_at - mins(mttr_min),
             resolved_at,
+            phases: None,
         }
     }
 
@@ -433,6 +479,56 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("*Detected via:* customer"), "{text}");
+    }
+
+    #[test]
+    fn each_phase_is_set_against_the_p50_and_p90_of_same_severity_incidents_with_known_phases() {
+        let inc = incident(Severity::P1, Some("payments"), skipped_triage_timeline());
+        let with = |id: &str, sev, triage: i64, days_ago| {
+            let mut p = past(id, sev, "payments", 10 + triage, days_ago);
+            p.phases = Some([mins(4), mins(triage), mins(3), mins(3)]);
+            p
+        };
+        // Four P1s with phases: not enough data yet.
+        let mut history = vec![
+            with("a", Severity::P1, 5, 1),
+            with("b", Severity::P1, 10, 2),
+            with("c", Severity::P1, 15, 3),
+            with("d", Severity::P1, 20, 4),
+            past("imported", Severity::P1, "payments", 60, 5), // phases unknown: left out
+            with("p2", Severity::P2, 1, 1),                    // other severity
+            with("old", Severity::P1, 1, 91),                  // too old
+        ];
+        let s = Summary::compute(&inc, &history, Vec::new(), 0).unwrap();
+        assert_eq!(s.phase_baselines[1].n, 4);
+        assert!(
+            s.text().contains(
+                "*Phases against P1s of the last 90 days:* not enough data (n 4, 5 needed)"
+            ),
+            "{}",
+            s.text()
+        );
+        // A fifth: triage 5, 10, 15, 20, 25 → p50 15m, p90 = 20 + 0.6 × 5 = 23m; this incident's 30m is above.
+        history.push(with("e", Severity::P1, 25, 5));
+        let s = Summary::compute(&inc, &history, Vec::new(), 0).unwrap();
+        let triage = s.phase_baselines[1];
+        assert_eq!(
+            (triage.n, triage.p50, triage.p90),
+            (5, Some(mins(15)), Some(mins(23)))
+        );
+        let text = s.text();
+        assert!(
+            text.contains("*Phases against P1s of the last 90 days* (p50 · p90 · n):"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Triage 30m · p50 15m · p90 23m (n 5) · above p90"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Detection 4m · p50 4m · p90 4m (n 5) · at or below p50"),
+            "{text}"
+        );
     }
 
     #[test]

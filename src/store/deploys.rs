@@ -1,6 +1,6 @@
 //! The deploy events table (`deploys`): storing events ([`insert`], [`insert_batch`]: one transaction, a
 //! repeated `id` changes nothing) and the reads over it — the "what landed on X recently" query that the incident
-//! card, the deploy questions, the MTTR summary and the digest all share ([`recent`]), [`recent_all`], [`list`]
+//! card, the deploy questions, the MTTR summary and the digest all share ([`recent`]), [`recent_all`], [`production_times`] (change-failure rate), [`list`]
 //! (`GET /api/v1/deploys`) and [`history_services`] (for "did you mean …?").
 
 use chrono::{DateTime, Utc};
@@ -101,6 +101,26 @@ pub async fn recent_all(
     .fetch_all(&db.pool)
     .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// Service and time of every production deploy in `[since, until)`, oldest first (the change-failure figures).
+pub async fn production_times(
+    db: &Db,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<(String, DateTime<Utc>)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT service, deployed_at FROM deploys
+         WHERE deployed_at >= $1 AND deployed_at < $2 AND environment = 'production'
+         ORDER BY deployed_at",
+    )
+    .bind(ms(since))
+    .bind(ms(until))
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("service")?, from_ms(r.try_get("deployed_at")?))))
+        .collect()
 }
 
 /// What `GET /api/v1/deploys` filters on.

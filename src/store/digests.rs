@@ -1,5 +1,5 @@
 //! What the digest stores and reads: the incidents of a period and the one before it (plus those still open) from
-//! `incidents` ([`incidents`], [`open_incidents`]); and `digest_runs`, one row per scheduled digest (channel, scope, period start), so that with
+//! `incidents` ([`incidents`], [`open_incidents`], [`incident_starts`] for the change-failure rate); and `digest_runs`, one row per scheduled digest (channel, scope, period start), so that with
 //! several replicas on one database each digest is posted exactly once.
 //!
 //! A replica first makes sure the row exists (`INSERT … ON CONFLICT DO NOTHING`), then *claims* it through the
@@ -381,6 +381,43 @@ pub async fn incidents(
         })?);
     }
     Ok(out)
+}
+
+/// An incident as the change-failure figures need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentStart {
+    pub severity: Severity,
+    pub service: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// Every incident that started in `[from, to)`: highest severity, service, start and resolution.
+pub async fn incident_starts(
+    db: &Db,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<IncidentStart>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT COALESCE(peak_severity, severity) AS severity, service, started_at, resolved_at
+         FROM incidents WHERE started_at >= $1 AND started_at < $2",
+    )
+    .bind(ms(from))
+    .bind(ms(to))
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let sev: String = r.try_get("severity")?;
+            let resolved: Option<i64> = r.try_get("resolved_at")?;
+            Ok(IncidentStart {
+                severity: Severity::parse(&sev).unwrap_or_default(),
+                service: r.try_get("service")?,
+                started_at: from_ms(r.try_get("started_at")?),
+                resolved_at: resolved.map(from_ms),
+            })
+        })
+        .collect()
 }
 
 /// An open incident as the digest names it.

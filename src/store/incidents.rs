@@ -351,7 +351,8 @@ pub async fn resolved_between(
     except_id: &str,
 ) -> Result<Vec<PastIncident>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, COALESCE(peak_severity, severity) AS severity, service, started_at, resolved_at FROM incidents
+        "SELECT id, COALESCE(peak_severity, severity) AS severity, service, started_at, acknowledged_at,
+                identified_at, fixed_at, resolved_at, source FROM incidents
          WHERE COALESCE(peak_severity, severity) = $1 AND resolved_at IS NOT NULL AND resolved_at >= $2 AND resolved_at <= $3 AND id <> $4",
     )
     .bind(severity.as_str())
@@ -363,12 +364,32 @@ pub async fn resolved_between(
     let mut out = Vec::new();
     for r in rows {
         let sev: String = r.try_get("severity")?;
+        let source: String = r.try_get("source")?;
+        let started_at = from_ms(r.try_get("started_at")?);
+        let resolved_at = from_ms(r.try_get("resolved_at")?);
+        let stamp = |c: &str| -> Result<Option<Stamp>, sqlx::Error> {
+            Ok(from_ms_opt(r.try_get(c)?).map(|at| Stamp::explicit(at, None)))
+        };
+        let timeline = Timeline {
+            started_at,
+            declared_at: started_at,
+            acknowledged: stamp("acknowledged_at")?,
+            identified: stamp("identified_at")?,
+            fixed: stamp("fixed_at")?,
+            resolved: Some(Stamp::explicit(resolved_at, None)),
+            closed_at: None,
+        };
         out.push(PastIncident {
             id: r.try_get("id")?,
             severity: Severity::parse(&sev).unwrap_or_default(),
             service: r.try_get("service")?,
-            started_at: from_ms(r.try_get("started_at")?),
-            resolved_at: from_ms(r.try_get("resolved_at")?),
+            started_at,
+            resolved_at,
+            phases: (source == "slack").then(|| {
+                crate::domain::mttr::breakdown(&timeline, resolved_at)
+                    .phases
+                    .map(|p| p.duration)
+            }),
         });
     }
     Ok(out)

@@ -223,6 +223,20 @@ async fn on_demand_digest_posts_the_figures_and_a_chart_in_the_channel() {
         text.contains("Deploy in the 2 hours before:* 1 of 5 incidents"),
         "{text}"
     );
+    // Distributions: 4 resolved incidents with phases are not enough for a p50/p90; the one production deploy
+    // landed an hour before INC-4 on its service, so it failed, and it recovered with INC-4's resolution.
+    assert!(
+        text.contains("Verification ██░░░░░░░░ 19 %` (▼ 6 pts from 25 %) · slowest in 0 (= from 0) · mean 10m · not enough data (n 4)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Change-failure rate:* 1 of 1 production deploys (100.0 %)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Failed-deployment recovery time:* not enough data (n 1)"),
+        "{text}"
+    );
     assert!(text.contains("Still open:* 1"), "{text}");
     assert!(text.contains("INC-5 Outage number 5"), "{text}");
     assert!(text.contains("Mon–Fri 09:00–18:00 UTC"), "{text}");
@@ -256,6 +270,48 @@ async fn on_demand_digest_posts_the_figures_and_a_chart_in_the_channel() {
         app.slack.count("files.upload"),
         0,
         "the retired method is not used"
+    );
+}
+
+#[tokio::test]
+async fn the_digest_gives_p50_and_p90_per_phase_and_the_change_failure_rate() {
+    let app = spawn_app_with(|_| {}).await;
+    let now = Utc::now();
+    // Five P1s on payments, a day apart, triage 10, 20, 30, 40 and 100 min (p50 30m, p90 40 + 0.6 × 60 = 1h 16m),
+    // each an hour after a deploy to payments; one more deploy to search, followed by nothing.
+    for (k, triage) in [10i64, 20, 30, 40, 100].into_iter().enumerate() {
+        let started = now - chrono::Duration::days(k as i64 + 1);
+        incident(
+            &app,
+            k as i64 + 1,
+            "P1",
+            "payments",
+            "alert",
+            started,
+            Some([5, triage, 5, 5]),
+        )
+        .await;
+        deploy(&app, "payments", started - chrono::Duration::hours(1)).await;
+    }
+    deploy(&app, "search", now - chrono::Duration::days(6)).await;
+    let (status, _) = app.slash("digest").await.expect("slash");
+    assert_eq!(status, 200);
+    wait_for(&app.slack, "general", 1, 1).await;
+    let text = app.slack.render_channel("general");
+    assert!(
+        text.contains("mean 40m · p50 30m · p90 1h 16m (n 5)"),
+        "triage: {text}"
+    );
+    // MTTR 25, 35, 45, 55, 115 min: p50 45m, p90 55 + 0.6 × 60 = 1h 31m.
+    assert!(text.contains("p50 45m · p90 1h 31m (n 5)"), "P1: {text}");
+    assert!(
+        text.contains("Change-failure rate:* 5 of 6 production deploys (83.3 %)"),
+        "{text}"
+    );
+    // Recovery = 1 h + MTTR: 85, 95, 105, 115, 175 min → p50 1h 45m, p90 115 + 0.6 × 60 = 2h 31m.
+    assert!(
+        text.contains("Failed-deployment recovery time:* p50 1h 45m · p90 2h 31m (n 5)"),
+        "{text}"
     );
 }
 

@@ -6,6 +6,7 @@ mod bounds;
 mod declare;
 mod deploys;
 mod digest;
+mod distributions;
 mod escalation;
 mod faults;
 mod front_door;
