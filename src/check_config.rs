@@ -643,6 +643,14 @@ pub fn validate(s: &Settings) -> Vec<(Level, String, String)> {
             bad(Error, key, "must be at least 1 minute".into());
         }
     }
+    let pct = s.incidents.stalled_phase_percentile;
+    if !(pct == 0.0 || (0.5..=1.0).contains(&pct)) {
+        bad(
+            Error,
+            "incidents.stalled_phase_percentile",
+            format!("{pct} is neither 0 (nudges off) nor a percentile between 0.5 and 1.0 (e.g. 0.9 for p90)"),
+        );
+    }
     if s.http.max_connections == 0 {
         bad(
             Error,

@@ -189,8 +189,8 @@ pub async fn history_services(db: &Db) -> Result<Vec<String>, sqlx::Error> {
     Ok(names.into_iter().flatten().collect())
 }
 
-const INSERT_ONE: &str = "INSERT INTO deploys (id, service, environment, version, commit_sha, url, author, deployed_at, source, received_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING";
+const INSERT_ONE: &str = "INSERT INTO deploys (id, service, environment, version, commit_sha, url, author, deployed_at, source, received_at,
+     prompt_pending) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING";
 
 /// Stores one deploy; returns false when a deploy with the same id was already stored.
 pub async fn insert(db: &Db, d: &NewDeploy, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
@@ -241,8 +241,8 @@ pub async fn insert_batch(
             &mut tx,
             (
                 "INSERT INTO deploys (id, service, environment, version, commit_sha, url, author, deployed_at, \
-                 source, received_at)",
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 source, received_at, prompt_pending)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 "ON CONFLICT (id) DO NOTHING",
             ),
             &rows,
@@ -264,6 +264,48 @@ fn bind_row<'q>(q: AnyQuery<'q>, id: &str, d: &NewDeploy, now: DateTime<Utc>) ->
         .bind(ms(d.deployed_at))
         .bind(d.source.clone())
         .bind(ms(now))
+        // A new production deploy is matched against open incidents by the timer worker (deploy prompts).
+        .bind(i64::from(d.environment == PRODUCTION))
+}
+
+/// One stored deploy by id.
+pub async fn get(db: &Db, id: &str) -> Result<Option<Deploy>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, service, environment, version, commit_sha, url, author, deployed_at, source
+         FROM deploys WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Whether any stored deploy still waits to be matched against open incidents (one read, no write lock).
+pub async fn any_prompt_pending(db: &Db) -> Result<bool, sqlx::Error> {
+    let pending: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM deploys WHERE prompt_pending = 1 LIMIT 1")
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(pending.is_some())
+}
+
+/// Takes up to `limit` deploys waiting to be matched (oldest received first) and clears their mark, with a
+/// conditional `UPDATE`, so with several replicas each deploy is matched by one of them (inside the caller's
+/// transaction, which also queues the prompts).
+pub async fn take_prompt_pending(
+    tx: &mut sqlx::AnyConnection,
+    limit: i64,
+) -> Result<Vec<Deploy>, sqlx::Error> {
+    let rows = sqlx::query(
+        "UPDATE deploys SET prompt_pending = 0
+         WHERE prompt_pending = 1
+           AND id IN (SELECT id FROM deploys WHERE prompt_pending = 1 ORDER BY received_at LIMIT $1)
+         RETURNING id, service, environment, version, commit_sha, url, author, deployed_at, source",
+    )
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter().map(from_row).collect()
 }
 
 fn new_id() -> String {
