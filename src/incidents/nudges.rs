@@ -139,6 +139,7 @@ pub fn figure(
 
 async fn figure_for(
     state: &AppState,
+    tx: &mut sqlx::AnyConnection,
     inc: &Incident,
     phase: PhaseKind,
     now: DateTime<Utc>,
@@ -147,7 +148,7 @@ async fn figure_for(
     let p = state.settings.incidents.stalled_phase_percentile;
     let own = match inc.service.as_deref() {
         Some(svc) => {
-            incidents::resolved_history(&state.db, inc.severity, Some(svc), since, &inc.id).await?
+            incidents::resolved_history(tx, inc.severity, Some(svc), since, &inc.id).await?
         }
         None => Vec::new(),
     };
@@ -156,12 +157,11 @@ async fn figure_for(
         let own: Vec<Timeline> = own.into_iter().map(|i| i.timeline).collect();
         return Ok(figure(phase, service, &own, &[], p));
     }
-    let all: Vec<Timeline> =
-        incidents::resolved_history(&state.db, inc.severity, None, since, &inc.id)
-            .await?
-            .into_iter()
-            .map(|i| i.timeline)
-            .collect();
+    let all: Vec<Timeline> = incidents::resolved_history(tx, inc.severity, None, since, &inc.id)
+        .await?
+        .into_iter()
+        .map(|i| i.timeline)
+        .collect();
     Ok(figure(phase, service, &[], &all, p))
 }
 
@@ -248,7 +248,7 @@ pub(crate) async fn fire(
             phase.as_str()
         )));
     };
-    let fig = match figure_for(state, inc, phase, now).await? {
+    let fig = match figure_for(state, tx, inc, phase, now).await? {
         Ok(f) => f,
         Err(n) => {
             return Ok(Fired::Outcome(format!(
@@ -261,7 +261,7 @@ pub(crate) async fn fire(
         // "Longer than" the figure: due just after it.
         return Ok(Fired::Wait(start + fig.value + Duration::seconds(1)));
     }
-    let suspects = suspect_deploys(state, inc, now).await?;
+    let suspects = suspect_deploys(state, tx, inc, now).await?;
     let (text, blocks) = nudge_message(state, inc, phase, &fig, running, &suspects, now);
     outbox::post_message(
         tx,
@@ -280,6 +280,7 @@ pub(crate) async fn fire(
 /// up to now).
 async fn suspect_deploys(
     state: &AppState,
+    tx: &mut sqlx::AnyConnection,
     inc: &Incident,
     now: DateTime<Utc>,
 ) -> Result<Vec<Deploy>, sqlx::Error> {
@@ -288,7 +289,7 @@ async fn suspect_deploys(
     };
     let names = super::steps::watched_services(state, service);
     let since = inc.timeline.started_at - Duration::hours(2);
-    deploys::recent(&state.db, &names, since, now, SUSPECTS).await
+    deploys::recent_in(tx, &names, since, now, SUSPECTS).await
 }
 
 /// The label of the page button: the Opsgenie team when the route names one.
@@ -481,7 +482,7 @@ pub fn prompt_message(incident_id: &str, d: &Deploy, tz: chrono_tz::Tz) -> (Stri
 
 /// Takes the deploys stored since the last tick and queues a prompt in every open incident they may have fixed
 /// (one transaction: the marks are cleared with the prompts queued, so each deploy is matched once across
-/// replicas).
+/// replicas). Every read inside it goes through the transaction (SQLite has one pooled connection).
 pub async fn match_deploys(state: &AppState, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     if !deploys::any_prompt_pending(&state.db).await? {
         return Ok(());

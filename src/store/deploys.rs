@@ -50,36 +50,77 @@ pub async fn recent(
     until: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Deploy>, sqlx::Error> {
-    let mut names: Vec<&str> = Vec::with_capacity(services.len());
-    for s in services {
-        if !names.contains(&s.as_str()) {
-            names.push(s);
-        }
-    }
+    let names = distinct(services);
     if names.is_empty() || limit <= 0 {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
     for chunk in names.chunks(RECENT_SLOTS) {
-        let mut q = sqlx::query(RECENT_SQL);
-        for slot in 0..RECENT_SLOTS {
-            q = q.bind(chunk.get(slot).copied().unwrap_or(chunk[0]));
-        }
-        let rows = q
-            .bind(ms(since))
-            .bind(ms(until))
-            .bind(limit)
+        let rows = recent_query(chunk, since, until, limit)
             .fetch_all(&db.pool)
             .await?;
         for r in &rows {
             out.push(from_row(r)?);
         }
     }
-    if names.len() > RECENT_SLOTS {
+    Ok(newest(out, names.len(), limit))
+}
+
+/// [`recent`] inside the caller's transaction (a timer that decides and writes in one).
+pub async fn recent_in(
+    conn: &mut sqlx::AnyConnection,
+    services: &[String],
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Deploy>, sqlx::Error> {
+    let names = distinct(services);
+    if names.is_empty() || limit <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for chunk in names.chunks(RECENT_SLOTS) {
+        let rows = recent_query(chunk, since, until, limit)
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in &rows {
+            out.push(from_row(r)?);
+        }
+    }
+    Ok(newest(out, names.len(), limit))
+}
+
+fn distinct(services: &[String]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::with_capacity(services.len());
+    for s in services {
+        if !names.contains(&s.as_str()) {
+            names.push(s);
+        }
+    }
+    names
+}
+
+/// [`RECENT_SQL`] for up to [`RECENT_SLOTS`] services.
+fn recent_query<'q>(
+    chunk: &[&'q str],
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> AnyQuery<'q> {
+    let mut q = sqlx::query(RECENT_SQL);
+    for slot in 0..RECENT_SLOTS {
+        q = q.bind(chunk.get(slot).copied().unwrap_or(chunk[0]));
+    }
+    q.bind(ms(since)).bind(ms(until)).bind(limit)
+}
+
+/// The parts of a split [`recent`] merged: newest first, at most `limit`.
+fn newest(mut out: Vec<Deploy>, services: usize, limit: i64) -> Vec<Deploy> {
+    if services > RECENT_SLOTS {
         out.sort_by_key(|d| std::cmp::Reverse(d.deployed_at));
         out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     }
-    Ok(out)
+    out
 }
 
 /// Production deploys to every service in `[since, until]`, newest first, at most `limit`.

@@ -375,9 +375,10 @@ pub async fn resolved_between(
 }
 
 /// Incidents resolved since `since` whose highest severity was `severity` (of `service` only, when given), all
-/// but `except_id`: the history a stalled-phase nudge compares the current phase with.
+/// but `except_id`: the history a stalled-phase nudge compares the current phase with (inside the caller's
+/// transaction: the timer decides and writes in one).
 pub async fn resolved_history(
-    db: &Db,
+    tx: &mut sqlx::AnyConnection,
     severity: Severity,
     service: Option<&str>,
     since: DateTime<Utc>,
@@ -393,7 +394,7 @@ pub async fn resolved_history(
             .bind(ms(since))
             .bind(except_id)
             .bind(svc)
-            .fetch_all(&db.pool)
+            .fetch_all(&mut *tx)
             .await?
         }
         None => {
@@ -404,7 +405,7 @@ pub async fn resolved_history(
             .bind(severity.as_str())
             .bind(ms(since))
             .bind(except_id)
-            .fetch_all(&db.pool)
+            .fetch_all(&mut *tx)
             .await?
         }
     };

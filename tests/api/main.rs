@@ -14,6 +14,7 @@ mod import;
 mod late_answers;
 mod manifest;
 mod mentions;
+mod nudges;
 mod openapi;
 mod ops;
 mod phases;
