@@ -885,6 +885,26 @@ mod tests {
     }
 
     #[test]
+    fn the_stalled_phase_percentile_is_off_or_between_a_half_and_one() {
+        for (p, ok) in [
+            (0.0, true),
+            (0.9, true),
+            (0.5, true),
+            (1.0, true),
+            (0.3, false),
+            (1.5, false),
+        ] {
+            let mut s = Settings::default();
+            s.incidents.stalled_phase_percentile = p;
+            let found = validate(&s);
+            assert_eq!(found.is_empty(), ok, "{p}: {found:?}");
+            if !ok {
+                assert_eq!(found[0].1, "incidents.stalled_phase_percentile");
+            }
+        }
+    }
+
+    #[test]
     fn lines_are_found_for_nested_keys_and_list_items() {
         let text = "a = 1\n[slack]\napi_url = \"x\"\n\n[[digests]]\nchannel = \"a\"\n\n[[digests]]\nchannel = \"b\"\ntimezone = \"Mars\"\n";
         let doc = ImDocument::parse(text).expect("parses");

@@ -964,10 +964,16 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
             format!("{base}-escalation-unresolved"),
             "paged the escalation target",
         ),
-        Escalation::Stalled => (
-            format!("{base}-escalation-stalled"),
-            "paged the escalation target",
-        ),
+        Escalation::Stalled => {
+            let phase = crate::domain::mttr::breakdown(&inc.timeline, state.clock.now())
+                .current()
+                .map(|p| p.as_str())
+                .unwrap_or("phase");
+            (
+                format!("{base}-escalation-stalled-{phase}"),
+                "paged the escalation target",
+            )
+        }
         Escalation::Upgrade => {
             let first_page_done =
                 crate::store::setup_steps::state_of(&state.db, &inc.id, "page").await?;

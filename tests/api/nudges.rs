@@ -226,7 +226,7 @@ async fn a_triage_past_the_services_own_p90_is_nudged_once_across_two_bots_and_p
     );
     assert_eq!((s1, s2), (200, 200));
     a.wait_for_effects(&id, LIMIT).await.unwrap();
-    let key = format!("incident-bot-{id}-escalation-stalled");
+    let key = format!("incident-bot-{id}-escalation-stalled-triage");
     eventually("the escalation page", || async {
         w.pager
             .pagerduty_alerts()
