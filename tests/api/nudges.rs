@@ -368,3 +368,29 @@ async fn deploy(bot: &Harness, body: serde_json::Value) -> (u16, serde_json::Val
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or_default())
 }
+
+#[tokio::test]
+async fn a_corrected_phase_start_moves_the_nudge() {
+    let w = World::new().await;
+    let bot = bot(&w).await;
+    seed(&bot, w.clock.now(), &payments_history()).await;
+    let id = declare(&bot, "start Payments failing sev:P2 service:payments").await;
+    w.clock.advance(minutes(50));
+    slash_in(&bot, &id, "ack").await;
+    // Triage has run 60 min of its 91 (payments' p90, see the first test): nothing yet.
+    w.clock.advance(minutes(60));
+    a_few_ticks(&bot, &id).await;
+    assert!(nudges(&bot, &id).await.is_empty());
+    // The acknowledgement really came 40 minutes earlier (09:10): triage has run 100 min, past its p90.
+    slash_in(&bot, &id, "set acknowledged 2026-11-25T09:10:00Z").await;
+    assert_eq!(
+        incident(&bot, &id).await.timeline.acknowledged.unwrap().at,
+        chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 25, 9, 10, 0).unwrap()
+    );
+    eventually("the nudge after the correction", || async {
+        nudges(&bot, &id).await.len() == 1
+    })
+    .await;
+    let text = text_of(&nudges(&bot, &id).await[0]);
+    assert!(text.contains("has been running for *1h 40m*"), "{text}");
+}
