@@ -643,6 +643,14 @@ pub fn validate(s: &Settings) -> Vec<(Level, String, String)> {
             bad(Error, key, "must be at least 1 minute".into());
         }
     }
+    let pct = s.incidents.stalled_phase_percentile;
+    if !(pct == 0.0 || (0.5..=1.0).contains(&pct)) {
+        bad(
+            Error,
+            "incidents.stalled_phase_percentile",
+            format!("{pct} is neither 0 (nudges off) nor a percentile between 0.5 and 1.0 (e.g. 0.9 for p90)"),
+        );
+    }
     if s.http.max_connections == 0 {
         bad(
             Error,
@@ -874,6 +882,26 @@ mod tests {
         let doc = ImDocument::parse(text).expect("parses");
         assert_eq!(unknown_keys(doc.as_table(), &schema()), vec![]);
         assert_eq!(validate(&Settings::default()), vec![]);
+    }
+
+    #[test]
+    fn the_stalled_phase_percentile_is_off_or_between_a_half_and_one() {
+        for (p, ok) in [
+            (0.0, true),
+            (0.9, true),
+            (0.5, true),
+            (1.0, true),
+            (0.3, false),
+            (1.5, false),
+        ] {
+            let mut s = Settings::default();
+            s.incidents.stalled_phase_percentile = p;
+            let found = validate(&s);
+            assert_eq!(found.is_empty(), ok, "{p}: {found:?}");
+            if !ok {
+                assert_eq!(found[0].1, "incidents.stalled_phase_percentile");
+            }
+        }
     }
 
     #[test]

@@ -117,6 +117,12 @@ pub struct IncidentSettings {
     pub default_timezone: String,
     /// How often due timers (escalations, end of monitoring) and pending Slack/pager updates are looked for.
     pub timer_tick_ms: u64,
+    /// Stalled-phase nudges (SPEC 13): the percentile of the team's own history for the phase a running phase
+    /// must pass before the channel is nudged (0.9 = p90); `0` switches nudges off.
+    pub stalled_phase_percentile: f64,
+    /// Deploy prompts (SPEC 13): whether a production deploy of the service (or a dependency) during triage or
+    /// remediation asks "was this the fix?" in the incident channel.
+    pub deploy_prompt: bool,
 }
 
 /// Alerts (`[alerts]`): how the card of a storm is refreshed, and the routes (`[[alerts.routes]]`).
@@ -243,6 +249,8 @@ impl Default for IncidentSettings {
             private_announce: true,
             default_timezone: "UTC".into(),
             timer_tick_ms: 200,
+            stalled_phase_percentile: 0.9,
+            deploy_prompt: true,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod declare;
 pub mod detection;
+pub mod nudges;
 pub mod outbox;
 pub mod phases;
 pub mod roles;

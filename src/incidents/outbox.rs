@@ -48,6 +48,8 @@ pub enum Escalation {
     Unresolved,
     /// Upgraded to P1: page the secondary on-call at P1.
     Upgrade,
+    /// The "Page" button of a stalled-phase nudge: page the service's escalation target.
+    Stalled,
 }
 
 impl Escalation {
@@ -56,6 +58,7 @@ impl Escalation {
             Escalation::Ack => "ack",
             Escalation::Unresolved => "unresolved",
             Escalation::Upgrade => "upgrade",
+            Escalation::Stalled => "stalled",
         }
     }
 }
@@ -230,6 +233,30 @@ pub(crate) async fn refresh_summaries(
     .await
 }
 
+/// Post a message with buttons in the incident channel (a stalled-phase nudge, a deploy prompt), rendered when
+/// it was decided; `id` makes the row unique, so it is posted once. Not posted if by then the incident's current
+/// phase is none of `while_phases` (`as_str` names): the question would be stale.
+pub(crate) async fn post_message(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    incident_id: &str,
+    text: &str,
+    blocks: &serde_json::Value,
+    while_phases: &[&str],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    store::insert(
+        tx,
+        id,
+        incident_id,
+        "slack",
+        "message",
+        &json!({ "text": text, "blocks": blocks, "while_phases": while_phases }),
+        now,
+    )
+    .await
+}
+
 /// Page an escalation; `key` makes the row unique (the timer that asked).
 pub(crate) async fn page(
     tx: &mut sqlx::AnyConnection,
@@ -327,6 +354,7 @@ pub async fn problems(db: &Db, incident_id: &str) -> Result<Vec<String>, sqlx::E
             "page" => "escalation page",
             "severity" => "topic and announcement update",
             "thread" => "status update in the announcement thread",
+            "message" => "nudge or deploy prompt",
             _ => "update",
         };
         let how = if r.failed {
@@ -397,6 +425,7 @@ async fn run(state: &AppState, job: &Job, inc: &Incident) -> Run {
         "alert_prompt" => prompt(state, job, inc, attempt).await,
         "severity" => severity(state, inc).await,
         "thread" => thread(state, job, inc).await,
+        "message" => message(state, job, inc, attempt).await,
         other => Ok(Run::Failed(Failure::Permanent(format!(
             "unknown outbox row kind {other}"
         )))),
@@ -645,6 +674,46 @@ async fn post(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Resu
     )))
 }
 
+/// A message rendered when it was queued ([`post_message`]), unless the incident's phase has moved on.
+async fn message(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Result<Run, Run> {
+    let current = crate::domain::mttr::breakdown(&inc.timeline, state.clock.now()).current();
+    let wanted = job.payload["while_phases"].as_array();
+    let still = match (wanted, current) {
+        (Some(list), Some(p)) => list.iter().any(|w| w.as_str() == Some(p.as_str())),
+        (Some(list), None) => list.is_empty(),
+        (None, _) => true,
+    };
+    if !still {
+        return Ok(done("the phase moved on: not posted"));
+    }
+    let channel = match channel_or(state, inc).await? {
+        Ok(c) => c,
+        Err(r) => return Ok(r),
+    };
+    let bid = block_id(job);
+    if attempt > 1 {
+        let since = first_attempt_at(state, job).await?;
+        if let Some(ts) = state.slack.find_message(&channel, &bid, since).await? {
+            return Ok(done(format!(
+                "posted {channel} {ts} (found after an interrupted attempt)"
+            )));
+        }
+    }
+    let text = job.payload["text"].as_str().unwrap_or_default().to_string();
+    let mut blocks = job.payload["blocks"].clone();
+    if let Some(first) = blocks.get_mut(0) {
+        first["block_id"] = json!(bid);
+    }
+    let ts = state
+        .slack
+        .post_message_joining(&Post::blocks(&channel, &text, blocks))
+        .await?;
+    Ok(done(format!(
+        "posted {channel} {}",
+        ts.as_deref().unwrap_or("?")
+    )))
+}
+
 /// "Alert resolved 3 minutes ago — mark Resolved?" with one button (the card's `Resolved`), unless the incident
 /// is resolved already.
 async fn prompt(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Result<Run, Run> {
@@ -803,6 +872,7 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
     let which = match job.payload["escalation"].as_str() {
         Some("unresolved") => Escalation::Unresolved,
         Some("upgrade") => Escalation::Upgrade,
+        Some("stalled") => Escalation::Stalled,
         _ => Escalation::Ack,
     };
     let cfg = &state.settings.incidents;
@@ -822,6 +892,7 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
                 && inc.severity == crate::domain::severity::Severity::P1,
             chrono::Duration::zero(),
         ),
+        Escalation::Stalled => (inc.timeline.status().is_active(), chrono::Duration::zero()),
     };
     if !still_needed {
         return Ok(done("no longer needed"));
@@ -834,11 +905,18 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
         ),
         Escalation::Unresolved => format!("{key} is still unresolved after {waited}"),
         Escalation::Upgrade => format!("{key} was upgraded to P1"),
+        Escalation::Stalled => {
+            let phase = crate::domain::mttr::breakdown(&inc.timeline, state.clock.now())
+                .current()
+                .map(|p| p.as_str())
+                .unwrap_or("a phase");
+            format!("{key} is stalled: {phase} is taking longer than usual")
+        }
     };
     let svc = inc.service.as_deref().and_then(|s| state.catalog.get(s));
     let route = match which {
         Escalation::Ack | Escalation::Upgrade => svc.and_then(|s| s.pager.as_ref()),
-        Escalation::Unresolved => svc.and_then(|s| s.escalation.as_ref()),
+        Escalation::Unresolved | Escalation::Stalled => svc.and_then(|s| s.escalation.as_ref()),
     };
     let Some(route) = route else {
         let why = match (inc.service.as_deref(), svc, which) {
@@ -855,7 +933,7 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
                     escape_cut(&s.name, 80)
                 )
             }
-            (_, Some(s), Escalation::Unresolved) => format!(
+            (_, Some(s), Escalation::Unresolved | Escalation::Stalled) => format!(
                 "{} has no escalation route in the catalog (`incident-bot/escalation`)",
                 escape_cut(&s.name, 80)
             ),
@@ -886,6 +964,16 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
             format!("{base}-escalation-unresolved"),
             "paged the escalation target",
         ),
+        Escalation::Stalled => {
+            let phase = crate::domain::mttr::breakdown(&inc.timeline, state.clock.now())
+                .current()
+                .map(|p| p.as_str())
+                .unwrap_or("phase");
+            (
+                format!("{base}-escalation-stalled-{phase}"),
+                "paged the escalation target",
+            )
+        }
         Escalation::Upgrade => {
             let first_page_done =
                 crate::store::setup_steps::state_of(&state.db, &inc.id, "page").await?;
@@ -918,7 +1006,7 @@ async fn escalate(state: &AppState, job: &Job, inc: &Incident) -> Result<Run, Ru
             "incident": key,
             "title": crate::pager::title_of(inc),
             "escalation": which.as_str(),
-            "role": match which { Escalation::Ack | Escalation::Upgrade => "secondary on-call", Escalation::Unresolved => "escalation target" },
+            "role": match which { Escalation::Ack | Escalation::Upgrade => "secondary on-call", Escalation::Unresolved | Escalation::Stalled => "escalation target" },
         }),
     };
     match state.pager.page(route, &state.secrets, &page).await {

@@ -247,6 +247,8 @@ pub(crate) async fn write(
     let event_id = incidents::add_timeline_event(tx, &inc.id, now, event.kind(), by, &text).await?;
     outbox::post_line(tx, &inc.id, &event_id, now).await?;
     outbox::refresh_card(tx, &inc.id, now).await?;
+    // A phase that begins (or whose start was corrected) gets its stalled-phase check.
+    super::nudges::arm(tx, cfg, &inc.id, after, now).await?;
     match event {
         Event::Recorded(t) if t.milestone == Milestone::Resolved => {
             outbox::post_summaries(tx, &inc.id, version, now).await?;

@@ -118,6 +118,8 @@ async fn write(
     outbox::post_line(tx, &inc.id, &event_id, now).await?;
     outbox::refresh_card(tx, &inc.id, now).await?;
     outbox::sync_severity(tx, &inc.id, now).await?;
+    // The figure of a stalled-phase nudge is the new severity's.
+    super::nudges::arm(tx, cfg, &inc.id, &inc.timeline, now).await?;
     if to == Severity::P1 && inc.peak_severity != Severity::P1 {
         // First time at P1: page at P1 once, and arm what a P1 gets from now on.
         outbox::page(

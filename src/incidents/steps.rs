@@ -267,6 +267,18 @@ async fn invite(state: &AppState, inc: &Incident) -> Result<String, Failure> {
     }
 }
 
+/// The service (its catalog name when it is in the catalog) and what it depends on: whose deploys concern an
+/// incident of `service` (the card, stalled-phase nudges, deploy prompts).
+pub fn watched_services(state: &AppState, service: &str) -> Vec<String> {
+    let mut names = vec![state
+        .catalog
+        .get(service)
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| service.to_string())];
+    names.extend(state.catalog.dependency_names(service));
+    names
+}
+
 /// Production deploys to the incident's service and its dependencies in the 2 hours before impact.
 pub async fn deploys_before_impact(
     state: &AppState,
@@ -275,12 +287,7 @@ pub async fn deploys_before_impact(
     let Some(service) = inc.service.as_deref() else {
         return Ok(Vec::new());
     };
-    let mut names = vec![state
-        .catalog
-        .get(service)
-        .map(|s| s.name.clone())
-        .unwrap_or_else(|| service.to_string())];
-    names.extend(state.catalog.dependency_names(service));
+    let names = watched_services(state, service);
     let until = inc.timeline.started_at;
     deploys::recent(
         &state.db,

@@ -1,5 +1,7 @@
 //! Timers: the P1 acknowledgement escalation, the unresolved escalation, the reminder of a P1 without an incident
-//! commander, the "next status update due" reminder ([`super::updates`]), and the end of the monitoring window.
+//! commander, the "next status update due" reminder ([`super::updates`]), the stalled-phase nudge
+//! ([`super::nudges`], which also matches new deploys against open incidents every tick), and the end of the
+//! monitoring window.
 //!
 //! A timer is a row of `timers` (`due_at`, `fired`). Escalation timers are armed by the worker, once per incident
 //! (`incidents.timers_armed`), for every incident declared in the last day (so they exist whoever declared the
@@ -70,6 +72,9 @@ async fn arm(state: &AppState, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
                 due,
             ));
         }
+        if !inc.acknowledged {
+            new.extend(super::nudges::declared_timer(cfg, &id, inc.declared_at));
+        }
         let due = inc.declared_at + Duration::minutes(cfg.unresolved_escalation_minutes.max(0));
         new.push((format!("unresolved:{id}"), id, Kind::Unresolved, due));
     }
@@ -81,6 +86,9 @@ async fn arm(state: &AppState, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
 pub async fn tick(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
     let now = state.clock.now();
     arm(state, now).await?;
+    if let Err(e) = super::nudges::match_deploys(state, now).await {
+        tracing::warn!(error = %e, "matching deploys against open incidents failed; retried next tick");
+    }
     let due = timers::due(&state.db, now).await?;
     let mut fired = 0;
     for id in due {
@@ -232,6 +240,16 @@ async fn fire(state: &Arc<AppState>, id: &str, now: DateTime<Utc>) -> Result<boo
                     "not needed: the incident is {}",
                     status.label().to_lowercase()
                 ),
+            }
+        }
+        Some(Kind::Stalled(phase)) => {
+            match super::nudges::fire(state, &mut tx, &inc, phase, now).await? {
+                super::nudges::Fired::Outcome(o) => o,
+                super::nudges::Fired::Wait(due) => {
+                    timers::postpone(&mut tx, id, due).await?;
+                    tx.commit().await?;
+                    return Ok(false);
+                }
             }
         }
         None => format!("unknown timer kind {kind}"),

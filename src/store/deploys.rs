@@ -50,36 +50,77 @@ pub async fn recent(
     until: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Deploy>, sqlx::Error> {
-    let mut names: Vec<&str> = Vec::with_capacity(services.len());
-    for s in services {
-        if !names.contains(&s.as_str()) {
-            names.push(s);
-        }
-    }
+    let names = distinct(services);
     if names.is_empty() || limit <= 0 {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
     for chunk in names.chunks(RECENT_SLOTS) {
-        let mut q = sqlx::query(RECENT_SQL);
-        for slot in 0..RECENT_SLOTS {
-            q = q.bind(chunk.get(slot).copied().unwrap_or(chunk[0]));
-        }
-        let rows = q
-            .bind(ms(since))
-            .bind(ms(until))
-            .bind(limit)
+        let rows = recent_query(chunk, since, until, limit)
             .fetch_all(&db.pool)
             .await?;
         for r in &rows {
             out.push(from_row(r)?);
         }
     }
-    if names.len() > RECENT_SLOTS {
+    Ok(newest(out, names.len(), limit))
+}
+
+/// [`recent`] inside the caller's transaction (a timer that decides and writes in one).
+pub async fn recent_in(
+    conn: &mut sqlx::AnyConnection,
+    services: &[String],
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Deploy>, sqlx::Error> {
+    let names = distinct(services);
+    if names.is_empty() || limit <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for chunk in names.chunks(RECENT_SLOTS) {
+        let rows = recent_query(chunk, since, until, limit)
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in &rows {
+            out.push(from_row(r)?);
+        }
+    }
+    Ok(newest(out, names.len(), limit))
+}
+
+fn distinct(services: &[String]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::with_capacity(services.len());
+    for s in services {
+        if !names.contains(&s.as_str()) {
+            names.push(s);
+        }
+    }
+    names
+}
+
+/// [`RECENT_SQL`] for up to [`RECENT_SLOTS`] services.
+fn recent_query<'q>(
+    chunk: &[&'q str],
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> AnyQuery<'q> {
+    let mut q = sqlx::query(RECENT_SQL);
+    for slot in 0..RECENT_SLOTS {
+        q = q.bind(chunk.get(slot).copied().unwrap_or(chunk[0]));
+    }
+    q.bind(ms(since)).bind(ms(until)).bind(limit)
+}
+
+/// The parts of a split [`recent`] merged: newest first, at most `limit`.
+fn newest(mut out: Vec<Deploy>, services: usize, limit: i64) -> Vec<Deploy> {
+    if services > RECENT_SLOTS {
         out.sort_by_key(|d| std::cmp::Reverse(d.deployed_at));
         out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     }
-    Ok(out)
+    out
 }
 
 /// Production deploys to every service in `[since, until]`, newest first, at most `limit`.
@@ -209,8 +250,8 @@ pub async fn history_services(db: &Db) -> Result<Vec<String>, sqlx::Error> {
     Ok(names.into_iter().flatten().collect())
 }
 
-const INSERT_ONE: &str = "INSERT INTO deploys (id, service, environment, version, commit_sha, url, author, deployed_at, source, received_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING";
+const INSERT_ONE: &str = "INSERT INTO deploys (id, service, environment, version, commit_sha, url, author, deployed_at, source, received_at,
+     prompt_pending) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING";
 
 /// Stores one deploy; returns false when a deploy with the same id was already stored.
 pub async fn insert(db: &Db, d: &NewDeploy, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
@@ -261,8 +302,8 @@ pub async fn insert_batch(
             &mut tx,
             (
                 "INSERT INTO deploys (id, service, environment, version, commit_sha, url, author, deployed_at, \
-                 source, received_at)",
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 source, received_at, prompt_pending)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 "ON CONFLICT (id) DO NOTHING",
             ),
             &rows,
@@ -284,6 +325,48 @@ fn bind_row<'q>(q: AnyQuery<'q>, id: &str, d: &NewDeploy, now: DateTime<Utc>) ->
         .bind(ms(d.deployed_at))
         .bind(d.source.clone())
         .bind(ms(now))
+        // A new production deploy is matched against open incidents by the timer worker (deploy prompts).
+        .bind(i64::from(d.environment == PRODUCTION))
+}
+
+/// One stored deploy by id.
+pub async fn get(db: &Db, id: &str) -> Result<Option<Deploy>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, service, environment, version, commit_sha, url, author, deployed_at, source
+         FROM deploys WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Whether any stored deploy still waits to be matched against open incidents (one read, no write lock).
+pub async fn any_prompt_pending(db: &Db) -> Result<bool, sqlx::Error> {
+    let pending: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM deploys WHERE prompt_pending = 1 LIMIT 1")
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(pending.is_some())
+}
+
+/// Takes up to `limit` deploys waiting to be matched (oldest received first) and clears their mark, with a
+/// conditional `UPDATE`, so with several replicas each deploy is matched by one of them (inside the caller's
+/// transaction, which also queues the prompts).
+pub async fn take_prompt_pending(
+    tx: &mut sqlx::AnyConnection,
+    limit: i64,
+) -> Result<Vec<Deploy>, sqlx::Error> {
+    let rows = sqlx::query(
+        "UPDATE deploys SET prompt_pending = 0
+         WHERE prompt_pending = 1
+           AND id IN (SELECT id FROM deploys WHERE prompt_pending = 1 ORDER BY received_at LIMIT $1)
+         RETURNING id, service, environment, version, commit_sha, url, author, deployed_at, source",
+    )
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter().map(from_row).collect()
 }
 
 fn new_id() -> String {

@@ -395,6 +395,54 @@ pub async fn resolved_between(
     Ok(out)
 }
 
+/// Incidents resolved since `since` whose highest severity was `severity` (of `service` only, when given), all
+/// but `except_id`: the history a stalled-phase nudge compares the current phase with (inside the caller's
+/// transaction: the timer decides and writes in one).
+pub async fn resolved_history(
+    tx: &mut sqlx::AnyConnection,
+    severity: Severity,
+    service: Option<&str>,
+    since: DateTime<Utc>,
+    except_id: &str,
+) -> Result<Vec<Incident>, sqlx::Error> {
+    let rows = match service {
+        Some(svc) => {
+            sqlx::query(select_incidents!(
+                "WHERE COALESCE(peak_severity, severity) = $1 AND resolved_at IS NOT NULL AND resolved_at >= $2
+                   AND id <> $3 AND service = $4"
+            ))
+            .bind(severity.as_str())
+            .bind(ms(since))
+            .bind(except_id)
+            .bind(svc)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+        None => {
+            sqlx::query(select_incidents!(
+                "WHERE COALESCE(peak_severity, severity) = $1 AND resolved_at IS NOT NULL AND resolved_at >= $2
+                   AND id <> $3"
+            ))
+            .bind(severity.as_str())
+            .bind(ms(since))
+            .bind(except_id)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+    };
+    rows.iter().map(incident_from_row).collect()
+}
+
+/// Open incidents (not resolved) of every workspace that have a service, for matching deploys against.
+pub async fn open_with_service(tx: &mut sqlx::AnyConnection) -> Result<Vec<Incident>, sqlx::Error> {
+    let rows = sqlx::query(select_incidents!(
+        "WHERE resolved_at IS NULL AND closed_at IS NULL AND service IS NOT NULL"
+    ))
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter().map(incident_from_row).collect()
+}
+
 /// How many timeline lines of `kind` the incident has.
 pub async fn count_events(db: &Db, incident_id: &str, kind: &str) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM timeline_events WHERE incident_id = $1 AND kind = $2")

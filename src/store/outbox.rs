@@ -10,6 +10,15 @@ use sqlx::Row;
 use crate::db::{ms, Db};
 use crate::store::lease::{self, claimable};
 
+/// Whether a row with this id was ever queued (inside the caller's transaction).
+pub async fn exists(tx: &mut sqlx::AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM outbox WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(found.is_some())
+}
+
 /// Inserts a row (inside the caller's transaction); an existing row with the same id is left alone.
 pub async fn insert(
     tx: &mut sqlx::AnyConnection,

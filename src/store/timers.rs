@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use crate::db::{from_ms, from_ms_opt, ms, Db};
+use crate::domain::mttr::PhaseKind;
 use crate::domain::severity::Severity;
 
 /// What a timer does when it fires.
@@ -20,6 +21,8 @@ pub enum Kind {
     IcReminder,
     /// The next status update is due: remind the comms lead (or the IC) once.
     UpdateDue,
+    /// The phase may have run past the team's p90 for it: nudge the channel once per phase.
+    Stalled(PhaseKind),
 }
 
 impl Kind {
@@ -30,6 +33,10 @@ impl Kind {
             Kind::Close => "close",
             Kind::IcReminder => "ic_reminder",
             Kind::UpdateDue => "update_due",
+            Kind::Stalled(PhaseKind::Detection) => "stalled_detection",
+            Kind::Stalled(PhaseKind::Triage) => "stalled_triage",
+            Kind::Stalled(PhaseKind::Remediation) => "stalled_remediation",
+            Kind::Stalled(PhaseKind::Verification) => "stalled_verification",
         }
     }
 
@@ -42,6 +49,7 @@ impl Kind {
             Kind::UpdateDue,
         ]
         .into_iter()
+        .chain(PhaseKind::ALL.map(Kind::Stalled))
         .find(|k| k.as_str() == s)
     }
 }
@@ -64,6 +72,34 @@ pub async fn schedule(
     .bind(kind.as_str())
     .bind(ms(due))
     .bind(ms(now))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds a timer, or makes an existing one due again at `due` unless it has already done its work (`outcome =
+/// done_outcome`): a stalled-phase check is re-armed when its phase begins again, its start is corrected or the
+/// severity changes, but a phase is nudged once.
+pub async fn rearm(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    incident_id: &str,
+    kind: Kind,
+    due: DateTime<Utc>,
+    done_outcome: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO timers (id, incident_id, kind, due_at, fired, created_at) VALUES ($1, $2, $3, $4, 0, $5)
+         ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, fired = 0, fired_at = NULL, outcome = NULL
+         WHERE timers.outcome IS NULL OR timers.outcome <> $6",
+    )
+    .bind(id)
+    .bind(incident_id)
+    .bind(kind.as_str())
+    .bind(ms(due))
+    .bind(ms(now))
+    .bind(done_outcome)
     .execute(&mut *tx)
     .await?;
     Ok(())

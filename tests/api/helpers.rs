@@ -213,3 +213,37 @@ pub async fn incident(bot: &Harness, id: &str) -> incident_bot::incidents::Incid
         .unwrap()
         .unwrap()
 }
+
+/// Clicks a button the bot posted (`action_id`, with the button's own `value`) in incident `incident_id`'s
+/// channel as `user`, signed like Slack. Returns the HTTP status of the bot's answer.
+#[allow(dead_code)]
+pub async fn click_button(
+    bot: &Harness,
+    user: &str,
+    incident_id: &str,
+    action_id: &str,
+    value: &str,
+) -> u16 {
+    let inc = incident(bot, incident_id).await;
+    let body = incident_bot::standins::harness::block_actions_body(
+        &inc,
+        user,
+        action_id,
+        &bot.slack.response_url(),
+        bot.state.clock.now(),
+    )
+    .unwrap();
+    let form: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap();
+    let mut payload: serde_json::Value = serde_json::from_str(&form[0].1).unwrap();
+    payload["actions"][0]["value"] = serde_json::json!(value);
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    bot.post_signed(
+        "/slack/interactions",
+        "application/x-www-form-urlencoded",
+        body,
+    )
+    .await
+    .unwrap()
+    .status()
+    .as_u16()
+}

@@ -4,6 +4,7 @@
 mod alerts;
 mod bounds;
 mod declare;
+mod deploy_prompt;
 mod deploys;
 mod digest;
 mod distributions;
@@ -15,6 +16,7 @@ mod import;
 mod late_answers;
 mod manifest;
 mod mentions;
+mod nudges;
 mod openapi;
 mod ops;
 mod phases;

@@ -77,6 +77,9 @@ async fn answer(
             "block_actions" if super::roles::is_take_command(&payload) => {
                 super::roles::on_take_command(&state, &payload).await
             }
+            "block_actions" if super::nudges::is_nudge_action(&payload) => {
+                super::nudges::on_click(&state, &payload).await
+            }
             "block_actions" => super::phases::on_block_actions(&state, &payload).await,
             "message_action" if payload["callback_id"].as_str() == Some(ADD_TO_TIMELINE) => {
                 add_to_timeline(&state, &payload);

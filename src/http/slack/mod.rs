@@ -14,6 +14,7 @@ pub mod commands;
 pub mod deadline;
 pub mod events;
 pub mod interactions;
+pub mod nudges;
 pub mod phases;
 pub mod roles;
 pub mod severity;
