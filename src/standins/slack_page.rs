@@ -4,7 +4,8 @@
 //!
 //! Every text from Slack goes through [`mrkdwn`]'s HTML rendering, which escapes it. The script only reads the
 //! page: `?only=<anchor>` shows one message alone (for the README pictures), and `?check` writes what a
-//! reader sees (`innerText`) and each image's natural size into `#check`, for the headless-browser test.
+//! reader sees (`innerText`) and each image's natural size and the share of
+//! its pixels painted into `#check`, for the headless-browser test.
 
 use serde_json::Value;
 
@@ -65,9 +66,16 @@ const SCRIPT: &str = r#"
   }
   if(q.has('check')){
     var imgs=Array.prototype.slice.call(document.images);
-    Promise.all(imgs.map(function(i){return i.decode().catch(function(){});})).then(function(){
+    function painted(i){
+      var c=document.createElement('canvas');c.width=i.naturalWidth;c.height=i.naturalHeight;
+      var g=c.getContext('2d');g.drawImage(i,0,0);
+      var d=g.getImageData(0,0,c.width,c.height).data,n=0,o=0;
+      for(var p=3;p<d.length;p+=4*97){n++;if(d[p]>0)o++;}
+      return n?Math.round(100*o/n)+'%':'0%';
+    }
+    Promise.all(imgs.map(function(i){return i.decode().then(function(){return painted(i);},function(){return 'broken';});})).then(function(states){
       var out=document.createElement('pre');out.id='check';out.style.display='none';
-      out.setAttribute('data-images',imgs.map(function(i){return i.naturalWidth+'x'+i.naturalHeight;}).join(' '));
+      out.setAttribute('data-images',imgs.map(function(i,k){return i.naturalWidth+'x'+i.naturalHeight+':'+states[k];}).join(' '));
       out.setAttribute('data-height',String(Math.ceil(document.querySelector('main').getBoundingClientRect().height)));
       out.textContent=document.body.innerText;
       document.body.appendChild(out);
