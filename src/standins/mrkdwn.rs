@@ -300,8 +300,16 @@ fn safe_url(url: &str) -> bool {
 /// Runs as HTML; every piece of text escaped.
 pub fn segs_to_html(segs: &[Seg]) -> String {
     let mut out = String::new();
+    let mut after_block = false;
     for s in segs {
-        let text = html_escape(&s.text).replace('\n', "<br>");
+        // A code block is a block of its own: the line break after it is not a blank line.
+        let own = if after_block {
+            s.text.strip_prefix('\n').unwrap_or(&s.text)
+        } else {
+            &s.text
+        };
+        after_block = s.kind == Kind::Code && s.text.contains('\n');
+        let text = html_escape(own).replace('\n', "<br>");
         let mut inner = match &s.kind {
             Kind::Text => text,
             Kind::Code if s.text.contains('\n') => {
