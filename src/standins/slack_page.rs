@@ -91,7 +91,7 @@ pub struct Anchor {
     pub name: String,
 }
 
-/// The whole page. `intro` is plain text shown above the channels.
+/// The whole page. `intro` (mrkdwn) is shown above the channels.
 pub fn page(
     title: &str,
     intro: &str,
@@ -119,7 +119,7 @@ pub fn page(
     out.push_str("</nav><main>");
     out.push_str(&format!(
         "<div class=\"intro\">{}</div>",
-        html_escape(intro)
+        mrkdwn::to_html(intro, names)
     ));
     for ch in shown {
         out.push_str(&format!(
