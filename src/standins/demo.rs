@@ -167,7 +167,9 @@ async fn run_on(db_url: &str, dir: &Path, opts: &Options) -> anyhow::Result<()> 
         .find(|c| c.id == INCIDENTS_CHANNEL_ID)
         .map(|c| c.name)
         .unwrap_or_else(|| INCIDENTS_CHANNEL_ID.to_string());
-    let story = Story::new(h.slack.clone(), std::io::stdout().is_terminal());
+    // ANSI styles only on a terminal, and not when NO_COLOR is set (no-color.org).
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let story = Story::new(h.slack.clone(), ansi);
     println!(
         "incident-bot demo — the real bot against built-in Slack and pager stand-ins, on an embedded database.\n\
          Times are simulated (UTC): the incident's hour passes in seconds. Slack answers every call after 40 ms."
