@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, then every test on SQLite and on a real PostgreSQL server.
 # On a machine without PostgreSQL it installs it from Debian's packages; a stopped server is started.
+# Chromium (for the test that opens `demo --html` in a real browser) is installed from Debian's packages too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,12 +32,23 @@ ensure_postgres() {
   psql "$PG_URL" -c 'SELECT 1' >/dev/null
 }
 
+ensure_chromium() {
+  if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    echo "== installing Chromium from Debian's packages"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  fi
+  # The browser test fails instead of skipping from here on.
+  export REQUIRE_CHROMIUM=1
+}
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 
 ensure_postgres
+ensure_chromium
 
 echo "== tests on SQLite"
 cargo test --quiet

@@ -39,8 +39,15 @@ enum Cmd {
     Migrate,
     /// Check the configuration and the catalog's coverage (runbook, dashboard, owner, pager).
     CheckConfig,
-    /// Run a whole incident against the built-in Slack stand-in and print what Slack would show.
-    Demo,
+    /// Run a whole incident against the built-in Slack stand-in and tell what Slack shows, scene by scene.
+    Demo {
+        /// Keep the database and the digest chart in this directory, and print the `report` command for them.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// Also write the whole conversation as one self-contained, Slack-like HTML page.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
     /// Deploy events: `deploy record` tells a running bot about a deploy (for CI pipelines).
     Deploy {
         #[command(subcommand)]
@@ -219,9 +226,10 @@ async fn main() -> ExitCode {
     let named = cli.config.is_some();
     let config = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     let result = match cli.command {
-        Cmd::Demo => {
+        Cmd::Demo { keep, html } => {
             init_tracing(cli.log_json, "warn");
-            incident_bot::standins::demo::run().await
+            incident_bot::standins::demo::run(incident_bot::standins::demo::Options { keep, html })
+                .await
         }
         Cmd::Serve { listen } => {
             init_tracing(cli.log_json, "info,sqlx=warn,tower_http=info");

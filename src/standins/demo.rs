@@ -1,41 +1,151 @@
 //! `incident-bot demo`: a whole incident on an embedded SQLite database against the built-in Slack and pager
-//! stand-ins, printed as the channels would show it. Needs no Slack account and no network.
+//! stand-ins, told as a story: a heading per scene, then what the channels show — each Slack message once,
+//! an edited message as the lines that changed, mrkdwn rendered for the terminal ([`super::story`]).
 //!
-//! The incident runs on a manual clock, so 45 minutes of incident take a few seconds: deploys land, the incident is
-//! declared, responders click every phase button (signed `block_actions` requests, exactly as Slack sends them),
-//! the unresolved escalation fires, someone corrects a timestamp, the MTTR summary goes to both channels, and the
-//! monitoring window closes the incident. Along the way it is run (SPEC §12): upgraded to P1, a commander named
-//! and handed off, a status update posted in the channel and the announcement's thread, and a message 📌 captured. Then an Alertmanager webhook opens a second incident by itself (impact
-//! from the alert's `startsAt`, detection `alert`, the card linking the alert), and its resolution asks "Alert
-//! resolved … — mark Resolved?".
+//! The incident runs on a manual clock, so 45 minutes of incident take a few seconds, and every time shown —
+//! Slack's message timestamps included — is that clock's: deploys land, the incident is declared and run
+//! (SPEC §12: upgraded to P1, a commander named and handed off, a status update posted in the channel and the
+//! announcement's thread, a message 📌 captured), responders click every phase button (signed `block_actions`
+//! requests, exactly as Slack sends them), the unresolved escalation fires, someone corrects a timestamp, the
+//! MTTR summary goes to both channels, the monitoring window closes the incident and a digest is asked for.
+//! Then an Alertmanager webhook opens a second incident by itself (impact from the alert's `startsAt`,
+//! detection `alert`, the card linking the alert), and its resolution asks "Alert resolved … — mark Resolved?".
+//!
+//! `--keep DIR` keeps the database and the digest chart in DIR and prints the `report` command that reads them;
+//! `--html FILE` writes the whole conversation as one Slack-like page ([`super::slack_page`]).
+//!
+//! Adding a scene: write `async fn my_scene(d: &mut Demo) -> anyhow::Result<()>` that starts with
+//! `d.story.scene(…)`, drives the bot through `d.h` (slash commands, clicks, webhooks), moves `d.clock`, and
+//! ends with `d.settle(&id).await` (which prints what changed in Slack); then call it from [`run_on`].
 
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{Duration as Span, DurationRound};
+use chrono::{DateTime, Duration as Span, DurationRound, Utc};
 
 use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::deploys::{self, NewDeploy};
 use crate::standins::harness::{settings_for, Harness};
 use crate::standins::pager::PagerStandin;
-use crate::standins::slack::{blocks_to_text, Channel, SlackStandin, INCIDENTS_CHANNEL_ID};
+use crate::standins::slack::{SlackStandin, INCIDENTS_CHANNEL_ID};
+use crate::standins::slack_page::{self, Anchor};
+use crate::standins::story::Story;
 
 /// How long updates may take before the demo gives up.
 const LIMIT: Duration = Duration::from_secs(30);
 
-pub async fn run() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("incident-bot-demo-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    let db_url = format!("sqlite://{}", dir.join("demo.db").display());
-    let result = run_on(&db_url).await;
-    let _ = std::fs::remove_dir_all(&dir);
+/// The demo's people: Slack user ids of the catalog and their names in the stand-in's `users.info`.
+const PEOPLE: [(&str, &str); 6] = [
+    ("U0DECLARER", "dana"),
+    ("U0PAYONC1", "priya"),
+    ("U0PAYOWN1", "omar"),
+    ("U0PAYOWN2", "lena"),
+    ("U0SRCOWN1", "sam"),
+    ("U0SRCONC1", "kim"),
+];
+
+/// `incident-bot demo`'s flags.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Keep the database (`demo.db`) and the digest chart (`digest-chart.png`) in this directory.
+    pub keep: Option<PathBuf>,
+    /// Write the whole conversation as one self-contained HTML page here.
+    pub html: Option<PathBuf>,
+}
+
+/// The file names `--keep` writes in its directory.
+pub const KEPT_DATABASE: &str = "demo.db";
+pub const KEPT_CHART: &str = "digest-chart.png";
+
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let (dir, temporary) = match &opts.keep {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            (std::fs::canonicalize(d)?, false)
+        }
+        None => {
+            let d =
+                std::env::temp_dir().join(format!("incident-bot-demo-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&d)?;
+            (d, true)
+        }
+    };
+    // A fresh database each run: a kept one from an earlier run would already hold INC-1.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("{KEPT_DATABASE}{suffix}")));
+    }
+    let db_url = format!("sqlite://{}", dir.join(KEPT_DATABASE).display());
+    let result = run_on(&db_url, &dir, &opts).await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }
 
-async fn run_on(db_url: &str) -> anyhow::Result<()> {
+/// The running demo: the bot, its clock, the narrator, and what later scenes need.
+pub struct Demo {
+    pub h: Harness,
+    pub clock: Arc<ManualClock>,
+    pub story: Story,
+    /// The broadcast channel's name (`incidents`).
+    pub broadcast: String,
+    /// Messages the HTML page can show alone (`?only=card` …).
+    pub anchors: Vec<Anchor>,
+    start: DateTime<Utc>,
+}
+
+impl Demo {
+    /// Waits until the incident's queued Slack/pager work is done, then prints what changed in Slack.
+    pub async fn settle(&mut self, id: &str) -> anyhow::Result<()> {
+        settle(&self.h, id).await?;
+        self.story.catch_up();
+        Ok(())
+    }
+
+    /// Moves the simulated clock on.
+    pub fn advance(&self, by: Span) {
+        self.clock.advance(by);
+    }
+
+    /// The simulated time as `HH:MM`.
+    pub fn now(&self) -> String {
+        self.h.state.clock.now().format("%H:%M").to_string()
+    }
+
+    /// A slash command typed by `user` in `channel`; prints the reply only they see.
+    pub async fn type_command(
+        &mut self,
+        user: &str,
+        channel: &str,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        let name = self.h.slack.user_name(user);
+        self.story.say(&format!(
+            "{} · @{name} types `/incident {text}`",
+            self.now()
+        ));
+        let (_, reply) = self.h.slash_as(user, channel, text).await?;
+        if let Some(t) = reply["text"].as_str().filter(|t| !t.is_empty()) {
+            self.story.say(&format!("(only @{name} sees) {t}"));
+        }
+        Ok(())
+    }
+
+    async fn incident(&self, id: &str) -> anyhow::Result<crate::incidents::Incident> {
+        crate::incidents::load(&self.h.state.db, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("incident vanished"))
+    }
+}
+
+async fn run_on(db_url: &str, dir: &Path, opts: &Options) -> anyhow::Result<()> {
     let slack = SlackStandin::start().await?;
     let pager = PagerStandin::start().await?;
-    let settings = settings_for(&slack, &pager, db_url);
+    let mut settings = settings_for(&slack, &pager, db_url);
+    // Timers are checked often: the scenes move the simulated clock a minute at a time.
+    settings.incidents.timer_tick_ms = 20;
     // A whole minute, so that the figures below come out round.
     let start = SystemClock
         .now()
@@ -43,22 +153,73 @@ async fn run_on(db_url: &str) -> anyhow::Result<()> {
         .unwrap_or_else(|_| SystemClock.now());
     let clock = Arc::new(ManualClock::new(start));
     let dyn_clock: Arc<dyn Clock> = clock.clone();
+    // One clock: Slack's message timestamps are the simulated time too.
+    slack.set_clock(dyn_clock.clone());
+    for (id, name) in PEOPLE {
+        slack.set_user_name(id, name);
+    }
     let h = Harness::start_with(settings, slack, pager, dyn_clock).await?;
     h.slack.set_latency(Duration::from_millis(40));
+    let broadcast = h
+        .slack
+        .channels()
+        .into_iter()
+        .find(|c| c.id == INCIDENTS_CHANNEL_ID)
+        .map(|c| c.name)
+        .unwrap_or_else(|| INCIDENTS_CHANNEL_ID.to_string());
+    // ANSI styles only on a terminal, and not when NO_COLOR is set (no-color.org).
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let story = Story::new(h.slack.clone(), ansi);
     println!(
-        "incident-bot demo — embedded database {db_url}, Slack stand-in at {}\n\
-         (the clock is simulated: the incident's 45 minutes pass in seconds)\n",
-        h.slack.base_url()
+        "incident-bot demo — the real bot against built-in Slack and pager stand-ins, on an embedded database.\n\
+         Times are simulated (UTC): the incident's hour passes in seconds. Slack answers every call after 40 ms."
     );
+    let mut d = Demo {
+        h,
+        clock,
+        story,
+        broadcast,
+        anchors: Vec::new(),
+        start,
+    };
 
-    let now = h.state.clock.now();
+    deploys_land(&mut d).await?;
+    let id = declare(&mut d).await?;
+    severity_up(&mut d, &id).await?;
+    roles(&mut d, &id).await?;
+    status_update(&mut d, &id).await?;
+    capture(&mut d, &id).await?;
+    phase(&mut d, &id, 3, "U0PAYONC1", "phase_ack", "Acknowledge").await?;
+    phase(
+        &mut d,
+        &id,
+        18,
+        "U0PAYOWN1",
+        "phase_identified",
+        "Root cause identified",
+    )
+    .await?;
+    phase(&mut d, &id, 12, "U0PAYOWN1", "phase_fixed", "Fix deployed").await?;
+    phase(&mut d, &id, 9, "U0PAYONC1", "phase_resolved", "Resolved").await?;
+    correction(&mut d, &id).await?;
+    timeline(&mut d, &id).await?;
+    monitoring_closes(&mut d, &id).await?;
+    digest(&mut d).await?;
+    alert_declares(&mut d).await?;
+    finish(&mut d, dir, opts).await
+}
+
+/// Three deploys land before anything breaks.
+async fn deploys_land(d: &mut Demo) -> anyhow::Result<()> {
+    d.story.scene("Deploys land");
+    let now = d.h.state.clock.now();
     for (service, version, author, minutes_ago) in [
-        ("payments", "v2.14.0", "alice", 25),
         ("auth", "v7.2.1", "bob", 70),
         ("search", "v1.9.3", "carol", 40),
+        ("payments", "v2.14.0", "alice", 25),
     ] {
         deploys::insert(
-            &h.state.db,
+            &d.h.state.db,
             &NewDeploy {
                 id: None,
                 service: service.into(),
@@ -75,195 +236,317 @@ async fn run_on(db_url: &str) -> anyhow::Result<()> {
             now,
         )
         .await?;
+        let at = (now - Span::minutes(minutes_ago)).format("%H:%M");
+        d.story.say(&format!(
+            "{at} · {author} deploys *{service}* `{version}` to production (the bot records it)"
+        ));
     }
-    println!("── 3 deploys recorded (payments 25 min ago, its dependency auth 70 min ago, search 40 min ago)\n");
+    Ok(())
+}
 
+/// Someone declares; the bot builds the war room.
+async fn declare(d: &mut Demo) -> anyhow::Result<String> {
+    d.story.scene("An incident is declared");
     let typed = "start Card payments failing at checkout sev:P2 service:payments started:-10m";
-    println!("── U0DECLARER types: /incident {typed}");
     let t0 = Instant::now();
-    let (status, reply) = h.slash(typed).await?;
-    let ack = t0.elapsed();
-    println!(
-        "   HTTP {status} in {} ms, ephemeral reply: {}\n",
-        ack.as_millis(),
-        reply["text"].as_str().unwrap_or_default()
-    );
-
-    let id = h.incident_id(1).await?;
-    let steps = h.wait_for_setup(&id, LIMIT).await?;
-    println!(
-        "── war room ready {} ms after the command (Slack answering every call after 40 ms)",
-        t0.elapsed().as_millis()
-    );
-    for s in &steps {
-        println!(
-            "   {:<10} {:<8} {}",
+    d.type_command("U0DECLARER", INCIDENTS_CHANNEL_ID, typed)
+        .await?;
+    let id = d.h.incident_id(1).await?;
+    let steps = d.h.wait_for_setup(&id, LIMIT).await?;
+    let done: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.state == "done")
+        .map(|s| s.step.as_str())
+        .collect();
+    d.story.say(&format!(
+        "the war room is ready {} ms (real time) after the command: {}",
+        t0.elapsed().as_millis(),
+        done.join(", ")
+    ));
+    for s in steps.iter().filter(|s| s.state != "done") {
+        d.story.say(&format!(
+            "step {} {}: {}",
             s.step,
             s.state,
-            s.result
-                .as_deref()
-                .or(s.last_error.as_deref())
-                .unwrap_or_default()
-        );
+            s.last_error.as_deref().unwrap_or_default()
+        ));
     }
-    let inc = crate::incidents::load(&h.state.db, &id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
-    let name = inc.channel_name.clone().unwrap_or_default();
-    println!("\n{}", plain(&h.slack.render_channel(&name)));
-    let broadcast = h
-        .slack
-        .channels()
-        .into_iter()
-        .find(|c| c.id == INCIDENTS_CHANNEL_ID)
-        .map(|c| c.name)
-        .unwrap_or_else(|| INCIDENTS_CHANNEL_ID.to_string());
-    println!("{}", plain(&h.slack.render_channel(&broadcast)));
-    for r in h.slack.responses() {
-        println!(
-            "── reply to the declarer (response_url): {}\n",
-            r.1["text"].as_str().unwrap_or_default()
-        );
-    }
-
-    run_the_incident(&h, &clock, &id, &broadcast).await?;
-
-    // The responders drive the incident through its phases. Minutes since declaration: 5, 23, 35, 44.
-    let clicks = [
-        (3, "U0PAYONC1", "phase_ack", "Acknowledge"),
-        (18, "U0PAYOWN1", "phase_identified", "Root cause identified"),
-        (12, "U0PAYOWN1", "phase_fixed", "Fix deployed"),
-        (9, "U0PAYONC1", "phase_resolved", "Resolved"),
-    ];
-    let mut posted = print_new_lines(&h, &id, 0).await?;
-    for (after, user, action, label) in clicks {
-        clock.advance(Span::minutes(after));
-        settle(&h, &id).await?;
-        posted = print_new_lines(&h, &id, posted).await?;
-        let elapsed = (h.state.clock.now() - inc.timeline.declared_at).num_minutes();
-        println!("── +{elapsed} min: {user} clicks [{label}] on the card");
-        let t = Instant::now();
-        let status = h.click(user, action, &id).await?;
-        println!("   HTTP {status} in {} ms", t.elapsed().as_millis());
-        settle(&h, &id).await?;
-        if action == "phase_ack" {
-            // Someone else clicks the same button on a card that has not refreshed yet.
-            h.click("U0PAYOWN2", action, &id).await?;
-            settle(&h, &id).await?;
-            if let Some((_, v)) = h.slack.responses().last() {
-                println!(
-                    "── U0PAYOWN2 clicks [{label}] a moment later; only they see: {}",
-                    v["text"].as_str().unwrap_or_default()
-                );
-            }
+    d.settle(&id).await?;
+    // The pinned card, for `demo --html …?only=card`.
+    if let Some(ch) = d.incident(&id).await?.channel_id {
+        let block = crate::slack::blocks::card_block_id(&id);
+        if let Some(m) =
+            d.h.slack
+                .channels()
+                .into_iter()
+                .find(|c| c.id == ch)
+                .and_then(|c| {
+                    c.messages.into_iter().find(|m| {
+                        m.blocks
+                            .as_ref()
+                            .is_some_and(|b| b[0]["block_id"].as_str() == Some(block.as_str()))
+                    })
+                })
+        {
+            d.anchors.push(Anchor {
+                channel_id: ch,
+                ts: m.ts,
+                name: "card".into(),
+            });
         }
-        posted = print_new_lines(&h, &id, posted).await?;
-        println!("   the pinned card now reads:\n{}", indent(&card(&h, &id)?));
     }
+    Ok(id)
+}
 
-    // A correction: the root cause was really found five minutes earlier.
-    let inc = crate::incidents::load(&h.state.db, &id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
+/// The on-call engineer raises the severity.
+async fn severity_up(d: &mut Demo, id: &str) -> anyhow::Result<()> {
+    d.story.scene("It is worse than it looked: P2 → P1");
+    let chan = d.incident(id).await?.channel_id.unwrap_or_default();
+    d.advance(Span::minutes(1));
+    d.type_command("U0PAYONC1", &chan, "sev P1").await?;
+    d.settle(id).await
+}
+
+/// A commander is named, then hands off.
+async fn roles(d: &mut Demo, id: &str) -> anyhow::Result<()> {
+    d.story.scene("A commander takes over, then hands off");
+    let chan = d.incident(id).await?.channel_id.unwrap_or_default();
+    for text in ["role ic me", "role ic <@U0PAYOWN1|omar>"] {
+        d.type_command("U0PAYONC1", &chan, text).await?;
+        d.settle(id).await?;
+    }
+    Ok(())
+}
+
+/// A status update from the modal goes to the channel and the announcement's thread.
+async fn status_update(d: &mut Demo, id: &str) -> anyhow::Result<()> {
+    d.story.scene("A status update for the company");
+    let chan = d.incident(id).await?.channel_id.unwrap_or_default();
+    d.advance(Span::minutes(1));
+    d.type_command("U0PAYOWN1", &chan, "update").await?;
+    d.story.say("@omar fills in the form: investigating · About 30% of card payments fail at checkout · next update in 15 min");
+    let payload = serde_json::json!({
+        "type": "view_submission",
+        "team": { "id": crate::standins::harness::TEAM_ID },
+        "user": { "id": "U0PAYOWN1", "team_id": crate::standins::harness::TEAM_ID },
+        "view": { "callback_id": crate::slack::blocks::UPDATE_CALLBACK_ID, "private_metadata": id,
+                  "state": { "values": {
+            "status": { "value": { "type": "static_select", "selected_option": { "value": "investigating" } } },
+            "impact": { "value": { "type": "plain_text_input", "value": "About 30% of card payments fail at checkout" } },
+            "next": { "value": { "type": "number_input", "value": "15" } }
+        } } }
+    });
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())])?;
+    d.h.post_signed(
+        "/slack/interactions",
+        "application/x-www-form-urlencoded",
+        body,
+    )
+    .await?;
+    d.settle(id).await
+}
+
+/// A message in the channel is captured on the timeline with a 📌.
+async fn capture(d: &mut Demo, id: &str) -> anyhow::Result<()> {
+    d.story.scene("A finding is pinned to the timeline");
+    let chan = d.incident(id).await?.channel_id.unwrap_or_default();
+    let said = "Gateway returns 502 for every Visa card since 09:12";
+    if let Some(ts) = d.h.slack.say(&chan, "U0PAYOWN2", said) {
+        d.story.catch_up();
+        d.story.say("@lena reacts with 📌");
+        let event = serde_json::json!({
+            "token": "demo", "team_id": crate::standins::harness::TEAM_ID, "api_app_id": "A0001",
+            "type": "event_callback", "event_id": "Ev0DEMOPIN1", "event_time": d.h.state.clock.now().timestamp(),
+            "authed_users": [],
+            "event": { "type": "reaction_added", "user": "U0PAYOWN2", "reaction": "pushpin", "item_user": "U0PAYOWN2",
+                       "item": { "type": "message", "channel": chan, "ts": ts }, "event_ts": ts }
+        });
+        d.h.post_signed("/slack/events", "application/json", event.to_string())
+            .await?;
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while crate::store::incidents::count_events(&d.h.state.db, id, "message").await? == 0 {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the 📌 message was not captured");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        d.story.say("captured on the incident's timeline");
+    }
+    d.settle(id).await
+}
+
+/// `after` minutes later, `user` clicks a phase button on the card.
+async fn phase(
+    d: &mut Demo,
+    id: &str,
+    after: i64,
+    user: &str,
+    action: &str,
+    label: &str,
+) -> anyhow::Result<()> {
+    d.story.scene(&format!("[{label}]"));
+    // Time passes; timers (the unresolved escalation) may fire on the way.
+    for _ in 0..after {
+        d.advance(Span::minutes(1));
+        settle(&d.h, id).await?;
+    }
+    d.story.catch_up();
+    let name = d.h.slack.user_name(user);
+    d.story.say(&format!(
+        "{} · @{name} clicks [{label}] on the card",
+        d.now()
+    ));
+    d.h.click(user, action, id).await?;
+    d.settle(id).await?;
+    if action == "phase_ack" {
+        // Someone else clicks the same button on a card that has not refreshed yet.
+        d.story.say(&format!(
+            "{} · @lena clicks [{label}] a moment later, on a stale card",
+            d.now()
+        ));
+        d.h.click("U0PAYOWN2", action, id).await?;
+        d.settle(id).await?;
+    }
+    Ok(())
+}
+
+/// The root cause was really found five minutes earlier: someone corrects the timestamp in their time zone.
+async fn correction(d: &mut Demo, id: &str) -> anyhow::Result<()> {
+    d.story
+        .scene("A correction: the root cause was found earlier");
+    let inc = d.incident(id).await?;
     if let Some(identified) = &inc.timeline.identified {
-        let tz = h.state.user_tz("U0PAYOWN1").await;
+        let tz = d.h.state.user_tz("U0PAYOWN1").await;
         let local = (identified.at - Span::minutes(5))
             .with_timezone(&tz)
             .format("%H:%M")
             .to_string();
-        let text = format!("set identified {local}");
-        println!(
-            "── U0PAYOWN1 (Slack time zone {}) types: /incident {text}",
-            tz.name()
-        );
-        let (_, reply) = h
-            .slash_as(
-                "U0PAYOWN1",
-                inc.channel_id.as_deref().unwrap_or_default(),
-                &text,
-            )
+        d.story
+            .say(&format!("(@omar's Slack time zone is {})", tz.name()));
+        let chan = inc.channel_id.clone().unwrap_or_default();
+        d.type_command("U0PAYOWN1", &chan, &format!("set identified {local}"))
             .await?;
-        settle(&h, &id).await?;
-        println!(
-            "   only they see: {}",
-            plain(reply["text"].as_str().unwrap_or_default())
-        );
-        posted = print_new_lines(&h, &id, posted).await?;
-    }
-
-    println!("\n── the incident channel after resolution:\n");
-    println!("{}", plain(&h.slack.render_channel(&name)));
-    println!("── the broadcast channel:\n");
-    println!("{}", plain(&h.slack.render_channel(&broadcast)));
-
-    println!("── 31 minutes of monitoring pass without a reopen …");
-    clock.advance(Span::minutes(31));
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let inc = crate::incidents::load(&h.state.db, &id).await?;
-        if inc.is_some_and(|i| i.timeline.closed_at.is_some()) {
-            break;
+        d.settle(id).await?;
+        // The MTTR summary in the broadcast channel, for `demo --html …?only=summary`.
+        if let Some(ch) = d.h.slack.channel_by_name(&d.broadcast) {
+            if let Some(m) = ch.messages.iter().find(|m| {
+                m.blocks
+                    .as_ref()
+                    .is_some_and(|b| b[0]["type"] == "header" && b.to_string().contains("MTTR"))
+            }) {
+                d.anchors.push(Anchor {
+                    channel_id: ch.id.clone(),
+                    ts: m.ts.clone(),
+                    name: "summary".into(),
+                });
+            }
         }
+    }
+    Ok(())
+}
+
+/// `/incident timeline` lists what happened.
+async fn timeline(d: &mut Demo, id: &str) -> anyhow::Result<()> {
+    d.story.scene("The timeline so far");
+    let chan = d.incident(id).await?.channel_id.unwrap_or_default();
+    d.type_command("U0PAYOWN1", &chan, "timeline").await?;
+    d.settle(id).await
+}
+
+/// 31 minutes of monitoring pass without a reopen: the incident closes.
+async fn monitoring_closes(d: &mut Demo, id: &str) -> anyhow::Result<()> {
+    d.story.scene("Monitoring passes without a reopen");
+    d.advance(Span::minutes(31));
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while d.incident(id).await?.timeline.closed_at.is_none() {
         if tokio::time::Instant::now() > deadline {
             anyhow::bail!("the incident was not closed");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    settle(&h, &id).await?;
-    print_new_lines(&h, &id, posted).await?;
-    println!("   the pinned card now reads:\n{}", indent(&card(&h, &id)?));
-
-    println!("── pages sent");
-    for a in h.pager.pagerduty_alerts() {
-        println!(
-            "   PagerDuty alert dedup_key={} severity={} summary={:?} ({} trigger event(s))",
-            a.dedup_key, a.severity, a.summary, a.trigger_count
-        );
+    d.settle(id).await?;
+    for a in d.h.pager.pagerduty_alerts() {
+        d.story.say(&format!(
+            "PagerDuty got: {} (severity {}, {} trigger event(s))",
+            a.summary, a.severity, a.trigger_count
+        ));
     }
+    Ok(())
+}
 
-    println!("\n── U0DECLARER types /incident digest in #incidents");
-    let before = h
-        .slack
-        .channels()
-        .into_iter()
-        .find(|c| c.name == broadcast)
-        .map_or(0, |c| c.messages.len());
-    let (status, reply) = h
-        .slash_as(
-            "U0DECLARER",
-            crate::standins::slack::INCIDENTS_CHANNEL_ID,
-            "digest",
-        )
+/// Someone asks for this week's digest in #incidents; it comes with a chart.
+async fn digest(d: &mut Demo) -> anyhow::Result<()> {
+    d.story.scene("The weekly digest, on demand");
+    d.type_command("U0DECLARER", INCIDENTS_CHANNEL_ID, "digest")
         .await?;
-    println!(
-        "   HTTP {status}, only they see: {}",
-        plain(reply["text"].as_str().unwrap_or_default())
-    );
     let deadline = tokio::time::Instant::now() + LIMIT;
-    while h.slack.uploaded_files().is_empty() {
+    while d.h.slack.uploaded_files().is_empty() {
         if tokio::time::Instant::now() > deadline {
             anyhow::bail!("the digest was not posted");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if let Some(ch) = h.slack.channels().into_iter().find(|c| c.name == broadcast) {
-        for m in ch.messages.iter().skip(before) {
-            let text = match &m.blocks {
-                Some(b) => crate::standins::slack::blocks_to_text(b),
-                None => m.text.clone(),
-            };
-            println!("{}", indent(&plain(&text)));
+    d.story.catch_up();
+    for f in d.h.slack.uploaded_files() {
+        d.story.say(&format!(
+            "📎 {} is a {} KB PNG (MTTR per phase, minutes)",
+            f.filename,
+            f.bytes.len() / 1024
+        ));
+    }
+    if let Some(ch) = d.h.slack.channel_by_name(&d.broadcast) {
+        if let Some(m) = ch.messages.iter().find(|m| !m.files.is_empty()) {
+            d.anchors.push(Anchor {
+                channel_id: ch.id.clone(),
+                ts: m.ts.clone(),
+                name: "digest".into(),
+            });
         }
     }
-    for f in h.slack.uploaded_files() {
+    Ok(())
+}
+
+/// `--keep` and `--html`: what the demo leaves behind.
+async fn finish(d: &mut Demo, dir: &Path, opts: &Options) -> anyhow::Result<()> {
+    let files = d.h.slack.uploaded_files();
+    if let Some(path) = &opts.html {
+        let names = |id: &str| d.story.name_of(id);
+        let html = slack_page::page(
+            "incident-bot demo",
+            "What Slack showed during `incident-bot demo`: the real bot against the built-in stand-ins, on a simulated clock (UTC).",
+            &d.h.slack.channels(),
+            &files,
+            &d.anchors,
+            &names,
+        );
+        std::fs::write(path, html)?;
+        d.story.scene("The conversation as a page");
+        d.story.say(&format!(
+            "written to {} (open it in a browser)",
+            path.display()
+        ));
+    }
+    if opts.keep.is_some() {
+        if let Some(f) = files.first() {
+            std::fs::write(dir.join(KEPT_CHART), &f.bytes)?;
+        }
+        let since = (d.start - Span::hours(3)).format("%Y-%m-%dT%H:%M:%SZ");
+        let until = (d.h.state.clock.now() + Span::minutes(1))
+            .duration_trunc(Span::minutes(1))
+            .unwrap_or_else(|_| d.h.state.clock.now())
+            .format("%Y-%m-%dT%H:%M:%SZ");
+        d.story.scene("Kept");
+        d.story
+            .say(&format!("database: {}", dir.join(KEPT_DATABASE).display()));
+        d.story
+            .say(&format!("digest chart: {}", dir.join(KEPT_CHART).display()));
+        d.story.say("the figures of these incidents (the simulated times lie in the future, hence --until):");
         println!(
-            "   📎 {} — {} ({} bytes PNG: MTTR per phase, minutes)",
-            f.filename,
-            f.title,
-            f.bytes.len()
+            "DATABASE_URL=sqlite://{} incident-bot report --since {since} --until {until}",
+            dir.join(KEPT_DATABASE).display()
         );
     }
-    alert_declares(&h, &clock, &broadcast).await
+    Ok(())
 }
 
 /// Alertmanager's webhook (version 4) for a search alert that began at `starts`.
@@ -302,53 +585,62 @@ fn alertmanager_body(
 }
 
 /// Part two: an Alertmanager alert opens an incident by itself, and its resolution asks to mark it Resolved.
-async fn alert_declares(h: &Harness, clock: &ManualClock, broadcast: &str) -> anyhow::Result<()> {
-    let post = |body: String| async move {
+async fn alert_declares(d: &mut Demo) -> anyhow::Result<()> {
+    d.story.scene("An alert declares an incident by itself");
+    let post = |h: &Harness, body: String| {
         h.http
             .post(format!("{}/api/v1/alerts/alertmanager", h.base_url))
             .bearer_auth(crate::standins::harness::ALERT_TOKEN)
             .header("content-type", "application/json")
             .body(body)
             .send()
-            .await
     };
-    println!("\n── Alertmanager fires: SearchLatencyHigh (service=search, severity=critical), started 7 min ago");
-    let t = Instant::now();
-    let starts = h.state.clock.now() - Span::minutes(7);
-    let resp = post(alertmanager_body(starts, h.state.clock.now(), "firing")).await?;
-    println!(
-        "   POST /api/v1/alerts/alertmanager → HTTP {} in {} ms (stored before the answer)",
-        resp.status().as_u16(),
-        t.elapsed().as_millis()
-    );
-    let id = h.incident_id(2).await?;
-    tick_until_settled(h, clock, &id).await?;
-    let inc = crate::incidents::load(&h.state.db, &id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
-    println!(
-        "── {} declared by the alert, war room ready {} ms after the webhook; impact started at the alert's \
-         startsAt ({}), detected via {}",
+    let now = d.h.state.clock.now();
+    let starts = now - Span::minutes(7);
+    d.story.say(&format!(
+        "{} · Alertmanager fires *SearchLatencyHigh* (service=search, severity=critical), started {}",
+        d.now(),
+        starts.format("%H:%M")
+    ));
+    let resp = post(&d.h, alertmanager_body(starts, now, "firing")).await?;
+    d.story.say(&format!(
+        "POST /api/v1/alerts/alertmanager → HTTP {} (stored before the answer)",
+        resp.status().as_u16()
+    ));
+    let id = d.h.incident_id(2).await?;
+    tick_until_settled(&d.h, &d.clock, &id).await?;
+    d.story.catch_up();
+    let inc = d.incident(&id).await?;
+    d.story.say(&format!(
+        "{} was declared by the alert: impact from the alert's startsAt ({}), detected via {}",
         inc.key(),
-        t.elapsed().as_millis(),
-        inc.timeline.started_at.format("%H:%M UTC"),
+        inc.timeline.started_at.format("%H:%M"),
         inc.detection.as_str()
-    );
-    println!("   the pinned card reads:\n{}", indent(&card(h, &id)?));
-    println!("── Alertmanager re-sends the same group (repeat_interval): nothing new");
-    let resp = post(alertmanager_body(starts, h.state.clock.now(), "firing")).await?;
-    println!(
-        "   HTTP {} {}",
+    ));
+
+    d.story.scene("Alertmanager re-sends the same group");
+    let resp = post(
+        &d.h,
+        alertmanager_body(starts, d.h.state.clock.now(), "firing"),
+    )
+    .await?;
+    d.story.say(&format!(
+        "HTTP {} {} — nothing new in Slack",
         resp.status().as_u16(),
         resp.text().await.unwrap_or_default()
-    );
-    println!("── the alert resolves");
-    post(alertmanager_body(starts, h.state.clock.now(), "resolved")).await?;
+    ));
+
+    d.story.scene("The alert resolves");
+    post(
+        &d.h,
+        alertmanager_body(starts, d.h.state.clock.now(), "resolved"),
+    )
+    .await?;
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
         let left: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE state IN ('pending', 'running')")
-                .fetch_one(&h.state.db.pool)
+                .fetch_one(&d.h.state.db.pool)
                 .await?;
         if left == 0 {
             break;
@@ -358,20 +650,8 @@ async fn alert_declares(h: &Harness, clock: &ManualClock, broadcast: &str) -> an
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tick_until_settled(h, clock, &id).await?;
-    let name = inc.channel_name.clone().unwrap_or_default();
-    println!("\n{}", plain(&h.slack.render_channel(&name)));
-    println!("── the broadcast channel's newest message:");
-    if let Some(m) = h
-        .slack
-        .channels()
-        .into_iter()
-        .find(|c| c.name == broadcast)
-        .and_then(|c| c.messages.last().cloned())
-    {
-        let text = m.blocks.as_ref().map(blocks_to_text).unwrap_or(m.text);
-        println!("{}", indent(&plain(&text)));
-    }
+    tick_until_settled(&d.h, &d.clock, &id).await?;
+    d.story.catch_up();
     Ok(())
 }
 
@@ -397,95 +677,6 @@ async fn tick_until_settled(h: &Harness, clock: &ManualClock, id: &str) -> anyho
     }
 }
 
-/// SPEC §12 in two minutes: the severity goes up to P1, a commander is named and hands off, a status update goes
-/// to the channel and the announcement's thread, and a message is captured with a 📌.
-async fn run_the_incident(
-    h: &Harness,
-    clock: &ManualClock,
-    id: &str,
-    broadcast: &str,
-) -> anyhow::Result<()> {
-    let inc = crate::incidents::load(&h.state.db, id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
-    let chan = inc.channel_id.clone().unwrap_or_default();
-    clock.advance(Span::minutes(1));
-    for (user, text) in [
-        ("U0PAYONC1", "sev P1"),
-        ("U0PAYONC1", "role ic me"),
-        ("U0PAYONC1", "role ic <@U0PAYOWN1|payowner>"),
-    ] {
-        println!("── +1 min: {user} types in the incident channel: /incident {text}");
-        let (_, reply) = h.slash_as(user, &chan, text).await?;
-        settle(h, id).await?;
-        println!(
-            "   only they see: {}",
-            plain(reply["text"].as_str().unwrap_or_default())
-        );
-    }
-    clock.advance(Span::minutes(1));
-    println!("── +2 min: U0PAYOWN1 types /incident update and fills in the form");
-    h.slash_as("U0PAYOWN1", &chan, "update").await?;
-    let payload = serde_json::json!({
-        "type": "view_submission",
-        "team": { "id": crate::standins::harness::TEAM_ID },
-        "user": { "id": "U0PAYOWN1", "team_id": crate::standins::harness::TEAM_ID },
-        "view": { "callback_id": crate::slack::blocks::UPDATE_CALLBACK_ID, "private_metadata": id,
-                  "state": { "values": {
-            "status": { "value": { "type": "static_select", "selected_option": { "value": "investigating" } } },
-            "impact": { "value": { "type": "plain_text_input", "value": "About 30% of card payments fail at checkout" } },
-            "next": { "value": { "type": "number_input", "value": "15" } }
-        } } }
-    });
-    let body = serde_urlencoded::to_string([("payload", payload.to_string())])?;
-    h.post_signed(
-        "/slack/interactions",
-        "application/x-www-form-urlencoded",
-        body,
-    )
-    .await?;
-    settle(h, id).await?;
-    if let Some(ch) = h.slack.channels().into_iter().find(|c| c.name == broadcast) {
-        for m in ch
-            .messages
-            .iter()
-            .filter(|m| m.thread_ts.as_ref().is_some_and(|t| *t != m.ts))
-        {
-            let text = m
-                .blocks
-                .as_ref()
-                .map(blocks_to_text)
-                .unwrap_or_else(|| m.text.clone());
-            println!(
-                "   reply in the thread of the announcement in #{broadcast}:\n{}",
-                indent(&plain(&text))
-            );
-        }
-    }
-    let said = "Gateway returns 502 for every Visa card since 09:12";
-    if let Some(ts) = h.slack.say(&chan, "U0PAYOWN2", said) {
-        println!("── U0PAYOWN2 writes “{said}” and reacts with 📌");
-        let event = serde_json::json!({
-            "token": "demo", "team_id": crate::standins::harness::TEAM_ID, "api_app_id": "A0001",
-            "type": "event_callback", "event_id": "Ev0DEMOPIN1", "event_time": h.state.clock.now().timestamp(),
-            "authed_users": [],
-            "event": { "type": "reaction_added", "user": "U0PAYOWN2", "reaction": "pushpin", "item_user": "U0PAYOWN2",
-                       "item": { "type": "message", "channel": chan, "ts": ts }, "event_ts": ts }
-        });
-        h.post_signed("/slack/events", "application/json", event.to_string())
-            .await?;
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        while crate::store::incidents::count_events(&h.state.db, id, "message").await? == 0 {
-            if tokio::time::Instant::now() > deadline {
-                anyhow::bail!("the 📌 message was not captured");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        println!("   captured on the timeline (`/incident timeline` lists it)");
-    }
-    settle(h, id).await
-}
-
 /// Lets the timer tick and waits until every queued Slack/pager update of the incident is done.
 async fn settle(h: &Harness, id: &str) -> anyhow::Result<()> {
     let tick = h.state.settings.incidents.timer_tick_ms;
@@ -493,108 +684,9 @@ async fn settle(h: &Harness, id: &str) -> anyhow::Result<()> {
     h.wait_for_effects(id, LIMIT).await
 }
 
-fn incident_channel(h: &Harness, id_channel: &str) -> Option<Channel> {
-    h.slack.channel_by_name(id_channel)
-}
-
-/// Prints the timeline lines posted since the first `seen`; returns how many there are now.
-async fn print_new_lines(h: &Harness, id: &str, seen: usize) -> anyhow::Result<usize> {
-    let inc = crate::incidents::load(&h.state.db, id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
-    let Some(ch) = inc
-        .channel_id
-        .as_deref()
-        .and_then(|c| incident_channel(h, c))
-    else {
-        return Ok(seen);
-    };
-    let lines: Vec<String> = ch
-        .messages
-        .iter()
-        .filter_map(|m| m.blocks.as_ref())
-        .filter(|b| {
-            b[0]["block_id"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("ob:post:"))
-        })
-        .map(|b| plain(&blocks_to_text(b)))
-        .collect();
-    for l in lines.iter().skip(seen) {
-        println!("   timeline line in #{}: {l}", ch.name);
-    }
-    Ok(lines.len())
-}
-
-/// The pinned card as text.
-fn card(h: &Harness, id: &str) -> anyhow::Result<String> {
-    let ch = h
-        .slack
-        .channels()
-        .into_iter()
-        .find(|c| {
-            c.messages.iter().any(|m| {
-                m.blocks.as_ref().is_some_and(|b| {
-                    b[0]["block_id"].as_str()
-                        == Some(crate::slack::blocks::card_block_id(id).as_str())
-                })
-            })
-        })
-        .ok_or_else(|| anyhow::anyhow!("no card"))?;
-    let m = ch
-        .messages
-        .iter()
-        .find(|m| ch.pins.contains(&m.ts))
-        .ok_or_else(|| anyhow::anyhow!("no pinned card"))?;
-    Ok(plain(
-        &m.blocks.as_ref().map(blocks_to_text).unwrap_or_default(),
-    ))
-}
-
-fn indent(s: &str) -> String {
-    s.lines()
-        .map(|l| format!("   │ {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
-
-/// Slack's `<!date^…|fallback>` shown as its fallback, as a reader in UTC would see it.
-fn plain(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find("<!date^") {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        let Some(end) = tail.find('>') else {
-            out.push_str(tail);
-            return out;
-        };
-        out.push_str(tail[..end].rsplit('|').next().unwrap_or_default());
-        rest = &tail[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// A stable fake commit hash for the demo's deploys.
 fn md5ish(s: &str) -> u64 {
     s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slack_dates_print_as_their_fallback() {
-        assert_eq!(
-            plain("at <!date^1764081240^{time}|14:34 UTC> — ok <@U1>"),
-            "at 14:34 UTC — ok <@U1>"
-        );
-        assert_eq!(plain("no dates"), "no dates");
-        assert_eq!(plain("broken <!date^1"), "broken <!date^1");
-    }
 }

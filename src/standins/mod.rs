@@ -6,7 +6,9 @@
 //! - [`pager`]: fake PagerDuty Events v2, Opsgenie and webhook receivers; [`pager_rest`]: a fake PagerDuty REST
 //!   API for `import pagerduty`.
 //! - [`harness`]: a whole bot wired to the stand-ins on a free port, driven with signed requests.
-//! - [`demo`]: `incident-bot demo`, a whole incident printed as the channels show it.
+//! - [`demo`]: `incident-bot demo`, a whole incident told as a story; [`story`] prints what changed in the Slack
+//!   stand-in, [`mrkdwn`] renders Slack's mrkdwn and Block Kit for a terminal and as HTML, [`slack_page`] writes
+//!   the conversation as one Slack-like HTML page (`demo --html`).
 
 /// Installs rustls' `ring` provider as the process default, as `main` does for the binary: the tests, the
 /// benchmarks and the demo build HTTP clients through the stand-ins without going through `main`. Idempotent.
@@ -19,7 +21,10 @@ pub const TEAM_ID: &str = "T0001";
 
 pub mod demo;
 pub mod harness;
+pub mod mrkdwn;
 pub mod pager;
 pub mod pager_rest;
 pub mod slack;
+pub mod slack_page;
 pub mod slack_socket;
+pub mod story;

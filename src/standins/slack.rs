@@ -163,6 +163,10 @@ struct SlackState {
     latency: Duration,
     token_prefix: String,
     user_tz: HashMap<String, String>,
+    /// Display names set with [`SlackStandin::set_user_name`] (default: the id in lower case).
+    user_names: HashMap<String, String>,
+    /// Where message timestamps come from (default: the wall clock).
+    clock: Option<Arc<dyn crate::clock::Clock>>,
     calls: Vec<RecordedCall>,
     /// Requests to the upload URL (`upload`) and to response URLs (`response_url`).
     other_calls: Vec<RecordedCall>,
@@ -370,6 +374,8 @@ impl SlackStandin {
             latency: Duration::ZERO,
             token_prefix: "xoxb-".into(),
             user_tz: HashMap::new(),
+            user_names: HashMap::new(),
+            clock: None,
             calls: Vec::new(),
             other_calls: Vec::new(),
             ephemerals: Vec::new(),
@@ -442,6 +448,32 @@ impl SlackStandin {
         self.state()
             .user_tz
             .insert(user.to_string(), tz.to_string());
+    }
+
+    /// Sets the name `users.info` reports for a user (default: the id in lower case).
+    pub fn set_user_name(&self, user: &str, name: &str) {
+        self.state()
+            .user_names
+            .insert(user.to_string(), name.to_string());
+    }
+
+    /// A channel's name, by id.
+    pub fn channel_name(&self, id: &str) -> Option<String> {
+        self.state()
+            .channels
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.name.clone())
+    }
+
+    /// A user's name as `users.info` reports it.
+    pub fn user_name(&self, user: &str) -> String {
+        self.state().user_name(user)
+    }
+
+    /// Stamps messages with this clock instead of the wall clock (the demo's simulated time).
+    pub fn set_clock(&self, clock: Arc<dyn crate::clock::Clock>) {
+        self.state().clock = Some(clock);
     }
 
     /// Sets the prefix a token must have to be accepted (default `xoxb-`).
@@ -881,9 +913,23 @@ impl SlackState {
         id
     }
 
-    /// A fresh message timestamp: wall-clock microseconds, strictly increasing.
+    fn user_name(&self, user: &str) -> String {
+        if let Some(n) = self.user_names.get(user) {
+            n.clone()
+        } else if user == BOT_USER_ID {
+            "incident-bot".to_string()
+        } else {
+            user.to_lowercase()
+        }
+    }
+
+    /// A fresh message timestamp: microseconds of the clock (the wall clock unless one was set), strictly
+    /// increasing.
     fn next_ts(&mut self) -> String {
-        let now = chrono::Utc::now().timestamp_micros();
+        let now = match &self.clock {
+            Some(c) => c.now().timestamp_micros(),
+            None => chrono::Utc::now().timestamp_micros(),
+        };
         let micros = now.max(self.last_ts_micros + 1);
         self.last_ts_micros = micros;
         format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
@@ -1368,11 +1414,7 @@ impl SlackState {
             .cloned()
             .unwrap_or_else(|| "Europe/Berlin".to_string());
         let offset = tz_offset_secs(&tz);
-        let name = if user == BOT_USER_ID {
-            "incident-bot".to_string()
-        } else {
-            user.to_lowercase()
-        };
+        let name = self.user_name(&user);
         Ok(ok_with(json!({
             "user": {
                 "id": user,

@@ -4,6 +4,7 @@
 mod alerts;
 mod bounds;
 mod declare;
+mod demo;
 mod deploy_prompt;
 mod deploys;
 mod digest;
