@@ -6,6 +6,7 @@ mod bounds;
 mod declare;
 mod deploys;
 mod digest;
+mod doc_links;
 mod escalation;
 mod faults;
 mod front_door;
