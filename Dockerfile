@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # incident-bot container image: a release build on the official Rust image, run on Debian slim as a non-root user.
 #
 #   docker build -t incident-bot .
