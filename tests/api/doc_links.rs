@@ -185,5 +185,8 @@ fn anchors_follow_github() {
         slug("Try it in your workspace in 10 minutes"),
         "try-it-in-your-workspace-in-10-minutes"
     );
-    assert_eq!(slug("Not built yet / known limits"), "not-built-yet--known-limits");
+    assert_eq!(
+        slug("Not built yet / known limits"),
+        "not-built-yet--known-limits"
+    );
 }
