@@ -57,3 +57,37 @@ echo "== tests on PostgreSQL"
 psql "$PG_URL" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 't\_%'" |
   while read -r db; do psql "$PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
 TEST_DATABASE_URL="$PG_URL" cargo test --quiet --test api
+
+# The container image: built and checked only where a Docker daemon answers (CI does not depend on Docker).
+echo "== container image"
+if [ "${SKIP_DOCKER:-0}" = 1 ]; then
+  echo "skipped: SKIP_DOCKER=1"
+elif ! command -v docker >/dev/null 2>&1; then
+  echo "skipped: docker is not installed"
+elif ! docker info >/dev/null 2>&1; then
+  echo "skipped: no Docker daemon answers (docker info failed)"
+else
+  docker build -q -t incident-bot:test . >/dev/null
+  echo "image incident-bot:test: $(docker image inspect -f '{{.Size}}' incident-bot:test | awk '{printf "%.1f MB", $1/1e6}')"
+  cid=$(docker run -d -p 127.0.0.1::3000 -e SLACK_BOT_TOKEN=xoxb-test -e SLACK_SIGNING_SECRET=test \
+    -e SLACK_API_URL=http://127.0.0.1:9/api incident-bot:test)
+  trap 'docker rm -f "$cid" >/dev/null 2>&1 || true' EXIT
+  health=""
+  for _ in $(seq 1 60); do
+    health=$(docker inspect -f '{{.State.Health.Status}}' "$cid")
+    [ "$health" = healthy ] && break
+    [ "$(docker inspect -f '{{.State.Running}}' "$cid")" = true ] || break
+    sleep 1
+  done
+  if [ "$health" != healthy ]; then
+    docker logs "$cid" >&2
+    echo "the container did not become healthy (health: $health)" >&2
+    exit 1
+  fi
+  port=$(docker port "$cid" 3000/tcp | head -n 1 | sed 's/.*://')
+  if command -v curl >/dev/null; then curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null; fi
+  # The bot's own process (pid 1), not the exec's user.
+  uid=$(docker exec "$cid" sh -c "grep '^Uid:' /proc/1/status | cut -f2")
+  if [ "$uid" = 0 ]; then echo "the bot runs as root in the container" >&2; exit 1; fi
+  echo "container healthy, /healthz answers, runs as uid $uid"
+fi

@@ -9,6 +9,7 @@ mod deploy_prompt;
 mod deploys;
 mod digest;
 mod distributions;
+mod doc_links;
 mod escalation;
 mod faults;
 mod front_door;
