@@ -9,6 +9,7 @@ use chrono::{
 };
 
 use super::duration;
+use super::followup::{self, NewFollowup};
 use super::incident::Role;
 use super::phase::{CorrectionTarget, Milestone};
 use super::severity::{DetectionMethod, Severity};
@@ -27,6 +28,9 @@ pub const USAGE: &str = "\
 • `deploys &lt;service&gt; [2h|30m|1d]` — recent deploys to a service and what it depends on
 • `list` — open incidents
 • `timeline` — this incident's timeline (📌 a message or use “Add to incident timeline” to add it)
+• `postmortem` — upload this incident's postmortem draft (Markdown) to its channel
+• `followup &lt;text&gt; [@owner] [due:YYYY-MM-DD]` — note a follow-up, in the incident channel; `followup done &lt;id&gt;` · `followup assign &lt;id&gt; @owner`
+• `followups` — open follow-ups (this incident's in its channel, else all, oldest due first)
 • `digest` — post this channel's MTTR digest now
 • `help` — this help";
 
@@ -46,6 +50,9 @@ pub const SUBCOMMANDS: &[&str] = &[
     "deploys",
     "list",
     "timeline",
+    "postmortem",
+    "followup",
+    "followups",
     "digest",
     "help",
 ];
@@ -86,6 +93,19 @@ pub enum Command {
     List,
     /// `timeline`: the incident's timeline, in its channel.
     Timeline,
+    /// `postmortem`: upload the postmortem draft, in the incident channel.
+    Postmortem,
+    /// `followup <text> [@owner] [due:YYYY-MM-DD]`: note a follow-up, in the incident channel.
+    Followup(NewFollowup),
+    /// `followup done <id>`: complete a follow-up.
+    FollowupDone(i64),
+    /// `followup assign <id> <@user|me>`: give a follow-up an owner.
+    FollowupAssign {
+        id: i64,
+        owner: Holder,
+    },
+    /// `followups`: the open follow-ups.
+    Followups,
     Digest,
     Help,
 }
@@ -343,6 +363,9 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
         "status" => no_arguments("status", rest, Command::Status),
         "list" | "ls" => no_arguments("list", rest, Command::List),
         "timeline" => no_arguments("timeline", rest, Command::Timeline),
+        "postmortem" | "pm" => no_arguments("postmortem", rest, Command::Postmortem),
+        "followups" => no_arguments("followups", rest, Command::Followups),
+        "followup" | "follow-up" | "fu" => parse_followup(rest),
         "digest" => no_arguments("digest", rest, Command::Digest),
         _ => match Milestone::parse(&sub) {
             Some(m) if rest.is_empty() => Ok(Command::Milestone(m)),
@@ -571,6 +594,50 @@ pub fn mentioned_user(s: &str) -> Option<String> {
             .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
     ok.then(|| id.to_string())
+}
+
+fn parse_followup(rest: &[&str]) -> Result<Command, UsageError> {
+    let id_of = |w: Option<&&str>| -> Result<i64, UsageError> {
+        let w =
+            w.ok_or_else(|| UsageError::new(format!("which follow-up? {}", followup::USAGE)))?;
+        w.trim_start_matches('#')
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                UsageError::new(format!(
+                    "`{}` is not a follow-up number — `/incident followups` lists them",
+                    short(w)
+                ))
+            })
+    };
+    match rest.first().map(|w| w.to_ascii_lowercase()).as_deref() {
+        None => Err(UsageError::new(format!(
+            "what should be done? {}",
+            followup::USAGE
+        ))),
+        Some("done" | "complete" | "close") if rest.len() <= 2 => {
+            Ok(Command::FollowupDone(id_of(rest.get(1))?))
+        }
+        Some("assign" | "owner") if rest.len() >= 3 => {
+            let id = id_of(rest.get(1))?;
+            let who = rest[2..].join(" ");
+            let owner = if who.eq_ignore_ascii_case("me") {
+                Holder::Me
+            } else {
+                Holder::User(mentioned_user(&who).ok_or_else(|| {
+                    UsageError::new(format!(
+                        "`{}` is not a Slack user — pick the person from Slack's list as you type @",
+                        short(&who)
+                    ))
+                })?)
+            };
+            Ok(Command::FollowupAssign { id, owner })
+        }
+        _ => followup::parse_args(rest)
+            .map(Command::Followup)
+            .map_err(UsageError::new),
+    }
 }
 
 fn parse_deploys(rest: &[&str]) -> Result<Command, UsageError> {

@@ -1,5 +1,6 @@
 //! Timers: the P1 acknowledgement escalation, the unresolved escalation, the reminder of a P1 without an incident
-//! commander, the "next status update due" reminder ([`super::updates`]), and the end of the monitoring window.
+//! commander, the "next status update due" reminder ([`super::updates`]), a follow-up's due-day reminder
+//! ([`super::followups`]), and the end of the monitoring window.
 //!
 //! A timer is a row of `timers` (`due_at`, `fired`). Escalation timers are armed by the worker, once per incident
 //! (`incidents.timers_armed`), for every incident declared in the last day (so they exist whoever declared the
@@ -189,6 +190,7 @@ async fn fire(state: &Arc<AppState>, id: &str, now: DateTime<Utc>) -> Result<boo
                 "not needed: the incident is resolved".to_string()
             }
         }
+        Some(Kind::FollowupDue) => super::followups::remind(&mut tx, &inc, id, now).await?,
         Some(Kind::Close) => {
             let window = phases::monitoring_window(state);
             match (status, inc.timeline.monitoring_ends_at(window)) {

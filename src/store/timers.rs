@@ -20,6 +20,8 @@ pub enum Kind {
     IcReminder,
     /// The next status update is due: remind the comms lead (or the IC) once.
     UpdateDue,
+    /// A follow-up is due today: remind its owner once.
+    FollowupDue,
 }
 
 impl Kind {
@@ -30,6 +32,7 @@ impl Kind {
             Kind::Close => "close",
             Kind::IcReminder => "ic_reminder",
             Kind::UpdateDue => "update_due",
+            Kind::FollowupDue => "followup_due",
         }
     }
 
@@ -40,6 +43,7 @@ impl Kind {
             Kind::Close,
             Kind::IcReminder,
             Kind::UpdateDue,
+            Kind::FollowupDue,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

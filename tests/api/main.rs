@@ -17,6 +17,7 @@ mod mentions;
 mod openapi;
 mod ops;
 mod phases;
+mod postmortem;
 mod private;
 mod recovery;
 mod replays;

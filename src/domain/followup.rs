@@ -1,0 +1,246 @@
+//! Follow-ups (SPEC §13): the actions people note on an incident, as stored ([`Followup`]), the arguments of
+//! `/incident followup <text> [@owner] [due:YYYY-MM-DD]` ([`parse_args`]), when the owner is reminded
+//! ([`reminder_at`]), and the Slack lines for creating, completing and listing them. Pure.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use super::text;
+
+/// The local hour (in the configured zone, `incidents.default_timezone`) at which owners are reminded on the due day.
+pub const REMIND_HOUR: u32 = 9;
+/// Most characters of a follow-up's text kept.
+pub const TEXT_MAX: usize = 500;
+
+/// One follow-up as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Followup {
+    /// The short number people type (`/incident followup done 3`).
+    pub id: i64,
+    pub incident_id: String,
+    /// As typed (untrusted: escaped when rendered).
+    pub text: String,
+    /// A Slack user id.
+    pub owner: Option<String>,
+    pub due_on: Option<NaiveDate>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub done_by: Option<String>,
+}
+
+impl Followup {
+    pub fn is_done(&self) -> bool {
+        self.done_at.is_some()
+    }
+}
+
+/// What `/incident followup <text> [@owner] [due:YYYY-MM-DD]` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFollowup {
+    pub text: String,
+    pub owner: Option<String>,
+    pub due_on: Option<NaiveDate>,
+}
+
+/// Usage of the follow-up commands (Slack text).
+pub const USAGE: &str = "use `/incident followup &lt;text&gt; [@owner] [due:YYYY-MM-DD]`, \
+`/incident followup done &lt;id&gt;`, `/incident followup assign &lt;id&gt; @owner` or `/incident followups`";
+
+/// Reads the words after `followup`: the owner is the first user mention Slack made of a name picked with `@`
+/// (`<@U123|alice>`; a label may hold spaces), the due date `due:YYYY-MM-DD`; the rest is the text (other
+/// mentions in it become a readable `@name`). `Err` is the reason, for the user.
+pub fn parse_args(words: &[&str]) -> Result<NewFollowup, String> {
+    let mut owner = None;
+    let mut due_on = None;
+    let mut text_words: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        i += 1;
+        if w.starts_with("<@") {
+            let mut mention = w.to_string();
+            while !mention.contains('>') && i < words.len() {
+                mention.push(' ');
+                mention.push_str(words[i]);
+                i += 1;
+            }
+            match (super::command::mentioned_user(&mention), &owner) {
+                (Some(id), None) => owner = Some(id),
+                _ => text_words.push(text::readable_mentions(&mention)),
+            }
+            continue;
+        }
+        if let Some(d) = w
+            .strip_prefix("due:")
+            .or_else(|| w.strip_prefix("DUE:"))
+            .or_else(|| w.strip_prefix("Due:"))
+        {
+            let date = NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                format!(
+                    "`due:{}` is not a date — use `due:YYYY-MM-DD`, e.g. `due:2026-12-24`",
+                    text::escape_cut(&d.replace('`', "'"), 20)
+                )
+            })?;
+            if due_on.replace(date).is_some() {
+                return Err("`due:` is given twice".into());
+            }
+            continue;
+        }
+        text_words.push(w.to_string());
+    }
+    let joined = text_words.join(" ");
+    let clean = text::plain(&joined, TEXT_MAX).trim().to_string();
+    if clean.is_empty() {
+        return Err(format!("what should be done? {USAGE}"));
+    }
+    Ok(NewFollowup {
+        text: clean,
+        owner,
+        due_on,
+    })
+}
+
+/// When the owner of a follow-up due on `due_on` is reminded: [`REMIND_HOUR`] that day in `tz`, or `now` when
+/// that hour has passed but the day (in `tz`) has not. `None` when the day is over: no reminder.
+pub fn reminder_at(due_on: NaiveDate, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let today = now.with_timezone(&tz).date_naive();
+    if due_on < today {
+        return None;
+    }
+    let local = due_on.and_time(NaiveTime::from_hms_opt(REMIND_HOUR, 0, 0)?);
+    // Around a DST change the hour may be ambiguous (take the first) or missing (an hour later).
+    let at = tz
+        .from_local_datetime(&local)
+        .earliest()
+        .or_else(|| {
+            tz.from_local_datetime(&(local + Duration::hours(1)))
+                .earliest()
+        })?
+        .with_timezone(&Utc);
+    Some(if at < now { now } else { at })
+}
+
+/// `#3 Add an alert on card errors · owner @alice · due 2026-12-10` (Slack text; the text escaped).
+pub fn slack_label(f: &Followup) -> String {
+    let mut s = format!("*#{}* {}", f.id, text::escape_cut(&f.text, TEXT_MAX));
+    match &f.owner {
+        Some(o) => s.push_str(&format!(" · owner {}", text::user(o))),
+        None => s.push_str(" · no owner"),
+    }
+    if let Some(d) = f.due_on {
+        s.push_str(&format!(" · due {}", d.format("%Y-%m-%d")));
+    }
+    s
+}
+
+/// The timeline line of a new follow-up.
+pub fn created_line(key: &str, f: &Followup) -> String {
+    format!(
+        "📝 Follow-up added to {key} by {}: {}",
+        text::user(&f.created_by),
+        slack_label(f)
+    )
+}
+
+/// The timeline line of a follow-up given to `owner` by `by`.
+pub fn assigned_line(key: &str, f: &Followup, owner: &str, by: &str) -> String {
+    format!(
+        "👤 Follow-up *#{}* of {key} given to {} by {}: {}",
+        f.id,
+        text::user(owner),
+        text::user(by),
+        text::escape_cut(&f.text, TEXT_MAX)
+    )
+}
+
+/// The timeline line of a completed follow-up.
+pub fn done_line(key: &str, f: &Followup, by: &str) -> String {
+    format!(
+        "✅ Follow-up *#{}* of {key} done (by {}): {}",
+        f.id,
+        text::user(by),
+        text::escape_cut(&f.text, TEXT_MAX)
+    )
+}
+
+/// The reminder on the due day: to the owner, else the channel.
+pub fn reminder_line(key: &str, f: &Followup) -> String {
+    let who = f
+        .owner
+        .as_deref()
+        .map(|o| format!("{}: ", text::user(o)))
+        .unwrap_or_default();
+    format!(
+        "⏰ {who}follow-up *#{}* of {key} is due today — {}. Mark it done with `/incident followup done {}`.",
+        f.id,
+        text::escape_cut(&f.text, TEXT_MAX),
+        f.id
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<&str> {
+        s.split_whitespace().collect()
+    }
+
+    #[test]
+    fn owner_and_due_date_are_read_anywhere_and_the_rest_is_the_text() {
+        let a = parse_args(&words(
+            "add <@U0ALICE|alice> an alert due:2026-12-10 on errors",
+        ))
+        .unwrap();
+        assert_eq!(a.text, "add an alert on errors");
+        assert_eq!(a.owner.as_deref(), Some("U0ALICE"));
+        assert_eq!(a.due_on, NaiveDate::from_ymd_opt(2026, 12, 10));
+        let b = parse_args(&words("ask <@U0BOB|Bob Smith> and <@U0CAROL|carol>")).unwrap();
+        assert_eq!(b.owner.as_deref(), Some("U0BOB"));
+        assert_eq!(b.text, "ask and @carol");
+        assert!(parse_args(&words("x due:tomorrow"))
+            .unwrap_err()
+            .contains("not a date"));
+        assert!(parse_args(&words("<@U0ALICE|alice>")).is_err(), "no text");
+        assert!(parse_args(&words("x due:2026-01-01 due:2026-01-02")).is_err());
+    }
+
+    #[test]
+    fn the_reminder_is_at_nine_local_on_the_due_day_or_now_later_that_day() {
+        let tz: Tz = "Europe/Paris".parse().unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 12, 10).unwrap();
+        let before = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        assert_eq!(
+            reminder_at(day, tz, before),
+            Some(Utc.with_ymd_and_hms(2026, 12, 10, 8, 0, 0).unwrap())
+        );
+        let that_noon = Utc.with_ymd_and_hms(2026, 12, 10, 11, 0, 0).unwrap();
+        assert_eq!(reminder_at(day, tz, that_noon), Some(that_noon));
+        let after = Utc.with_ymd_and_hms(2026, 12, 11, 0, 30, 0).unwrap();
+        assert_eq!(
+            reminder_at(day, tz, after),
+            None,
+            "00:30 in Paris is the 11th"
+        );
+    }
+
+    #[test]
+    fn lines_escape_the_text() {
+        let f = Followup {
+            id: 3,
+            incident_id: "i".into(),
+            text: "<!channel> fix *it*".into(),
+            owner: Some("U0ALICE".into()),
+            due_on: None,
+            created_by: "U0BOB".into(),
+            created_at: Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap(),
+            done_at: None,
+            done_by: None,
+        };
+        let l = created_line("INC-1", &f);
+        assert!(!l.contains("<!channel>"), "{l}");
+        assert!(l.contains("owner <@U0ALICE>"), "{l}");
+        assert!(reminder_line("INC-1", &f).starts_with("⏰ <@U0ALICE>: follow-up *#3*"));
+    }
+}
