@@ -43,6 +43,8 @@ pub struct Report {
     #[serde(flatten)]
     pub digest: Digest,
     pub monthly: Vec<MonthFigures>,
+    /// Follow-up completion per team ([`super::followups`]).
+    pub followups: Vec<crate::domain::followup::TeamCompletion>,
 }
 
 /// Builds the report of `period` for the incidents `filter` selects.
@@ -59,6 +61,7 @@ pub async fn build(
         filter: filter.clone(),
         digest: stats::compute(&rows, period, tz, now),
         monthly: stats::monthly(&rows, period, tz),
+        followups: super::followups::completion(db, catalog, filter, period).await?,
     })
 }
 
@@ -322,6 +325,10 @@ impl Csv {
 fn csv(r: &Report) -> String {
     let mut c = Csv(Vec::new());
     c.figures("current", &r.digest.current);
+    for t in &r.followups {
+        c.row("current", "followups_done", &t.team, t.done.to_string(), "followups");
+        c.row("current", "followups_total", &t.team, t.total.to_string(), "followups");
+    }
     c.figures("previous", &r.digest.previous);
     c.row(
         "now",

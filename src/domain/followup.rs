@@ -179,6 +179,78 @@ pub fn reminder_line(key: &str, f: &Followup) -> String {
     )
 }
 
+/// Follow-up completion of one team over a period (the digest's and `report`'s figure).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TeamCompletion {
+    /// The catalog team of the incident's service; [`NO_TEAM`] otherwise.
+    pub team: String,
+    /// Of `total`, those completed before the period's end.
+    pub done: usize,
+    /// Follow-ups created in the period, plus those created before it and still open at its start.
+    pub total: usize,
+}
+
+/// The team of follow-ups whose incident has no service, or a service without a catalog team.
+pub const NO_TEAM: &str = "no team";
+
+/// One follow-up as the completion figure reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counted {
+    pub team: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub done_at: Option<DateTime<Utc>>,
+}
+
+/// Completion per team over `[start, end)`: a follow-up counts when it was created in the period or was still
+/// open at its start; it is done when completed before the period's end. Teams by name, "no team" last.
+pub fn completion(rows: &[Counted], start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<TeamCompletion> {
+    let mut out: Vec<TeamCompletion> = Vec::new();
+    for r in rows {
+        let in_period = r.created_at >= start && r.created_at < end;
+        let open_at_start = r.created_at < start && r.done_at.is_none_or(|d| d >= start);
+        if !(in_period || open_at_start) {
+            continue;
+        }
+        let team = r.team.clone().unwrap_or_else(|| NO_TEAM.to_string());
+        let i = match out.iter().position(|t| t.team == team) {
+            Some(i) => i,
+            None => {
+                out.push(TeamCompletion {
+                    team,
+                    done: 0,
+                    total: 0,
+                });
+                out.len() - 1
+            }
+        };
+        out[i].total += 1;
+        if r.done_at.is_some_and(|d| d < end) {
+            out[i].done += 1;
+        }
+    }
+    out.sort_by(|a, b| (a.team == NO_TEAM, &a.team).cmp(&(b.team == NO_TEAM, &b.team)));
+    out
+}
+
+/// `payments 3/4 done (75%)` per team, or a line saying there were none.
+pub fn completion_lines(teams: &[TeamCompletion]) -> Vec<String> {
+    if teams.is_empty() {
+        return vec!["No follow-ups created in the period or open at its start.".into()];
+    }
+    teams
+        .iter()
+        .map(|t| {
+            format!(
+                "{}: {}/{} done ({}%)",
+                t.team,
+                t.done,
+                t.total,
+                (t.done * 100).checked_div(t.total).unwrap_or(0)
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +295,34 @@ mod tests {
             None,
             "00:30 in Paris is the 11th"
         );
+    }
+
+    #[test]
+    fn completion_counts_those_created_in_the_period_or_open_at_its_start() {
+        let t = |d: u32| Utc.with_ymd_and_hms(2026, 11, d, 12, 0, 0).unwrap();
+        let row = |team: Option<&str>, c: u32, d: Option<u32>| Counted {
+            team: team.map(str::to_string),
+            created_at: t(c),
+            done_at: d.map(t),
+        };
+        let rows = vec![
+            row(Some("payments"), 10, Some(12)), // in the period, done in it
+            row(Some("payments"), 11, None),     // in the period, open
+            row(Some("payments"), 1, None),      // before, still open at the start
+            row(Some("payments"), 1, Some(5)),   // before, done before the start: not counted
+            row(None, 12, Some(20)),             // done after the end: not done
+            row(Some("search"), 2, Some(11)),    // before, open at the start, done in the period
+        ];
+        let c = completion(&rows, t(8), t(15));
+        assert_eq!(
+            c,
+            vec![
+                TeamCompletion { team: "payments".into(), done: 1, total: 3 },
+                TeamCompletion { team: "search".into(), done: 1, total: 1 },
+                TeamCompletion { team: NO_TEAM.into(), done: 0, total: 1 },
+            ]
+        );
+        assert_eq!(completion_lines(&c)[0], "payments: 1/3 done (33%)");
     }
 
     #[test]

@@ -148,7 +148,9 @@ pub async fn export_cli(
         .parse()
         .map_err(|_| anyhow::anyhow!("--tz `{tz}` is not an IANA time zone"))?;
     if !matches!(format, "md" | "json") {
-        anyhow::bail!("--format `{format}`: use md, json or postmortem");
+        anyhow::bail!(
+            "--format `{format}`: use md or json (or postmortem for the postmortem draft)"
+        );
     }
     let db = Db::connect_read_only(database_url).await?;
     let inc = find_by_key(&db, key).await?;

@@ -149,6 +149,7 @@ pub async fn complete(
 #[derive(Debug, Clone, PartialEq)]
 pub struct CountRow {
     pub service: Option<String>,
+    pub severity: Option<crate::domain::severity::Severity>,
     pub created_at: DateTime<Utc>,
     pub done_at: Option<DateTime<Utc>>,
 }
@@ -161,7 +162,7 @@ pub async fn for_counts(
     until: DateTime<Utc>,
 ) -> Result<Vec<CountRow>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT i.service, f.created_at, f.done_at FROM followups f JOIN incidents i ON i.id = f.incident_id
+        "SELECT i.service, i.severity, f.created_at, f.done_at FROM followups f JOIN incidents i ON i.id = f.incident_id
          WHERE f.created_at < $1 AND (f.created_at >= $2 OR f.done_at IS NULL OR f.done_at >= $2)",
     )
     .bind(ms(until))
@@ -172,6 +173,7 @@ pub async fn for_counts(
         .map(|r| {
             Ok(CountRow {
                 service: r.try_get("service")?,
+                severity: crate::domain::severity::Severity::parse(&r.try_get::<String, _>("severity")?),
                 created_at: from_ms(r.try_get("created_at")?),
                 done_at: from_ms_opt(r.try_get("done_at")?),
             })

@@ -8,6 +8,7 @@ mod deploys;
 mod digest;
 mod escalation;
 mod faults;
+mod followups;
 mod front_door;
 mod helpers;
 mod import;
