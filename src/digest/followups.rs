@@ -48,10 +48,12 @@ pub fn section(teams: &[TeamCompletion], slack: bool) -> Vec<String> {
         "Follow-ups done (created in the period or open at its start, per team)".to_string()
     };
     std::iter::once(head)
-        .chain(
-            followup::completion_lines(teams)
-                .into_iter()
-                .map(|l| if slack { crate::domain::text::escape(&l) } else { l }),
-        )
+        .chain(followup::completion_lines(teams).into_iter().map(|l| {
+            if slack {
+                crate::domain::text::escape(&l)
+            } else {
+                l
+            }
+        }))
         .collect()
 }

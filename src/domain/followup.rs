@@ -203,7 +203,11 @@ pub struct Counted {
 
 /// Completion per team over `[start, end)`: a follow-up counts when it was created in the period or was still
 /// open at its start; it is done when completed before the period's end. Teams by name, "no team" last.
-pub fn completion(rows: &[Counted], start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<TeamCompletion> {
+pub fn completion(
+    rows: &[Counted],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Vec<TeamCompletion> {
     let mut out: Vec<TeamCompletion> = Vec::new();
     for r in rows {
         let in_period = r.created_at >= start && r.created_at < end;
@@ -317,9 +321,21 @@ mod tests {
         assert_eq!(
             c,
             vec![
-                TeamCompletion { team: "payments".into(), done: 1, total: 3 },
-                TeamCompletion { team: "search".into(), done: 1, total: 1 },
-                TeamCompletion { team: NO_TEAM.into(), done: 0, total: 1 },
+                TeamCompletion {
+                    team: "payments".into(),
+                    done: 1,
+                    total: 3
+                },
+                TeamCompletion {
+                    team: "search".into(),
+                    done: 1,
+                    total: 1
+                },
+                TeamCompletion {
+                    team: NO_TEAM.into(),
+                    done: 0,
+                    total: 1
+                },
             ]
         );
         assert_eq!(completion_lines(&c)[0], "payments: 1/3 done (33%)");

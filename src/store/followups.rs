@@ -173,7 +173,9 @@ pub async fn for_counts(
         .map(|r| {
             Ok(CountRow {
                 service: r.try_get("service")?,
-                severity: crate::domain::severity::Severity::parse(&r.try_get::<String, _>("severity")?),
+                severity: crate::domain::severity::Severity::parse(
+                    &r.try_get::<String, _>("severity")?,
+                ),
                 created_at: from_ms(r.try_get("created_at")?),
                 done_at: from_ms_opt(r.try_get("done_at")?),
             })

@@ -330,3 +330,62 @@ async fn the_owner_is_reminded_on_the_due_day_once_across_two_bots() {
         ["⏰ <@U0BOB>: follow-up *#1* of INC-1 is due today — Add retries. Mark it done with `/incident followup done 1`."]
     );
 }
+
+#[tokio::test]
+async fn the_digest_and_the_report_show_completion_per_team() {
+    let w = World::new().await;
+    let bot = w.bot().await;
+    let paying = declare(&bot, "start Card payments failing sev:P1 service:payments").await;
+    let nameless = declare(&bot, "start Something odd sev:P3").await;
+    slash_in(&bot, &paying, "U0ALICE", "followup Add an alert").await;
+    slash_in(&bot, &paying, "U0ALICE", "followup Write a runbook").await;
+    slash_in(&bot, &nameless, "U0ALICE", "followup Find an owner").await;
+    slash_in(&bot, &paying, "U0ALICE", "followup done 1").await;
+    w.clock.advance(chrono::Duration::minutes(1));
+
+    let (status, _) = bot.slash("digest").await.unwrap();
+    assert_eq!(status, 200);
+    eventually("the digest", || async {
+        bot.slack
+            .render_channel("general")
+            .contains("Follow-ups done")
+    })
+    .await;
+    let digest = bot.slack.render_channel("general");
+    assert!(digest.contains("payments: 1/2 done (50%)"), "{digest}");
+    assert!(digest.contains("no team: 0/1 done (0%)"), "{digest}");
+
+    let report = |format: &str| {
+        let args = incident_bot::digest::report::ReportArgs {
+            format: Some(format.into()),
+            ..Default::default()
+        };
+        let settings = bot.state.settings.clone();
+        let catalog = bot.state.catalog.clone();
+        let now = incident_bot::clock::Clock::now(&*w.clock);
+        async move {
+            incident_bot::digest::report::run_cli(&settings, &catalog, &args, now)
+                .await
+                .unwrap()
+        }
+    };
+    let text = report("text").await;
+    assert!(text.contains("payments: 1/2 done (50%)"), "{text}");
+    let json: Value = serde_json::from_str(&report("json").await).unwrap();
+    assert_eq!(
+        json["followups"],
+        json!([
+            { "team": "payments", "done": 1, "total": 2 },
+            { "team": "no team", "done": 0, "total": 1 }
+        ])
+    );
+    let csv = report("csv").await;
+    assert!(
+        csv.contains("current,followups_done,payments,1,followups"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("current,followups_total,no team,1,followups"),
+        "{csv}"
+    );
+}

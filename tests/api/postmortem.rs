@@ -117,6 +117,8 @@ async fn the_draft_uploaded_at_resolution_matches_the_golden_file_and_the_export
     let bot = w
         .bot_with(|s| {
             s.incidents.default_timezone = "Europe/Paris".into();
+            // No escalation line racing the commands below.
+            s.incidents.unresolved_escalation_minutes = 600;
             s.alerts.routes.push(AlertRouteSettings {
                 matchers: vec!["team=\"payments\"".into()],
                 service: Some("payments".into()),
