@@ -299,7 +299,17 @@ pub async fn list(state: &AppState, team: &str, channel: &str) -> Result<String,
         let mut l = format!("• {}", followup::slack_label(f));
         if keys.is_some() {
             match super::load(&state.db, &f.incident_id).await? {
-                Some(inc) if inc.private => l.push_str(&format!(" · 🔒 {}", inc.key())),
+                // Whoever asks may not be in a private incident's channel: its number and due date only.
+                Some(inc) if inc.private => {
+                    l = format!(
+                        "• *#{}* 🔒 a follow-up of private incident {}",
+                        f.id,
+                        inc.key()
+                    );
+                    if let Some(d) = f.due_on {
+                        l.push_str(&format!(" · due {}", d.format("%Y-%m-%d")));
+                    }
+                }
                 Some(inc) => l.push_str(&format!(" · {}", inc.key())),
                 None => {}
             }

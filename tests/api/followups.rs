@@ -180,6 +180,14 @@ async fn open_followups_are_listed_oldest_due_first_and_a_past_due_date_is_refus
     let bot = w.bot().await;
     let a = declare(&bot, "start Search slow sev:P3 service:search").await;
     let b = declare(&bot, "start Checkout errors sev:P2 service:checkout").await;
+    let secret = declare(&bot, "start Zorblax deal leaked sev:P2 private:yes").await;
+    slash_in(
+        &bot,
+        &secret,
+        "U0ALICE",
+        "followup Tell legal about Zorblax",
+    )
+    .await;
     slash_in(&bot, &a, "U0ALICE", "followup No date here").await;
     slash_in(&bot, &a, "U0ALICE", "followup Later one due:2026-12-20").await;
     slash_in(&bot, &b, "U0ALICE", "followup Sooner one due:2026-12-01").await;
@@ -187,8 +195,8 @@ async fn open_followups_are_listed_oldest_due_first_and_a_past_due_date_is_refus
     assert!(refused.contains("has passed"), "{refused}");
     assert_eq!(followups_of(&bot, &b).await.len(), 1);
     let done = slash_in(&bot, &b, "U0ALICE", "followup Finished due:2026-11-26").await;
-    assert!(done.contains("#4"), "{done}");
-    slash_in(&bot, &b, "U0ALICE", "followup done 4").await;
+    assert!(done.contains("#5"), "{done}");
+    slash_in(&bot, &b, "U0ALICE", "followup done 5").await;
 
     let (_, reply) = bot
         .slash_as("U0ALICE", GENERAL_CHANNEL_ID, "followups")
@@ -200,6 +208,10 @@ async fn open_followups_are_listed_oldest_due_first_and_a_past_due_date_is_refus
     let none = text.find("No date here").expect(text);
     assert!(sooner < later && later < none, "{text}");
     assert!(!text.contains("Finished"), "{text}");
+    assert!(
+        !text.contains("Zorblax") && text.contains("private incident INC-3"),
+        "{text}"
+    );
     assert!(text.contains("INC-2") && text.contains("INC-1"), "{text}");
     // In an incident channel: that incident's only.
     let here = slash_in(&bot, &a, "U0ALICE", "followups").await;
@@ -208,7 +220,7 @@ async fn open_followups_are_listed_oldest_due_first_and_a_past_due_date_is_refus
         "{here}"
     );
     // Assigning is one timeline line.
-    slash_in(&bot, &a, "U0ALICE", "followup assign 1 <@U0DAVE|dave>").await;
+    slash_in(&bot, &a, "U0ALICE", "followup assign 2 <@U0DAVE|dave>").await;
     assert_eq!(
         followups_of(&bot, &a).await[0].owner.as_deref(),
         Some("U0DAVE")

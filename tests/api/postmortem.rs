@@ -266,3 +266,32 @@ async fn postmortem_outside_an_incident_channel_says_where_to_run_it() {
     );
     assert!(bot.slack.uploaded_files().is_empty());
 }
+
+#[test]
+fn the_postmortem_export_never_creates_a_database() {
+    let dir = std::env::temp_dir().join(format!("incident-bot-pm-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("none.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_incident-bot"))
+        .args([
+            "export",
+            "INC-1",
+            "--format",
+            "postmortem",
+            "--database-url",
+        ])
+        .arg(format!("sqlite://{}", db.display()))
+        .current_dir(&dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("INCIDENT_BOT_CONFIG")
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr.contains("does not exist; run `incident-bot migrate`"),
+        "{stderr}"
+    );
+    assert!(!db.exists(), "export created the database file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
