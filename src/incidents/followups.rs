@@ -216,6 +216,30 @@ pub async fn complete(
     })
 }
 
+/// After a click on "Done": the follow-up's message `ts` in `channel` shows that it is done, without the button
+/// (a `chat.update`; a failure only leaves the button, whose next click is told it is done).
+pub async fn show_done(state: &AppState, channel: &str, ts: &str, id: i64) -> anyhow::Result<()> {
+    let Some(f) = store::get(&state.db, id).await? else {
+        return Ok(());
+    };
+    let Some(inc) = super::load(&state.db, &f.incident_id).await? else {
+        return Ok(());
+    };
+    let mut text = followup::created_line(&inc.key(), &f);
+    if let Some(by) = &f.done_by {
+        text.push_str(&format!("\n✅ Done (by {})", text::user(by)));
+    }
+    let blocks = json!([{ "type": "section", "text": { "type": "mrkdwn", "text": text::cut(&text, text::SECTION_TEXT) } }]);
+    state
+        .slack
+        .update_message(
+            ts,
+            &crate::slack::client::Post::blocks(channel, &text, blocks),
+        )
+        .await?;
+    Ok(())
+}
+
 /// Gives follow-up `id` to `owner`, by `by`.
 pub async fn assign(
     state: &Arc<AppState>,

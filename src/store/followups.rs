@@ -85,6 +85,15 @@ pub async fn get_in(
     row.as_ref().map(from_row).transpose()
 }
 
+/// One follow-up by number.
+pub async fn get(db: &Db, id: i64) -> Result<Option<Followup>, sqlx::Error> {
+    let row = sqlx::query(select_followups!("WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// The incident's follow-ups, in the order they were added.
 pub async fn of_incident(db: &Db, incident_id: &str) -> Result<Vec<Followup>, sqlx::Error> {
     let rows = sqlx::query(select_followups!("WHERE incident_id = $1 ORDER BY id"))

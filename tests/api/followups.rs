@@ -141,11 +141,9 @@ async fn a_followup_is_one_line_with_a_done_button_and_is_completed_once() {
 
     // "Done" completes it once; the second click changes nothing.
     let list_id = list[0].id.to_string();
-    interact(
-        &bot,
-        click(&bot, &channel, "U0BOB", "followup_done", &list_id),
-    )
-    .await;
+    let mut done_click = click(&bot, &channel, "U0BOB", "followup_done", &list_id);
+    done_click["container"]["message_ts"] = json!(posted[0].ts);
+    interact(&bot, done_click).await;
     bot.wait_for_effects(&id, LIMIT).await.unwrap();
     interact(
         &bot,
@@ -155,6 +153,24 @@ async fn a_followup_is_one_line_with_a_done_button_and_is_completed_once() {
     bot.wait_for_effects(&id, LIMIT).await.unwrap();
     let list = followups_of(&bot, &id).await;
     assert_eq!(list[0].done_by.as_deref(), Some("U0BOB"));
+    // Its message now says so, without the button.
+    eventually("the message shows it done", || async {
+        messages(&bot, &id)
+            .await
+            .iter()
+            .any(|m| m.ts == posted[0].ts && text_of(m).contains("✅ Done (by <@U0BOB>)"))
+    })
+    .await;
+    let updated = messages(&bot, &id)
+        .await
+        .into_iter()
+        .find(|m| m.ts == posted[0].ts)
+        .unwrap();
+    assert!(!updated
+        .blocks
+        .unwrap()
+        .to_string()
+        .contains("followup_done"));
     assert_eq!(count_events(&bot, &id, "followup_done").await, 1);
     let again = slash_in(&bot, &id, "U0ALICE", &format!("followup done {list_id}")).await;
     assert!(again.contains("already done"), "{again}");

@@ -89,9 +89,22 @@ pub async fn on_click(state: &Arc<AppState>, p: &Value) -> Result<Response, ApiE
         let id: i64 = value
             .parse()
             .map_err(|_| ApiError::bad("payload.actions[0].value", "not a follow-up number"))?;
-        let outcome = followups::complete(state, team_of(p), id, user).await?;
-        if let Outcome::Refused { reason } = outcome {
-            super::phases::tell_later(state, p, reason);
+        match followups::complete(state, team_of(p), id, user).await? {
+            Outcome::Refused { reason } => super::phases::tell_later(state, p, reason),
+            Outcome::Applied { .. } => {
+                let channel = p["container"]["channel_id"]
+                    .as_str()
+                    .or(p["channel"]["id"].as_str());
+                let ts = p["container"]["message_ts"].as_str();
+                if let (Some(channel), Some(ts)) = (channel, ts) {
+                    let (state, channel, ts) = (state.clone(), channel.to_string(), ts.to_string());
+                    tokio::spawn(async move {
+                        if let Err(e) = followups::show_done(&state, &channel, &ts, id).await {
+                            tracing::warn!(error = %format!("{e:#}"), "could not mark the follow-up's message done");
+                        }
+                    });
+                }
+            }
         }
         return Ok(StatusCode::OK.into_response());
     }
