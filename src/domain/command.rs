@@ -634,10 +634,64 @@ fn parse_followup(rest: &[&str]) -> Result<Command, UsageError> {
             };
             Ok(Command::FollowupAssign { id, owner })
         }
-        _ => followup::parse_args(rest)
+        _ => parse_followup_args(rest)
             .map(Command::Followup)
             .map_err(UsageError::new),
     }
+}
+
+/// Reads the words after `followup`: the owner is the first user mention Slack made of a name picked with `@`
+/// (`<@U123|alice>`; a label may hold spaces), the due date `due:YYYY-MM-DD`; the rest is the text (other
+/// mentions in it become a readable `@name`). `Err` is the reason, for the user.
+fn parse_followup_args(words: &[&str]) -> Result<NewFollowup, String> {
+    let mut owner = None;
+    let mut due_on = None;
+    let mut text_words: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        i += 1;
+        if w.starts_with("<@") {
+            let mut mention = w.to_string();
+            while !mention.contains('>') && i < words.len() {
+                mention.push(' ');
+                mention.push_str(words[i]);
+                i += 1;
+            }
+            match (mentioned_user(&mention), &owner) {
+                (Some(id), None) => owner = Some(id),
+                _ => text_words.push(text::readable_mentions(&mention)),
+            }
+            continue;
+        }
+        if let Some(d) = w
+            .strip_prefix("due:")
+            .or_else(|| w.strip_prefix("DUE:"))
+            .or_else(|| w.strip_prefix("Due:"))
+        {
+            let date = NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                format!(
+                    "`due:{}` is not a date — use `due:YYYY-MM-DD`, e.g. `due:2026-12-24`",
+                    text::escape_cut(&d.replace('`', "'"), 20)
+                )
+            })?;
+            if due_on.replace(date).is_some() {
+                return Err("`due:` is given twice".into());
+            }
+            continue;
+        }
+        text_words.push(w.to_string());
+    }
+    let joined = text_words.join(" ");
+    let clean = text::plain(&joined, followup::TEXT_MAX).trim().to_string();
+    if clean.is_empty() {
+        return Err(format!("what should be done? {}", followup::USAGE));
+    }
+    Ok(NewFollowup {
+        text: clean,
+        owner,
+        due_on,
+    })
 }
 
 fn parse_deploys(rest: &[&str]) -> Result<Command, UsageError> {
@@ -693,6 +747,32 @@ mod tests {
 
     fn clock(h: u32, m: u32) -> TimeSpec {
         TimeSpec::Clock(NaiveTime::from_hms_opt(h, m, 0).unwrap())
+    }
+
+    fn words(s: &str) -> Vec<&str> {
+        s.split_whitespace().collect()
+    }
+
+    #[test]
+    fn owner_and_due_date_are_read_anywhere_and_the_rest_is_the_text() {
+        let a = parse_followup_args(&words(
+            "add <@U0ALICE|alice> an alert due:2026-12-10 on errors",
+        ))
+        .unwrap();
+        assert_eq!(a.text, "add an alert on errors");
+        assert_eq!(a.owner.as_deref(), Some("U0ALICE"));
+        assert_eq!(a.due_on, NaiveDate::from_ymd_opt(2026, 12, 10));
+        let b = parse_followup_args(&words("ask <@U0BOB|Bob Smith> and <@U0CAROL|carol>")).unwrap();
+        assert_eq!(b.owner.as_deref(), Some("U0BOB"));
+        assert_eq!(b.text, "ask and @carol");
+        assert!(parse_followup_args(&words("x due:tomorrow"))
+            .unwrap_err()
+            .contains("not a date"));
+        assert!(
+            parse_followup_args(&words("<@U0ALICE|alice>")).is_err(),
+            "no text"
+        );
+        assert!(parse_followup_args(&words("x due:2026-01-01 due:2026-01-02")).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Follow-ups (SPEC §13): the actions people note on an incident, as stored ([`Followup`]), the arguments of
-//! `/incident followup <text> [@owner] [due:YYYY-MM-DD]` ([`parse_args`]), when the owner is reminded
+//! `/incident followup <text> [@owner] [due:YYYY-MM-DD]` ([`NewFollowup`], read by
+//! [`super::command::parse`]), when the owner is reminded
 //! ([`reminder_at`]), and the Slack lines for creating, completing and listing them. Pure.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
@@ -46,60 +47,6 @@ pub struct NewFollowup {
 /// Usage of the follow-up commands (Slack text).
 pub const USAGE: &str = "use `/incident followup &lt;text&gt; [@owner] [due:YYYY-MM-DD]`, \
 `/incident followup done &lt;id&gt;`, `/incident followup assign &lt;id&gt; @owner` or `/incident followups`";
-
-/// Reads the words after `followup`: the owner is the first user mention Slack made of a name picked with `@`
-/// (`<@U123|alice>`; a label may hold spaces), the due date `due:YYYY-MM-DD`; the rest is the text (other
-/// mentions in it become a readable `@name`). `Err` is the reason, for the user.
-pub fn parse_args(words: &[&str]) -> Result<NewFollowup, String> {
-    let mut owner = None;
-    let mut due_on = None;
-    let mut text_words: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < words.len() {
-        let w = words[i];
-        i += 1;
-        if w.starts_with("<@") {
-            let mut mention = w.to_string();
-            while !mention.contains('>') && i < words.len() {
-                mention.push(' ');
-                mention.push_str(words[i]);
-                i += 1;
-            }
-            match (super::command::mentioned_user(&mention), &owner) {
-                (Some(id), None) => owner = Some(id),
-                _ => text_words.push(text::readable_mentions(&mention)),
-            }
-            continue;
-        }
-        if let Some(d) = w
-            .strip_prefix("due:")
-            .or_else(|| w.strip_prefix("DUE:"))
-            .or_else(|| w.strip_prefix("Due:"))
-        {
-            let date = NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
-                format!(
-                    "`due:{}` is not a date — use `due:YYYY-MM-DD`, e.g. `due:2026-12-24`",
-                    text::escape_cut(&d.replace('`', "'"), 20)
-                )
-            })?;
-            if due_on.replace(date).is_some() {
-                return Err("`due:` is given twice".into());
-            }
-            continue;
-        }
-        text_words.push(w.to_string());
-    }
-    let joined = text_words.join(" ");
-    let clean = text::plain(&joined, TEXT_MAX).trim().to_string();
-    if clean.is_empty() {
-        return Err(format!("what should be done? {USAGE}"));
-    }
-    Ok(NewFollowup {
-        text: clean,
-        owner,
-        due_on,
-    })
-}
 
 /// When the owner of a follow-up due on `due_on` is reminded: [`REMIND_HOUR`] that day in `tz`, or `now` when
 /// that hour has passed but the day (in `tz`) has not. `None` when the day is over: no reminder.
@@ -258,29 +205,6 @@ pub fn completion_lines(teams: &[TeamCompletion]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn words(s: &str) -> Vec<&str> {
-        s.split_whitespace().collect()
-    }
-
-    #[test]
-    fn owner_and_due_date_are_read_anywhere_and_the_rest_is_the_text() {
-        let a = parse_args(&words(
-            "add <@U0ALICE|alice> an alert due:2026-12-10 on errors",
-        ))
-        .unwrap();
-        assert_eq!(a.text, "add an alert on errors");
-        assert_eq!(a.owner.as_deref(), Some("U0ALICE"));
-        assert_eq!(a.due_on, NaiveDate::from_ymd_opt(2026, 12, 10));
-        let b = parse_args(&words("ask <@U0BOB|Bob Smith> and <@U0CAROL|carol>")).unwrap();
-        assert_eq!(b.owner.as_deref(), Some("U0BOB"));
-        assert_eq!(b.text, "ask and @carol");
-        assert!(parse_args(&words("x due:tomorrow"))
-            .unwrap_err()
-            .contains("not a date"));
-        assert!(parse_args(&words("<@U0ALICE|alice>")).is_err(), "no text");
-        assert!(parse_args(&words("x due:2026-01-01 due:2026-01-02")).is_err());
-    }
 
     #[test]
     fn the_reminder_is_at_nine_local_on_the_due_day_or_now_later_that_day() {

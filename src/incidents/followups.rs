@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::outbox;
 use crate::domain::followup::{self, Followup, NewFollowup, REMIND_HOUR};
@@ -22,12 +22,11 @@ use crate::store::followups::{self as store, NewRow};
 use crate::store::incidents;
 use crate::store::timers::{self, Kind};
 
-/// `action_id` of the "Done" button on a follow-up's message (its value is the follow-up's number).
-pub const DONE_ACTION_ID: &str = "followup_done";
-/// `action_id` of the MTTR summary's "Add follow-up" button (its value is the incident id).
-pub const ADD_ACTION_ID: &str = "followup_add";
-/// `callback_id` of the "Add follow-up" form (its `private_metadata` is the incident id).
-pub const FORM_CALLBACK_ID: &str = "followup_form";
+pub use crate::slack::blocks::{
+    followup_add_button as add_button, followup_done_button as done_button, followup_form as form,
+    FOLLOWUP_ADD_ACTION_ID as ADD_ACTION_ID, FOLLOWUP_DONE_ACTION_ID as DONE_ACTION_ID,
+    FOLLOWUP_FORM_CALLBACK_ID as FORM_CALLBACK_ID,
+};
 /// Most open follow-ups `/incident followups` lists.
 const LIST_MAX: i64 = 50;
 
@@ -44,42 +43,6 @@ fn refused(reason: impl Into<String>) -> Outcome {
     Outcome::Refused {
         reason: reason.into(),
     }
-}
-
-/// The "Done" button of follow-up `id` (an `actions` block).
-pub fn done_button(id: i64) -> Value {
-    json!({ "type": "actions", "block_id": format!("followup:{id}"), "elements": [{
-        "type": "button", "action_id": DONE_ACTION_ID, "value": id.to_string(), "style": "primary",
-        "text": { "type": "plain_text", "text": "Done" }
-    }] })
-}
-
-/// The "Add follow-up" button of the MTTR summary of incident `incident_id` (an `actions` block).
-pub fn add_button(incident_id: &str) -> Value {
-    json!({ "type": "actions", "block_id": "followup_add", "elements": [{
-        "type": "button", "action_id": ADD_ACTION_ID, "value": incident_id,
-        "text": { "type": "plain_text", "text": "Add follow-up" }
-    }] })
-}
-
-/// The "Add follow-up" form: what to do, an owner (user select), a due date (date picker).
-pub fn form(incident_id: &str, key: &str) -> Value {
-    json!({
-        "type": "modal",
-        "callback_id": FORM_CALLBACK_ID,
-        "private_metadata": incident_id,
-        "title": { "type": "plain_text", "text": text::cut_plain(&format!("Follow-up · {key}"), 24) },
-        "submit": { "type": "plain_text", "text": "Add" },
-        "close": { "type": "plain_text", "text": "Cancel" },
-        "blocks": [
-            { "type": "input", "block_id": "text", "label": { "type": "plain_text", "text": "What should be done?" },
-              "element": { "type": "plain_text_input", "action_id": "value", "max_length": followup::TEXT_MAX } },
-            { "type": "input", "block_id": "owner", "optional": true, "label": { "type": "plain_text", "text": "Owner" },
-              "element": { "type": "users_select", "action_id": "value" } },
-            { "type": "input", "block_id": "due", "optional": true, "label": { "type": "plain_text", "text": "Due date" },
-              "element": { "type": "datepicker", "action_id": "value" } }
-        ]
-    })
 }
 
 /// Stores a follow-up on incident `incident_id` (of workspace `team`, when known), noted by `by`.

@@ -679,7 +679,7 @@ async fn post(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Resu
     }
     let mut blocks = json!([{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": text::cut(&text, text::SECTION_TEXT) } }]);
     if let (Some(id), Some(list)) = (job.payload["followup_id"].as_i64(), blocks.as_array_mut()) {
-        list.push(super::followups::done_button(id));
+        list.push(crate::slack::blocks::followup_done_button(id));
     }
     let ts = state
         .slack

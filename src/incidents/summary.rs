@@ -298,7 +298,7 @@ impl Summary {
         ]);
         if !broadcast {
             if let Some(list) = blocks.as_array_mut() {
-                list.push(super::followups::add_button(&self.incident_id));
+                list.push(blocks::followup_add_button(&self.incident_id));
             }
         }
         blocks
