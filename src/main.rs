@@ -82,16 +82,18 @@ enum Cmd {
         #[arg(long)]
         tz: Option<String>,
     },
-    /// Write one incident's whole timeline to stdout (read-only: never migrates the database).
+    /// Write one incident's whole timeline, or its postmortem draft, to stdout (read-only: never migrates the
+    /// database).
     Export {
         /// The incident, e.g. INC-42.
         incident: String,
-        /// md (a Markdown table) or json (an array of {at, kind, author, text, permalink, deleted}).
+        /// md (a Markdown table), json (an array of {at, kind, author, text, permalink, deleted}) or postmortem
+        /// (the postmortem draft the bot uploads, same bytes for the same data).
         #[arg(long, default_value = "md")]
         format: String,
-        /// IANA time zone for the times.
-        #[arg(long, default_value = "UTC")]
-        tz: String,
+        /// IANA time zone for the times (default: UTC; for postmortem, incidents.default_timezone).
+        #[arg(long)]
+        tz: Option<String>,
         /// Database to read (default: the configuration's database_url).
         #[arg(long)]
         database_url: Option<String>,
@@ -347,7 +349,7 @@ async fn main() -> ExitCode {
             database_url,
         } => {
             init_tracing(cli.log_json, "warn");
-            export(&config, &incident, &format, &tz, database_url).await
+            export(&config, &incident, &format, tz.as_deref(), database_url).await
         }
         Cmd::Import {
             source: ImportCmd::Pagerduty { since, until },
@@ -421,14 +423,30 @@ async fn export(
     config: &std::path::Path,
     incident: &str,
     format: &str,
-    tz: &str,
+    tz: Option<&str>,
     database_url: Option<String>,
 ) -> anyhow::Result<()> {
-    let url = match database_url {
-        Some(u) => u,
-        None => Settings::load(config)?.database_url,
+    let out = if format == "postmortem" {
+        let settings = Settings::load(config)?;
+        let catalog = load_catalog(&settings)?;
+        let url = database_url.unwrap_or_else(|| settings.database_url.clone());
+        incident_bot::incidents::postmortem::export_cli(
+            &settings,
+            &catalog,
+            &url,
+            incident,
+            tz,
+            chrono::Utc::now(),
+        )
+        .await?
+    } else {
+        let url = match database_url {
+            Some(u) => u,
+            None => Settings::load(config)?.database_url,
+        };
+        incident_bot::incidents::timeline::export_cli(&url, incident, format, tz.unwrap_or("UTC"))
+            .await?
     };
-    let out = incident_bot::incidents::timeline::export_cli(&url, incident, format, tz).await?;
     print!("{out}");
     Ok(())
 }

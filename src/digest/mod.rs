@@ -8,9 +8,11 @@
 //!   digest post exactly once across replicas; [`post`]: posting to Slack (message, then chart upload) and the
 //!   scheduler loop.
 //! - [`report`]: `incident-bot report` (text, JSON, CSV).
+//! - [`followups`]: follow-up completion per team (digest and report).
 
 pub mod chart;
 pub mod data;
+pub mod followups;
 pub mod post;
 pub mod render;
 pub mod report;

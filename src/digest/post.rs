@@ -75,7 +75,18 @@ pub async fn prepare(
         scope: filter.label(),
         tz,
     };
-    let blocks = render::blocks(&digest, &heading, block_id);
+    let mut blocks = render::blocks(&digest, &heading, block_id);
+    let followups = super::followups::completion(&state.db, &state.catalog, filter, period).await?;
+    let section = crate::domain::text::cut(
+        &super::followups::section(&followups, true).join("\n"),
+        crate::domain::text::SECTION_TEXT,
+    );
+    // Before the closing context line.
+    let at = blocks.len().saturating_sub(1);
+    blocks.insert(
+        at,
+        serde_json::json!({ "type": "section", "text": { "type": "mrkdwn", "text": section } }),
+    );
     let text = crate::domain::text::escape_cut(&render::title(&digest, &heading), 3_000);
     let chart = if chart::has_data(&digest) {
         let title = render::chart_title(&digest, &heading);

@@ -45,6 +45,8 @@ pub struct Report {
     #[serde(flatten)]
     pub digest: Digest,
     pub monthly: Vec<MonthFigures>,
+    /// Follow-up completion per team ([`super::followups`]).
+    pub followups: Vec<crate::domain::followup::TeamCompletion>,
 }
 
 /// Builds the report of `period` for the incidents `filter` selects.
@@ -62,6 +64,7 @@ pub async fn build(
         filter: filter.clone(),
         digest: stats::compute_with_deploys(&rows, &deploys, period, tz, now),
         monthly: stats::monthly(&rows, period, tz),
+        followups: super::followups::completion(db, catalog, filter, period).await?,
     })
 }
 
@@ -159,6 +162,11 @@ fn text(r: &Report, tz: Tz) -> String {
             }))
             .collect();
         out.push_str(&format!("{}  {}\n", m.month, cols.join(" · ")));
+    }
+    out.push('\n');
+    for l in super::followups::section(&r.followups, false) {
+        out.push_str(&l);
+        out.push('\n');
     }
     out
 }
@@ -398,6 +406,22 @@ impl Csv {
 fn csv(r: &Report) -> String {
     let mut c = Csv(Vec::new());
     c.figures("current", &r.digest.current);
+    for t in &r.followups {
+        c.row(
+            "current",
+            "followups_done",
+            &t.team,
+            t.done.to_string(),
+            "followups",
+        );
+        c.row(
+            "current",
+            "followups_total",
+            &t.team,
+            t.total.to_string(),
+            "followups",
+        );
+    }
     c.figures("previous", &r.digest.previous);
     c.row(
         "now",
@@ -547,14 +571,28 @@ mod tests {
             filter: Filter::default(),
             digest: stats::compute(&[], period, chrono_tz::UTC, now()),
             monthly: Vec::new(),
+            followups: vec![crate::domain::followup::TeamCompletion {
+                team: "payments".into(),
+                done: 1,
+                total: 2,
+            }],
         };
         let text = render(&r, Format::Text, chrono_tz::UTC);
         assert!(text.contains("Incidents: 0 (= from 0)"), "{text}");
+        assert!(text.contains("payments: 1/2 done (50%)"), "{text}");
         let json: serde_json::Value =
             serde_json::from_str(&render(&r, Format::Json, chrono_tz::UTC)).expect("json");
         assert_eq!(json["current"]["incidents"], 0);
         let csv = render(&r, Format::Csv, chrono_tz::UTC);
         assert!(csv.starts_with("period,metric,group,value,unit\n"));
         assert!(csv.contains("current,incidents,all,0,incidents\n"));
+        assert!(
+            csv.contains("current,followups_done,payments,1,followups\n"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("current,followups_total,payments,2,followups\n"),
+            "{csv}"
+        );
     }
 }

@@ -9,6 +9,7 @@ use chrono::{
 };
 
 use super::duration;
+use super::followup::{self, NewFollowup};
 use super::incident::Role;
 use super::phase::{CorrectionTarget, Milestone};
 use super::severity::{DetectionMethod, Severity};
@@ -27,6 +28,9 @@ pub const USAGE: &str = "\
 • `deploys &lt;service&gt; [2h|30m|1d]` — recent deploys to a service and what it depends on
 • `list` — open incidents
 • `timeline` — this incident's timeline (📌 a message or use “Add to incident timeline” to add it)
+• `postmortem` — upload this incident's postmortem draft (Markdown) to its channel
+• `followup &lt;text&gt; [@owner] [due:YYYY-MM-DD]` — note a follow-up, in the incident channel; `followup done &lt;id&gt;` · `followup assign &lt;id&gt; @owner`
+• `followups` — open follow-ups (this incident's in its channel, else all, oldest due first)
 • `digest` — post this channel's MTTR digest now
 • `help` — this help";
 
@@ -46,6 +50,9 @@ pub const SUBCOMMANDS: &[&str] = &[
     "deploys",
     "list",
     "timeline",
+    "postmortem",
+    "followup",
+    "followups",
     "digest",
     "help",
 ];
@@ -86,6 +93,19 @@ pub enum Command {
     List,
     /// `timeline`: the incident's timeline, in its channel.
     Timeline,
+    /// `postmortem`: upload the postmortem draft, in the incident channel.
+    Postmortem,
+    /// `followup <text> [@owner] [due:YYYY-MM-DD]`: note a follow-up, in the incident channel.
+    Followup(NewFollowup),
+    /// `followup done <id>`: complete a follow-up.
+    FollowupDone(i64),
+    /// `followup assign <id> <@user|me>`: give a follow-up an owner.
+    FollowupAssign {
+        id: i64,
+        owner: Holder,
+    },
+    /// `followups`: the open follow-ups.
+    Followups,
     Digest,
     Help,
 }
@@ -343,6 +363,9 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
         "status" => no_arguments("status", rest, Command::Status),
         "list" | "ls" => no_arguments("list", rest, Command::List),
         "timeline" => no_arguments("timeline", rest, Command::Timeline),
+        "postmortem" | "pm" => no_arguments("postmortem", rest, Command::Postmortem),
+        "followups" => no_arguments("followups", rest, Command::Followups),
+        "followup" | "follow-up" | "fu" => parse_followup(rest),
         "digest" => no_arguments("digest", rest, Command::Digest),
         _ => match Milestone::parse(&sub) {
             Some(m) if rest.is_empty() => Ok(Command::Milestone(m)),
@@ -573,6 +596,104 @@ pub fn mentioned_user(s: &str) -> Option<String> {
     ok.then(|| id.to_string())
 }
 
+fn parse_followup(rest: &[&str]) -> Result<Command, UsageError> {
+    let id_of = |w: Option<&&str>| -> Result<i64, UsageError> {
+        let w =
+            w.ok_or_else(|| UsageError::new(format!("which follow-up? {}", followup::USAGE)))?;
+        w.trim_start_matches('#')
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                UsageError::new(format!(
+                    "`{}` is not a follow-up number — `/incident followups` lists them",
+                    short(w)
+                ))
+            })
+    };
+    match rest.first().map(|w| w.to_ascii_lowercase()).as_deref() {
+        None => Err(UsageError::new(format!(
+            "what should be done? {}",
+            followup::USAGE
+        ))),
+        Some("done" | "complete" | "close") if rest.len() <= 2 => {
+            Ok(Command::FollowupDone(id_of(rest.get(1))?))
+        }
+        Some("assign" | "owner") if rest.len() >= 3 => {
+            let id = id_of(rest.get(1))?;
+            let who = rest[2..].join(" ");
+            let owner = if who.eq_ignore_ascii_case("me") {
+                Holder::Me
+            } else {
+                Holder::User(mentioned_user(&who).ok_or_else(|| {
+                    UsageError::new(format!(
+                        "`{}` is not a Slack user — pick the person from Slack's list as you type @",
+                        short(&who)
+                    ))
+                })?)
+            };
+            Ok(Command::FollowupAssign { id, owner })
+        }
+        _ => parse_followup_args(rest)
+            .map(Command::Followup)
+            .map_err(UsageError::new),
+    }
+}
+
+/// Reads the words after `followup`: the owner is the first user mention Slack made of a name picked with `@`
+/// (`<@U123|alice>`; a label may hold spaces), the due date `due:YYYY-MM-DD`; the rest is the text (other
+/// mentions in it become a readable `@name`). `Err` is the reason, for the user.
+fn parse_followup_args(words: &[&str]) -> Result<NewFollowup, String> {
+    let mut owner = None;
+    let mut due_on = None;
+    let mut text_words: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        i += 1;
+        if w.starts_with("<@") {
+            let mut mention = w.to_string();
+            while !mention.contains('>') && i < words.len() {
+                mention.push(' ');
+                mention.push_str(words[i]);
+                i += 1;
+            }
+            match (mentioned_user(&mention), &owner) {
+                (Some(id), None) => owner = Some(id),
+                _ => text_words.push(text::readable_mentions(&mention)),
+            }
+            continue;
+        }
+        if let Some(d) = w
+            .strip_prefix("due:")
+            .or_else(|| w.strip_prefix("DUE:"))
+            .or_else(|| w.strip_prefix("Due:"))
+        {
+            let date = NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                format!(
+                    "`due:{}` is not a date — use `due:YYYY-MM-DD`, e.g. `due:2026-12-24`",
+                    text::escape_cut(&d.replace('`', "'"), 20)
+                )
+            })?;
+            if due_on.replace(date).is_some() {
+                return Err("`due:` is given twice".into());
+            }
+            continue;
+        }
+        text_words.push(w.to_string());
+    }
+    let joined = text_words.join(" ");
+    let clean = text::plain(&joined, followup::TEXT_MAX).trim().to_string();
+    if clean.is_empty() {
+        return Err(format!("what should be done? {}", followup::USAGE));
+    }
+    Ok(NewFollowup {
+        text: clean,
+        owner,
+        due_on,
+    })
+}
+
 fn parse_deploys(rest: &[&str]) -> Result<Command, UsageError> {
     match rest {
         [] => Err(UsageError::new(
@@ -626,6 +747,32 @@ mod tests {
 
     fn clock(h: u32, m: u32) -> TimeSpec {
         TimeSpec::Clock(NaiveTime::from_hms_opt(h, m, 0).unwrap())
+    }
+
+    fn words(s: &str) -> Vec<&str> {
+        s.split_whitespace().collect()
+    }
+
+    #[test]
+    fn owner_and_due_date_are_read_anywhere_and_the_rest_is_the_text() {
+        let a = parse_followup_args(&words(
+            "add <@U0ALICE|alice> an alert due:2026-12-10 on errors",
+        ))
+        .unwrap();
+        assert_eq!(a.text, "add an alert on errors");
+        assert_eq!(a.owner.as_deref(), Some("U0ALICE"));
+        assert_eq!(a.due_on, NaiveDate::from_ymd_opt(2026, 12, 10));
+        let b = parse_followup_args(&words("ask <@U0BOB|Bob Smith> and <@U0CAROL|carol>")).unwrap();
+        assert_eq!(b.owner.as_deref(), Some("U0BOB"));
+        assert_eq!(b.text, "ask and @carol");
+        assert!(parse_followup_args(&words("x due:tomorrow"))
+            .unwrap_err()
+            .contains("not a date"));
+        assert!(
+            parse_followup_args(&words("<@U0ALICE|alice>")).is_err(),
+            "no text"
+        );
+        assert!(parse_followup_args(&words("x due:2026-01-01 due:2026-01-02")).is_err());
     }
 
     #[test]

@@ -12,15 +12,19 @@
 //! - [`text`]: untrusted text → Slack text (escaping, invisible characters, links, limits), and titles.
 //! - [`question`]: reading deploy questions asked of the bot (`was there a deploy to X recently?`).
 //! - [`timeline`]: an incident's timeline (captured messages included) for Slack and for export.
+//! - [`followup`]: follow-ups (`/incident followup`), their reminder time and their lines.
+//! - [`postmortem`]: the postmortem draft (Markdown) of an incident.
 
 pub mod alert;
 pub mod command;
 pub mod deploy;
 pub mod duration;
+pub mod followup;
 pub mod incident;
 pub mod mttr;
 pub mod period;
 pub mod phase;
+pub mod postmortem;
 pub mod question;
 pub mod severity;
 pub mod slug;

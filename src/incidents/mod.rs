@@ -1,13 +1,16 @@
 //! Incidents: the stored record ([`Incident`], data from [`crate::domain::incident`], its rows in
 //! [`crate::store::incidents`]), declaring one ([`declare`], with the start of impact it names: [`started`]),
 //! setting up its war room ([`setup`] runs the steps, [`steps`] says what each step does), and what the card shows
-//! ([`card_view`]); the timeline people read, add messages to and export ([`timeline`]).
+//! ([`card_view`]); the timeline people read, add messages to and export ([`timeline`]); what the incident
+//! teaches: the postmortem draft ([`postmortem`]) and the follow-ups ([`followups`]).
 
 pub mod declare;
 pub mod detection;
+pub mod followups;
 pub mod nudges;
 pub mod outbox;
 pub mod phases;
+pub mod postmortem;
 pub mod roles;
 pub mod setup;
 pub mod severity;

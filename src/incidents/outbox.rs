@@ -84,6 +84,47 @@ pub(crate) async fn post_line(
     .await
 }
 
+/// Post timeline event `event_id` (a new follow-up) in the incident channel with a "Done" button for follow-up
+/// `followup_id`.
+pub(crate) async fn post_followup_line(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    event_id: &str,
+    followup_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    store::insert(
+        tx,
+        &format!("post:{event_id}"),
+        incident_id,
+        "slack",
+        "post",
+        &json!({ "event_id": event_id, "followup_id": followup_id }),
+        now,
+    )
+    .await
+}
+
+/// Upload the postmortem draft to the incident channel; `key` makes the row unique (the resolution's version, or
+/// the request that asked).
+pub(crate) async fn upload_postmortem(
+    tx: &mut sqlx::AnyConnection,
+    incident_id: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    store::insert(
+        tx,
+        &format!("postmortem:{incident_id}:{key}"),
+        incident_id,
+        "slack",
+        "postmortem",
+        &json!({}),
+        now,
+    )
+    .await
+}
+
 /// Post timeline event `event_id` (a status update) as a reply in the thread of the broadcast announcement.
 pub(crate) async fn post_in_announcement_thread(
     tx: &mut sqlx::AnyConnection,
@@ -213,7 +254,7 @@ pub(crate) async fn post_summaries(
         )
         .await?;
     }
-    Ok(())
+    upload_postmortem(tx, incident_id, &format!("resolved:{version}"), now).await
 }
 
 /// Re-render the summaries already posted (after a correction).
@@ -351,6 +392,7 @@ pub async fn problems(db: &Db, incident_id: &str) -> Result<Vec<String>, sqlx::E
             "card" => "card refresh",
             "post" => "timeline line",
             "summary" | "summary_refresh" => "MTTR summary",
+            "postmortem" => "postmortem draft upload",
             "page" => "escalation page",
             "severity" => "topic and announcement update",
             "thread" => "status update in the announcement thread",
@@ -420,6 +462,7 @@ async fn run(state: &AppState, job: &Job, inc: &Incident) -> Run {
         "card" => card(state, inc).await,
         "post" => post(state, job, inc, attempt).await,
         "summary" => summary(state, job, inc, attempt).await,
+        "postmortem" => postmortem(state, inc).await,
         "summary_refresh" => refresh(state, inc).await,
         "page" => escalate(state, job, inc).await,
         "alert_prompt" => prompt(state, job, inc, attempt).await,
@@ -663,7 +706,10 @@ async fn post(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> Resu
             )));
         }
     }
-    let blocks = json!([{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": text::cut(&text, text::SECTION_TEXT) } }]);
+    let mut blocks = json!([{ "type": "section", "block_id": bid, "text": { "type": "mrkdwn", "text": text::cut(&text, text::SECTION_TEXT) } }]);
+    if let (Some(id), Some(list)) = (job.payload["followup_id"].as_i64(), blocks.as_array_mut()) {
+        list.push(crate::slack::blocks::followup_done_button(id));
+    }
     let ts = state
         .slack
         .post_message_joining(&Post::blocks(&channel, &text, blocks))
@@ -831,6 +877,33 @@ async fn summary(state: &AppState, job: &Job, inc: &Incident, attempt: i64) -> R
         "posted {channel} {}",
         ts.as_deref().unwrap_or("?")
     )))
+}
+
+/// Uploads the postmortem draft to the incident channel (not retried after Slack took the file: an upload
+/// cannot be found again like a message, so a crash between Slack's answer and the commit may upload it twice).
+async fn postmortem(state: &AppState, inc: &Incident) -> Result<Run, Run> {
+    let channel = match channel_or(state, inc).await? {
+        Ok(c) => c,
+        Err(r) => return Ok(r),
+    };
+    let draft = super::postmortem::build(state, inc).await?;
+    let file = crate::slack::client::File {
+        filename: &draft.filename,
+        bytes: draft.markdown.as_bytes(),
+        title: &draft.title,
+    };
+    match state
+        .slack
+        .upload_file(&channel, &file, &draft.comment)
+        .await
+    {
+        Ok(id) => Ok(done(format!("uploaded {channel} {id}"))),
+        Err(crate::slack::client::UploadError::Slack(e)) => Err(e.into()),
+        Err(crate::slack::client::UploadError::Upload(e)) => Err(Run::Failed(Failure::Retry {
+            after: None,
+            error: e,
+        })),
+    }
 }
 
 /// Re-renders the latest posted summary in each channel (after a correction).

@@ -48,6 +48,7 @@ pub struct Baseline {
 /// Every figure of one summary.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
+    pub incident_id: String,
     pub key: String,
     pub title: String,
     pub severity: Severity,
@@ -131,6 +132,7 @@ impl Summary {
         });
         Some(Summary {
             phase_baselines,
+            incident_id: inc.id.clone(),
             key: inc.key(),
             title: inc.title.clone(),
             severity: inc.peak_severity,
@@ -314,7 +316,8 @@ impl Summary {
     }
 
     /// Block Kit for `chat.postMessage`/`chat.update`. `block_id` names the first block (so a retry can find a
-    /// summary that was posted but not recorded); `broadcast` adds a link to the war room.
+    /// summary that was posted but not recorded); `broadcast` adds a link to the war room, the incident channel's
+    /// gets the "Add follow-up" button.
     pub fn render(&self, block_id: &str, broadcast: bool) -> Value {
         let header = text::cut(
             &format!("📊 {} resolved · {}", self.key, escape(&self.title)),
@@ -333,11 +336,17 @@ impl Summary {
                 context.push_str(&format!(" · war room {}", text::channel(c)));
             }
         }
-        json!([
+        let mut blocks = json!([
             { "type": "header", "block_id": block_id, "text": { "type": "plain_text", "text": header, "emoji": true } },
             { "type": "context", "elements": [{ "type": "mrkdwn", "text": context }] },
             { "type": "section", "text": { "type": "mrkdwn", "text": text::cut(&self.text(), text::SECTION_TEXT) } },
-        ])
+        ]);
+        if !broadcast {
+            if let Some(list) = blocks.as_array_mut() {
+                list.push(blocks::followup_add_button(&self.incident_id));
+            }
+        }
+        blocks
     }
 }
 

@@ -118,6 +118,24 @@ pub async fn for_command(state: &AppState, channel: &str, user: &str) -> anyhow:
     Ok(timeline::slack_reply(&inc.key(), &entries, tz))
 }
 
+/// The one incident called `key` (`INC-42`), for the read-only exports.
+pub async fn find_by_key(db: &Db, key: &str) -> anyhow::Result<crate::incidents::Incident> {
+    let number: i64 = key
+        .trim()
+        .trim_start_matches("INC-")
+        .trim_start_matches("inc-")
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{key}` is not an incident key (e.g. INC-42)"))?;
+    let mut found = incidents::by_number(db, number).await?;
+    match found.len() {
+        0 => anyhow::bail!("no incident INC-{number}"),
+        1 => Ok(found.remove(0)),
+        _ => anyhow::bail!(
+            "INC-{number} exists in several workspaces; this export cannot tell them apart"
+        ),
+    }
+}
+
 /// `incident-bot export <INC-n> --format md|json`: the whole timeline, read without writing (the database is
 /// opened read-only and never migrated).
 pub async fn export_cli(
@@ -129,24 +147,13 @@ pub async fn export_cli(
     let tz: chrono_tz::Tz = tz
         .parse()
         .map_err(|_| anyhow::anyhow!("--tz `{tz}` is not an IANA time zone"))?;
-    let number: i64 = key
-        .trim()
-        .trim_start_matches("INC-")
-        .trim_start_matches("inc-")
-        .parse()
-        .map_err(|_| anyhow::anyhow!("`{key}` is not an incident key (e.g. INC-42)"))?;
     if !matches!(format, "md" | "json") {
-        anyhow::bail!("--format `{format}`: use md or json");
+        anyhow::bail!(
+            "--format `{format}`: use md or json (or postmortem for the postmortem draft)"
+        );
     }
     let db = Db::connect_read_only(database_url).await?;
-    let found = incidents::by_number(&db, number).await?;
-    let inc = match found.as_slice() {
-        [] => anyhow::bail!("no incident INC-{number}"),
-        [one] => one,
-        _ => anyhow::bail!(
-            "INC-{number} exists in several workspaces; this export cannot tell them apart"
-        ),
-    };
+    let inc = find_by_key(&db, key).await?;
     let entries = incidents::timeline_entries(&db, &inc.id).await?;
     Ok(match format {
         "md" => timeline::markdown(&inc.key(), &inc.title, &entries, tz),

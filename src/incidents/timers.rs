@@ -1,7 +1,7 @@
 //! Timers: the P1 acknowledgement escalation, the unresolved escalation, the reminder of a P1 without an incident
 //! commander, the "next status update due" reminder ([`super::updates`]), the stalled-phase nudge
-//! ([`super::nudges`], which also matches new deploys against open incidents every tick), and the end of the
-//! monitoring window.
+//! ([`super::nudges`], which also matches new deploys against open incidents every tick), a follow-up's due-day
+//! reminder ([`super::followups`]), and the end of the monitoring window.
 //!
 //! A timer is a row of `timers` (`due_at`, `fired`). Escalation timers are armed by the worker, once per incident
 //! (`incidents.timers_armed`), for every incident declared in the last day (so they exist whoever declared the
@@ -197,6 +197,7 @@ async fn fire(state: &Arc<AppState>, id: &str, now: DateTime<Utc>) -> Result<boo
                 "not needed: the incident is resolved".to_string()
             }
         }
+        Some(Kind::FollowupDue) => super::followups::remind(&mut tx, &inc, id, now).await?,
         Some(Kind::Close) => {
             let window = phases::monitoring_window(state);
             match (status, inc.timeline.monitoring_ends_at(window)) {

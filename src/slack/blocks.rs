@@ -1,4 +1,5 @@
-//! Block Kit rendering: the incident card, the channel topic, the announcement and the declare modal.
+//! Block Kit rendering: the incident card, the channel topic, the announcement, the declare modal, and the
+//! follow-up buttons and form.
 //! Pure functions of the incident and what the caller already looked up. Every untrusted string (title, service,
 //! deploy fields, catalog text) goes through [`crate::domain::text`]: escaped, linked only when checked, cut to
 //! Slack's limits.
@@ -563,6 +564,48 @@ pub fn update_modal(
             { "type": "input", "block_id": "next", "label": { "type": "plain_text", "text": "Next update in (minutes)" },
               "element": { "type": "number_input", "action_id": "value", "is_decimal_allowed": false,
                 "initial_value": default_minutes.to_string(), "min_value": "1", "max_value": max_minutes.to_string() } }
+        ]
+    })
+}
+
+/// `action_id` of the "Done" button on a follow-up's message (its value is the follow-up's number).
+pub const FOLLOWUP_DONE_ACTION_ID: &str = "followup_done";
+/// `action_id` of the MTTR summary's "Add follow-up" button (its value is the incident id).
+pub const FOLLOWUP_ADD_ACTION_ID: &str = "followup_add";
+/// `callback_id` of the "Add follow-up" form (its `private_metadata` is the incident id).
+pub const FOLLOWUP_FORM_CALLBACK_ID: &str = "followup_form";
+/// The "Done" button of follow-up `id` (an `actions` block).
+pub fn followup_done_button(id: i64) -> Value {
+    json!({ "type": "actions", "block_id": format!("followup:{id}"), "elements": [{
+        "type": "button", "action_id": FOLLOWUP_DONE_ACTION_ID, "value": id.to_string(), "style": "primary",
+        "text": { "type": "plain_text", "text": "Done" }
+    }] })
+}
+
+/// The "Add follow-up" button of the MTTR summary of incident `incident_id` (an `actions` block).
+pub fn followup_add_button(incident_id: &str) -> Value {
+    json!({ "type": "actions", "block_id": "followup_add", "elements": [{
+        "type": "button", "action_id": FOLLOWUP_ADD_ACTION_ID, "value": incident_id,
+        "text": { "type": "plain_text", "text": "Add follow-up" }
+    }] })
+}
+
+/// The "Add follow-up" form: what to do, an owner (user select), a due date (date picker).
+pub fn followup_form(incident_id: &str, key: &str) -> Value {
+    json!({
+        "type": "modal",
+        "callback_id": FOLLOWUP_FORM_CALLBACK_ID,
+        "private_metadata": incident_id,
+        "title": { "type": "plain_text", "text": text::cut_plain(&format!("Follow-up · {key}"), 24) },
+        "submit": { "type": "plain_text", "text": "Add" },
+        "close": { "type": "plain_text", "text": "Cancel" },
+        "blocks": [
+            { "type": "input", "block_id": "text", "label": { "type": "plain_text", "text": "What should be done?" },
+              "element": { "type": "plain_text_input", "action_id": "value", "max_length": crate::domain::followup::TEXT_MAX } },
+            { "type": "input", "block_id": "owner", "optional": true, "label": { "type": "plain_text", "text": "Owner" },
+              "element": { "type": "users_select", "action_id": "value" } },
+            { "type": "input", "block_id": "due", "optional": true, "label": { "type": "plain_text", "text": "Due date" },
+              "element": { "type": "datepicker", "action_id": "value" } }
         ]
     })
 }

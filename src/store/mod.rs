@@ -13,6 +13,7 @@
 //! - [`deploys`]: deploy events (`deploys`) and the "recent deploys" query;
 //! - [`digests`]: the digest's reads of `incidents`, and `digest_runs`;
 //! - [`incidents`]: incident rows (`incidents`) and their timeline lines (`timeline_events`);
+//! - [`followups`]: follow-ups of incidents (`followups`);
 //! - [`imports`]: incidents imported from other tools (their rows of `incidents`);
 //! - [`setup_steps`]: the war-room setup steps (`setup_steps`);
 //! - [`outbox`]: the Slack and pager effects queued with the change that caused them (`outbox`);
@@ -23,6 +24,7 @@ pub mod alerts;
 pub mod declarations;
 pub mod deploys;
 pub mod digests;
+pub mod followups;
 pub mod imports;
 pub mod incidents;
 pub mod lease;

@@ -23,6 +23,8 @@ pub enum Kind {
     UpdateDue,
     /// The phase may have run past the team's p90 for it: nudge the channel once per phase.
     Stalled(PhaseKind),
+    /// A follow-up is due today: remind its owner once.
+    FollowupDue,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Stalled(PhaseKind::Triage) => "stalled_triage",
             Kind::Stalled(PhaseKind::Remediation) => "stalled_remediation",
             Kind::Stalled(PhaseKind::Verification) => "stalled_verification",
+            Kind::FollowupDue => "followup_due",
         }
     }
 
@@ -47,6 +50,7 @@ impl Kind {
             Kind::Close,
             Kind::IcReminder,
             Kind::UpdateDue,
+            Kind::FollowupDue,
         ]
         .into_iter()
         .chain(PhaseKind::ALL.map(Kind::Stalled))

@@ -146,6 +146,11 @@ async fn run(
         Command::Role { .. } => Box::pin(super::roles::on_slash(&state, &cmd, parsed)).await,
         Command::Severity(to) => Box::pin(super::severity::on_slash(&state, &cmd, to)).await,
         Command::Update => Box::pin(super::updates::on_slash(&state, &cmd)).await,
+        Command::Postmortem
+        | Command::Followup(_)
+        | Command::FollowupDone(_)
+        | Command::FollowupAssign { .. }
+        | Command::Followups => Box::pin(super::followups::on_slash(&state, &cmd, parsed)).await,
         Command::Deploys { service, window } => Ok(ephemeral(
             Box::pin(crate::deploys::answer::for_command(
                 &state, &service, window,

@@ -68,6 +68,12 @@ async fn answer(
             "view_submission" if super::updates::is_update_form(&payload) => {
                 super::updates::on_submit(&state, &payload).await
             }
+            "view_submission" if super::followups::is_form(&payload) => {
+                super::followups::on_submit(&state, &payload).await
+            }
+            "block_actions" if super::followups::is_followup_click(&payload) => {
+                super::followups::on_click(&state, &payload).await
+            }
             "block_actions" if detection_answer(&payload).is_some() => {
                 on_detection_answer(&state, &payload).await
             }

@@ -13,6 +13,7 @@
 pub mod commands;
 pub mod deadline;
 pub mod events;
+pub mod followups;
 pub mod interactions;
 pub mod nudges;
 pub mod phases;
