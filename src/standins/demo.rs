@@ -29,7 +29,7 @@ use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::deploys::{self, NewDeploy};
 use crate::standins::harness::{settings_for, Harness};
 use crate::standins::pager::PagerStandin;
-use crate::standins::slack::{SlackStandin, INCIDENTS_CHANNEL_ID};
+use crate::standins::slack::{SlackStandin, UploadedFile, INCIDENTS_CHANNEL_ID};
 use crate::standins::slack_page::{self, Anchor};
 use crate::standins::story::Story;
 
@@ -480,14 +480,14 @@ async fn digest(d: &mut Demo) -> anyhow::Result<()> {
     d.type_command("U0DECLARER", INCIDENTS_CHANNEL_ID, "digest")
         .await?;
     let deadline = tokio::time::Instant::now() + LIMIT;
-    while d.h.slack.uploaded_files().is_empty() {
+    while !d.h.slack.uploaded_files().iter().any(is_png) {
         if tokio::time::Instant::now() > deadline {
             anyhow::bail!("the digest was not posted");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     d.story.catch_up();
-    for f in d.h.slack.uploaded_files() {
+    for f in d.h.slack.uploaded_files().iter().filter(|f| is_png(f)) {
         d.story.say(&format!(
             "📎 {} is a {} KB PNG (MTTR per phase, minutes)",
             f.filename,
@@ -504,6 +504,11 @@ async fn digest(d: &mut Demo) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The digest's chart, among the uploads (the postmortem drafts are Markdown).
+fn is_png(f: &UploadedFile) -> bool {
+    f.bytes.starts_with(b"\x89PNG")
 }
 
 /// `--keep` and `--html`: what the demo leaves behind.
@@ -527,7 +532,7 @@ async fn finish(d: &mut Demo, dir: &Path, opts: &Options) -> anyhow::Result<()> 
         ));
     }
     if opts.keep.is_some() {
-        if let Some(f) = files.first() {
+        if let Some(f) = files.iter().find(|f| is_png(f)) {
             std::fs::write(dir.join(KEPT_CHART), &f.bytes)?;
         }
         let since = (d.start - Span::hours(3)).format("%Y-%m-%dT%H:%M:%SZ");
