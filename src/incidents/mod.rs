@@ -5,6 +5,7 @@
 //! teaches: the postmortem draft ([`postmortem`]) and the follow-ups ([`followups`]).
 
 pub mod declare;
+pub mod deploy_prompt;
 pub mod detection;
 pub mod followups;
 pub mod nudges;

@@ -86,7 +86,7 @@ async fn arm(state: &AppState, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
 pub async fn tick(state: &Arc<AppState>) -> Result<usize, sqlx::Error> {
     let now = state.clock.now();
     arm(state, now).await?;
-    if let Err(e) = super::nudges::match_deploys(state, now).await {
+    if let Err(e) = super::deploy_prompt::match_deploys(state, now).await {
         tracing::warn!(error = %e, "matching deploys against open incidents failed; retried next tick");
     }
     let due = timers::due(&state.db, now).await?;

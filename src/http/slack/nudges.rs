@@ -1,4 +1,4 @@
-//! The Slack side of stalled-phase nudges and deploy prompts ([`crate::incidents::nudges`]): the nudge's
+//! The Slack side of stalled-phase nudges and deploy prompts ([`crate::incidents::nudges`], [`crate::incidents::deploy_prompt`]): the nudge's
 //! "Page …" button, its "Open deploy" link buttons (Slack opens the link; the click is only acknowledged) and the
 //! deploy prompt's "Fix deployed at 14:32" button. Every click is answered at once; what the clicker should know
 //! (already paged, the incident moved on) follows ephemerally.
@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::errors::ApiError;
-use crate::incidents::nudges::{self, FIX_ACTION_ID, OPEN_DEPLOY_ACTION_ID, PAGE_ACTION_ID};
+use crate::incidents::deploy_prompt::{self, FIX_ACTION_ID};
+use crate::incidents::nudges::{self, OPEN_DEPLOY_ACTION_ID, PAGE_ACTION_ID};
 use crate::state::AppState;
 
 fn action_id(p: &Value) -> &str {
@@ -39,7 +40,7 @@ pub async fn on_click(state: &Arc<AppState>, p: &Value) -> Result<Response, ApiE
     let said = if action == PAGE_ACTION_ID {
         Some(nudges::page_click(state, team, value).await?)
     } else {
-        nudges::fix_click(state, team, value, user).await?
+        deploy_prompt::fix_click(state, team, value, user).await?
     };
     if let Some(text) = said {
         super::phases::tell_later(state, p, text);
