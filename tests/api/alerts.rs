@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use sqlx::Row;
 
-use crate::helpers::{fresh_database_url, spawn_app, spawn_app_with, SETUP_LIMIT};
+use crate::helpers::{eventually, fresh_database_url, spawn_app, spawn_app_with, SETUP_LIMIT};
 
 const ALERTMANAGER: &str = include_str!("../fixtures/alerts/alertmanager_webhook_v4.json");
 const GRAFANA: &str = include_str!("../fixtures/alerts/grafana_webhook.json");
@@ -98,19 +98,6 @@ async fn processed(h: &Harness) {
             tokio::time::Instant::now() < deadline,
             "{left} alerts unprocessed"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits for `cond` (checked every 20 ms) for at most [`LIMIT`].
-async fn eventually<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while !cond().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

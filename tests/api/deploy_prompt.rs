@@ -11,7 +11,9 @@ use incident_bot::standins::harness::Harness;
 use incident_bot::standins::slack::{blocks_to_text, Message};
 use serde_json::{json, Value};
 
-use crate::helpers::{click_button, declare_done as declare, incident, World};
+use crate::helpers::{
+    click_button, declare_done as declare, eventually, first_block_id, incident, World,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -37,14 +39,6 @@ async fn deploy(bot: &Harness, body: Value) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-fn first_block_id(m: &Message) -> String {
-    m.blocks
-        .as_ref()
-        .and_then(|b| b[0]["block_id"].as_str())
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// The prompts posted in the incident channel.
@@ -84,20 +78,6 @@ async fn slash_in(bot: &Harness, id: &str, text: &str) -> String {
 async fn a_few_ticks(bot: &Harness, id: &str) {
     tokio::time::sleep(Duration::from_millis(700)).await;
     bot.wait_for_effects(id, LIMIT).await.unwrap();
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut cond: impl FnMut() -> F,
-) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The first ephemeral answer (to a response URL) containing `needle`, after the first `skip` answers.

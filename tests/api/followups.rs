@@ -9,7 +9,7 @@ use incident_bot::standins::harness::{slash_body, trigger_id, Harness, TEAM_ID};
 use incident_bot::standins::slack::{blocks_to_text, Message, GENERAL_CHANNEL_ID};
 use serde_json::{json, Value};
 
-use crate::helpers::{declare_done as declare, incident, World};
+use crate::helpers::{declare_done as declare, eventually, incident, World};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -74,20 +74,6 @@ fn click(bot: &Harness, channel: &str, user: &str, action_id: &str, value: &str)
         "response_url": bot.slack.response_url(),
         "actions": [{ "action_id": action_id, "value": value, "type": "button", "action_ts": "1.3" }],
     })
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut cond: impl FnMut() -> F,
-) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

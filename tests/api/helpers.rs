@@ -247,3 +247,27 @@ pub async fn click_button(
     .status()
     .as_u16()
 }
+
+/// Waits until `cond` holds (the bots' timer ticks and queues run meanwhile); fails naming `what` after 20 s.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut cond: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `block_id` of a message's first block: what kind of message it is (`card`, `ob:stalled:…`, …).
+pub fn first_block_id(m: &incident_bot::standins::slack::Message) -> String {
+    m.blocks
+        .as_ref()
+        .and_then(|b| b[0]["block_id"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}

@@ -15,7 +15,9 @@ use incident_bot::standins::harness::Harness;
 use incident_bot::standins::slack::{blocks_to_text, Message};
 use incident_bot::store::incidents::{self as store, NewIncident};
 
-use crate::helpers::{click_button, declare_done as declare, incident, World};
+use crate::helpers::{
+    click_button, declare_done as declare, eventually, first_block_id, incident, World,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -94,14 +96,6 @@ fn past(service: Option<&'static str>, triage: i64, remediation: i64) -> Past {
     }
 }
 
-fn first_block_id(m: &Message) -> String {
-    m.blocks
-        .as_ref()
-        .and_then(|b| b[0]["block_id"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The nudges posted in the incident channel, as messages.
 async fn nudges(bot: &Harness, id: &str) -> Vec<Message> {
     let inc = incident(bot, id).await;
@@ -125,20 +119,6 @@ async fn slash_in(bot: &Harness, id: &str, text: &str) {
     let (status, reply) = bot.slash_as("U0RESP", &ch, text).await.unwrap();
     assert_eq!(status, 200, "{reply}");
     bot.wait_for_effects(id, LIMIT).await.unwrap();
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut cond: impl FnMut() -> F,
-) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Lets several timer ticks (200 ms) pass, and the posts they queue run.

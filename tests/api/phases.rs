@@ -10,7 +10,8 @@ use incident_bot::standins::slack::{blocks_to_text, Channel, Message, INCIDENTS_
 use serde_json::Value;
 
 use crate::helpers::{
-    declare_done as declare, fresh_database_url, incident, responses, spawn_app, TestApp,
+    declare_done as declare, first_block_id, fresh_database_url, incident, responses, spawn_app,
+    TestApp,
 };
 use incident_bot::standins::harness::{settings_for, Harness};
 use incident_bot::standins::pager::PagerStandin;
@@ -64,14 +65,6 @@ async fn channel(app: &TestApp, id: &str) -> Channel {
     app.slack
         .channel_by_name(inc.channel_id.as_deref().unwrap())
         .unwrap()
-}
-
-fn first_block_id(m: &Message) -> String {
-    m.blocks
-        .as_ref()
-        .and_then(|b| b[0]["block_id"].as_str())
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn text_of(m: &Message) -> String {

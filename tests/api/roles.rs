@@ -9,18 +9,10 @@ use std::time::Duration;
 use incident_bot::standins::harness::Harness;
 use incident_bot::standins::slack::{blocks_to_text, Message};
 
-use crate::helpers::{declare_done as declare, incident, World};
+use crate::helpers::{declare_done as declare, eventually, first_block_id, incident, World};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const REMINDER: &str = "has had no incident commander";
-
-fn first_block_id(m: &Message) -> String {
-    m.blocks
-        .as_ref()
-        .and_then(|b| b[0]["block_id"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
 
 fn text_of(m: &Message) -> String {
     m.blocks.as_ref().map(blocks_to_text).unwrap_or_default()
@@ -73,21 +65,6 @@ async fn count_events(bot: &Harness, id: &str, kind: &str) -> i64 {
     incident_bot::store::incidents::count_events(&bot.state.db, id, kind)
         .await
         .unwrap()
-}
-
-/// Waits until `cond` holds, giving the 200 ms timer tick time to run.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut cond: impl FnMut() -> F,
-) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Lets several timer ticks pass.

@@ -9,7 +9,7 @@ use incident_bot::standins::harness::Harness;
 use incident_bot::standins::slack::{blocks_to_text, Message};
 use serde_json::{json, Value};
 
-use crate::helpers::{declare_done as declare, incident, World};
+use crate::helpers::{declare_done as declare, eventually, incident, World};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const REMINDER: &str = "the next status update on";
@@ -120,20 +120,6 @@ async fn thread_replies(bot: &Harness, id: &str) -> (String, Vec<String>) {
 
 async fn a_few_ticks() {
     tokio::time::sleep(Duration::from_millis(700)).await;
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut cond: impl FnMut() -> F,
-) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
