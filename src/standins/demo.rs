@@ -255,7 +255,8 @@ async fn history(d: &mut Demo) -> anyhow::Result<()> {
             &NewIncident {
                 id: &id,
                 team_id: "T0DEMOPAST",
-                number: 1 + i as i64,
+                // Numbers no demo incident takes (`export INC-1` must find one).
+                number: 901 + i as i64,
                 title: "past incident",
                 severity: Severity::P1,
                 service: Some("payments"),
