@@ -124,6 +124,15 @@ fn the_demo_tells_a_story_and_keeps_what_report_reads() {
     let report = run(&args, &[("DATABASE_URL", url)]);
     assert!(report.contains("Incidents: 2 "), "{report}");
     assert!(report.contains("MTTR: mean 54m"), "{report}");
+    // The kept incident's timeline exports as readable Markdown: mentions as ids, no escaped Slack markup.
+    let md = run(
+        &["export", "INC-1", "--format", "md"],
+        &[("DATABASE_URL", url)],
+    );
+    assert!(md.contains("| ✋ @U0PAYONC1 acknowledged at "), "{md}");
+    for raw in ["&lt;@", "<@U", "<!date^", "&amp;"] {
+        assert!(!md.contains(raw), "{raw:?} in:\n{md}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
