@@ -116,7 +116,10 @@ fn slack_line(e: &Entry, tz: Tz) -> String {
 /// Slack's limits. Should a special mention (`<!channel>`, `<!here>`, …) be in it all the same, it is shown as
 /// text, never sent as one: only `<!date^…>` keeps its markup.
 fn own_line(detail: &str) -> String {
-    let one_line = detail.replace('\n', " · ");
+    let one_line: String = text::strip_invisible(&detail.replace('\n', " · "))
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let mut safe = String::with_capacity(one_line.len());
     let mut rest = one_line.as_str();
     while let Some(i) = rest.find("<!") {
