@@ -179,7 +179,8 @@ fn everything(h: &Hostile, n_deploys: usize, catalog_names: &[String]) -> Vec<(S
         "deploy answer".into(),
         json!({ "text": crate::deploys::answer::render(&deploys(h, n_deploys), Some(&h.service), std::slice::from_ref(&h.author), "in the last 2 h", t(14, 0)) }),
     ));
-    // The timeline: captured messages are untrusted text (and authors, kinds, links) from anyone in the channel.
+    // The timeline: captured messages are untrusted text (and authors, kinds, links) from anyone in the channel;
+    // the bot's own lines are Slack text it wrote, untrusted parts escaped when the line was stored.
     let entries: Vec<crate::domain::timeline::Entry> = (0..(n_deploys * 10).max(3))
         .map(|i| crate::domain::timeline::Entry {
             at: t(13, (i % 60) as u32),
@@ -193,7 +194,15 @@ fn everything(h: &Hostile, n_deploys: usize, catalog_names: &[String]) -> Vec<(S
             } else {
                 h.author.clone()
             }),
-            detail: format!("{} {}", h.title, h.version),
+            detail: if i % 3 == 0 {
+                format!(
+                    "🚨 Declared by <@{RESPONDER}> at <!date^1764079200^{{time}}|13:00 UTC>: *{}* {}",
+                    crate::domain::text::escape(&h.title),
+                    crate::domain::text::link(&h.url, &h.version)
+                )
+            } else {
+                format!("{} {}", h.title, h.version)
+            },
             permalink: Some(h.url.clone()),
             deleted: i % 7 == 6,
         })

@@ -244,6 +244,46 @@ pub fn readable_mentions(s: &str) -> String {
     out
 }
 
+/// Slack text the bot wrote (mrkdwn) for a reader outside Slack: `<@U1|name>`/`<@U1>` → `@name`/`@U1`,
+/// `<#C1|name>` → `#name`, `<!date^…|fallback>` → the fallback, `<!here>` → `@here`, `<url|label>` →
+/// `label (url)`, `<url>` → `url`; then `&amp;` `&lt;` `&gt;` decoded. The result is plain text, not Slack text.
+pub fn mrkdwn_plain(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('<') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(end) = tail.find('>').filter(|&e| !tail[1..e].contains('<')) else {
+            out.push('<');
+            rest = &tail[1..];
+            continue;
+        };
+        let inner = &tail[1..end];
+        let (target, label) = inner.split_once('|').unwrap_or((inner, ""));
+        if let Some(id) = target
+            .strip_prefix('@')
+            .or_else(|| target.strip_prefix('#'))
+        {
+            out.push_str(&target[..1]);
+            out.push_str(if label.is_empty() { id } else { label });
+        } else if let Some(special) = target.strip_prefix('!') {
+            if !label.is_empty() {
+                out.push_str(label);
+            } else {
+                out.push('@');
+                out.push_str(special.split('^').next().unwrap_or(special));
+            }
+        } else if label.is_empty() {
+            out.push_str(target);
+        } else {
+            out.push_str(&format!("{label} ({target})"));
+        }
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    decode_slash(&out)
+}
+
 /// A mention of user `id` (`<@U…>`) when it looks like a Slack user id; otherwise the id as escaped text.
 pub fn user(id: &str) -> String {
     if is_slack_id(id, &['U', 'W']) {

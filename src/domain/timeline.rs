@@ -38,12 +38,13 @@ impl Entry {
         self.kind == MESSAGE_KIND
     }
 
-    /// The text for a reader outside Slack: a captured message's Slack entities decoded.
+    /// The text for a reader outside Slack: a captured message's Slack entities decoded; the bot's own lines
+    /// (Slack text it wrote) as plain text — mentions as `@U…`, dates as their fallback, links as `label (url)`.
     fn plain_text(&self) -> String {
         if self.is_message() {
             text::decode_slash(&self.detail)
         } else {
-            self.detail.clone()
+            text::mrkdwn_plain(&self.detail).replace('\n', " · ")
         }
     }
 }
@@ -83,7 +84,10 @@ fn slack_line(e: &Entry, tz: Tz) -> String {
         } else {
             format!(
                 "“{}”",
-                text::escape_cut(&text::decode_slash(&e.detail), SLACK_ENTRY_TEXT)
+                text::escape_cut(
+                    &text::decode_slash(&text::readable_mentions(&e.detail)),
+                    SLACK_ENTRY_TEXT
+                )
             )
         };
         let link = e
@@ -102,9 +106,35 @@ fn slack_line(e: &Entry, tz: Tz) -> String {
         format!(
             "`{when}` *{}* {}{by}",
             text::escape_cut(&e.kind, 40),
-            text::escape_cut(&e.detail, SLACK_ENTRY_TEXT)
+            own_line(&e.detail)
         )
     }
+}
+
+/// One of the bot's own lines (Slack text it wrote when it stored the line, untrusted parts already escaped)
+/// for `/incident timeline`: its mentions, dates and links kept so Slack renders them, on one line, cut to
+/// Slack's limits. Should a special mention (`<!channel>`, `<!here>`, …) be in it all the same, it is shown as
+/// text, never sent as one: only `<!date^…>` keeps its markup.
+fn own_line(detail: &str) -> String {
+    let one_line: String = text::strip_invisible(&detail.replace('\n', " · "))
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut safe = String::with_capacity(one_line.len());
+    let mut rest = one_line.as_str();
+    while let Some(i) = rest.find("<!") {
+        safe.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let end = tail.find('>').map_or(tail.len(), |e| e + 1);
+        if tail.starts_with("<!date^") {
+            safe.push_str(&tail[..end]);
+        } else {
+            safe.push_str(&text::escape(&tail[..end]));
+        }
+        rest = &tail[end..];
+    }
+    safe.push_str(rest);
+    text::cut(&safe, SLACK_ENTRY_TEXT)
 }
 
 /// The whole timeline as a Markdown table, times in `tz`.
@@ -199,6 +229,30 @@ mod tests {
         assert!(!out.contains("<!here>"), "{out}");
         assert!(!out.contains("<@U999"), "{out}");
         assert!(out.contains("&lt;!channel&gt;"), "{out}");
+    }
+
+    #[test]
+    fn the_bots_own_lines_keep_their_markup_and_never_ping() {
+        let own = Entry {
+            kind: "acknowledged".into(),
+            detail:
+                "✅ Acknowledged by <@U1> at <!date^1^{time}|14:05 UTC> <!channel> *x &lt;y&gt;*"
+                    .into(),
+            permalink: None,
+            ..msg("")
+        };
+        let out = slack_reply("INC-1", std::slice::from_ref(&own), chrono_tz::UTC);
+        assert!(
+            out.contains("by <@U1> at <!date^1^{time}|14:05 UTC>"),
+            "{out}"
+        );
+        assert!(out.contains("&lt;!channel&gt; *x &lt;y&gt;*"), "{out}");
+        assert!(
+            !out.contains("<!channel>") && !out.contains("&amp;"),
+            "{out}"
+        );
+        let md = markdown("INC-1", "t", &[own], chrono_tz::UTC);
+        assert!(md.contains("Acknowledged by @U1 at 14:05 UTC"), "{md}");
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! an edited message as the lines that changed, mrkdwn rendered for the terminal ([`super::story`]).
 //!
 //! The incident runs on a manual clock, so 45 minutes of incident take a few seconds, and every time shown —
-//! Slack's message timestamps included — is that clock's: deploys land, the incident is declared and run
-//! (SPEC §12: upgraded to P1, a commander named and handed off, a status update posted in the channel and the
-//! announcement's thread, a message 📌 captured), responders click every phase button (signed `block_actions`
-//! requests, exactly as Slack sends them), the unresolved escalation fires, someone corrects a timestamp, the
-//! MTTR summary goes to both channels, the monitoring window closes the incident and a digest is asked for.
+//! Slack's message timestamps included — is that clock's: seven past P1 incidents are seeded (the team's
+//! history, 20–26 days back), deploys land, the incident is declared and run (SPEC §12: upgraded to P1, a
+//! commander named and handed off, a status update posted in the channel and the announcement's thread, a
+//! message 📌 captured), responders click the phase buttons (signed `block_actions` requests, exactly as Slack
+//! sends them), triage runs past the history's p90 and the bot nudges (SPEC 13), the unresolved escalation
+//! fires, the fix's deploy arrives through the deploy API and its prompt's button records the fix at the
+//! deploy's time, someone corrects a timestamp, the MTTR summary goes to both channels, the monitoring window
+//! closes the incident and a digest is asked for.
 //! Then an Alertmanager webhook opens a second incident by itself (impact from the alert's `startsAt`,
 //! detection `alert`, the card linking the alert), and its resolution asks "Alert resolved … — mark Resolved?".
 //!
@@ -183,6 +186,7 @@ async fn run_on(db_url: &str, dir: &Path, opts: &Options) -> anyhow::Result<()> 
         start,
     };
 
+    history(&mut d).await?;
     deploys_land(&mut d).await?;
     let id = declare(&mut d).await?;
     severity_up(&mut d, &id).await?;
@@ -190,23 +194,196 @@ async fn run_on(db_url: &str, dir: &Path, opts: &Options) -> anyhow::Result<()> 
     status_update(&mut d, &id).await?;
     capture(&mut d, &id).await?;
     phase(&mut d, &id, 3, "U0PAYONC1", "phase_ack", "Acknowledge").await?;
+    // Triage runs 18 minutes: past the team's p90 (12 minutes) the bot nudges.
+    triage_stalls(&mut d, &id).await?;
     phase(
         &mut d,
         &id,
-        18,
+        18 - STALL_SHOWN_AFTER,
         "U0PAYOWN1",
         "phase_identified",
         "Root cause identified",
     )
     .await?;
-    phase(&mut d, &id, 12, "U0PAYOWN1", "phase_fixed", "Fix deployed").await?;
-    phase(&mut d, &id, 9, "U0PAYONC1", "phase_resolved", "Resolved").await?;
+    // Remediation runs 12 minutes: the fix's deploy lands, the bot asks, a click records it at its time.
+    deploy_prompt(&mut d, &id).await?;
+    phase(&mut d, &id, 8, "U0PAYONC1", "phase_resolved", "Resolved").await?;
     correction(&mut d, &id).await?;
     timeline(&mut d, &id).await?;
     monitoring_closes(&mut d, &id).await?;
+    // The postmortem scene (draft and follow-ups) goes here, once that feature is merged: the incident is
+    // closed and its figures are final.
     digest(&mut d).await?;
     alert_declares(&mut d).await?;
     finish(&mut d, dir, opts).await
+}
+
+/// Triage minutes of the seeded history: p90 = 12 min (rank 0.9·6 = 5.4, between 12 and 12), n = 7.
+const PAST_TRIAGE: [i64; 7] = [5, 6, 8, 9, 10, 12, 12];
+/// Minutes into triage when the demo looks for the nudge (it is due at 12; the clock moves a minute at a time).
+const STALL_SHOWN_AFTER: i64 = 14;
+
+/// The team's past: seven resolved P1 incidents, 20–26 days ago (outside the week's digest and the `report`
+/// the demo prints), whose triage durations give the figure a stalled triage is measured against. Their
+/// detection (30 min), remediation (60 min) and verification (20 min) are longer than the demo's, so only
+/// triage is nudged.
+async fn history(d: &mut Demo) -> anyhow::Result<()> {
+    use crate::domain::phase::{Milestone, Timeline};
+    use crate::domain::severity::{DetectionMethod, Severity};
+    use crate::store::incidents::{insert, save_timeline, NewIncident};
+    d.story.scene("The team's history");
+    let now = d.h.state.clock.now();
+    for (i, triage) in PAST_TRIAGE.into_iter().enumerate() {
+        let id = format!("demo-past-{i}");
+        let started = now - Span::days(20 + i as i64);
+        let mut tl = Timeline::new(started, started);
+        let ack = started + Span::minutes(30);
+        let identified = ack + Span::minutes(triage);
+        let fixed = identified + Span::minutes(60);
+        for (m, at) in [
+            (Milestone::Acknowledged, ack),
+            (Milestone::Identified, identified),
+            (Milestone::Fixed, fixed),
+            (Milestone::Resolved, fixed + Span::minutes(20)),
+        ] {
+            tl.record(m, at, Some("U0PAYONC1".into()))
+                .map_err(|e| anyhow::anyhow!("history: {e:?}"))?;
+        }
+        let mut tx = d.h.state.db.begin_write().await?;
+        insert(
+            &mut tx,
+            &NewIncident {
+                id: &id,
+                team_id: "T0DEMOPAST",
+                // Numbers no demo incident takes (`export INC-1` must find one).
+                number: 901 + i as i64,
+                title: "past incident",
+                severity: Severity::P1,
+                service: Some("payments"),
+                detection: DetectionMethod::Alert,
+                declared_by: "U0PAYONC1",
+                origin_channel: None,
+                response_url: None,
+                started_at: started,
+                declared_at: started,
+                private: false,
+            },
+        )
+        .await?;
+        save_timeline(&mut tx, &id, 0, &tl).await?;
+        tx.commit().await?;
+    }
+    let listed: Vec<String> = PAST_TRIAGE.iter().map(|m| format!("{m}m")).collect();
+    d.story.say(&format!(
+        "{} resolved P1 incidents in the last month (seeded): triage took {} — the team's p90 for triage is 12m",
+        PAST_TRIAGE.len(),
+        listed.join(", ")
+    ));
+    Ok(())
+}
+
+/// Triage runs past the team's p90: the bot posts one nudge in the channel (figure, n, suspect deploys, a
+/// page button).
+async fn triage_stalls(d: &mut Demo, id: &str) -> anyhow::Result<()> {
+    d.story
+        .scene("Triage stalls: the bot nudges with the team's own figures");
+    for _ in 0..STALL_SHOWN_AFTER {
+        d.advance(Span::minutes(1));
+        settle(&d.h, id).await?;
+    }
+    d.story.catch_up();
+    Ok(())
+}
+
+/// During remediation the fix is deployed (the CI calls the deploy API); the bot asks whether it was the fix,
+/// and one click records `Fix deployed` at the deploy's time.
+async fn deploy_prompt(d: &mut Demo, id: &str) -> anyhow::Result<()> {
+    d.story
+        .scene("The fix is deployed: the bot asks if that was it");
+    for _ in 0..12 {
+        d.advance(Span::minutes(1));
+        settle(&d.h, id).await?;
+    }
+    d.story.catch_up();
+    let body = serde_json::json!({
+        "id": "demo-payments-v2.14.1", "service": "payments", "environment": "production",
+        "version": "v2.14.1", "author": "omar",
+        "url": "https://github.com/acme/payments/releases/tag/v2.14.1",
+        "deployed_at": d.h.state.clock.now().to_rfc3339(),
+    });
+    let resp =
+        d.h.http
+            .post(format!("{}/api/v1/deploys", d.h.base_url))
+            .bearer_auth(crate::standins::harness::DEPLOY_TOKEN)
+            .json(&body)
+            .send()
+            .await?;
+    d.story.say(&format!(
+        "{} · CI deploys *payments* `v2.14.1` to production: POST /api/v1/deploys → HTTP {}",
+        d.now(),
+        resp.status().as_u16()
+    ));
+    // The timer worker matches the deploy to the incident and posts the prompt.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let value = loop {
+        let chan = d.incident(id).await?.channel_id.unwrap_or_default();
+        let found =
+            d.h.slack
+                .channels()
+                .into_iter()
+                .find(|c| c.id == chan)
+                .and_then(|c| {
+                    c.messages.iter().find_map(|m| {
+                        m.blocks.as_ref()?.as_array()?.iter().find_map(|b| {
+                            b["elements"].as_array()?.iter().find_map(|e| {
+                                (e["action_id"] == crate::incidents::nudges::FIX_ACTION_ID)
+                                    .then(|| e["value"].as_str().map(str::to_string))
+                                    .flatten()
+                            })
+                        })
+                    })
+                });
+        if let Some(v) = found {
+            break v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the deploy prompt was not posted");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    d.settle(id).await?;
+    d.advance(Span::minutes(1));
+    settle(&d.h, id).await?;
+    d.story.catch_up();
+    d.story
+        .say(&format!("{} · @omar clicks the prompt's button", d.now()));
+    let inc = d.incident(id).await?;
+    let body = crate::standins::harness::block_actions_body(
+        &inc,
+        "U0PAYOWN1",
+        crate::incidents::nudges::FIX_ACTION_ID,
+        &d.h.slack.response_url(),
+        d.h.state.clock.now(),
+    )?;
+    let form: Vec<(String, String)> = serde_urlencoded::from_str(&body)?;
+    let mut payload: serde_json::Value = serde_json::from_str(&form[0].1)?;
+    payload["actions"][0]["value"] = serde_json::json!(value);
+    payload["actions"][0]["block_id"] = serde_json::json!("deploy_prompt");
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())])?;
+    d.h.post_signed(
+        "/slack/interactions",
+        "application/x-www-form-urlencoded",
+        body,
+    )
+    .await?;
+    d.settle(id).await?;
+    if let Some(fixed) = d.incident(id).await?.timeline.fixed {
+        d.story.say(&format!(
+            "the card shows the fix at {} — the deploy's time, not the click's",
+            fixed.at.format("%H:%M")
+        ));
+    }
+    Ok(())
 }
 
 /// Three deploys land before anything breaks.

@@ -24,6 +24,8 @@ pub const BOT_TOKEN: &str = "xoxb-harness-token";
 pub const TEAM_ID: &str = "T0001";
 /// `ALERT_API_TOKEN` of the bots the harness starts.
 pub const ALERT_TOKEN: &str = "harness-alert-token";
+/// `DEPLOY_API_TOKEN` of the bots the harness starts.
+pub const DEPLOY_TOKEN: &str = "harness-deploy-token";
 /// `PAGERDUTY_WEBHOOK_SECRET` of the bots the harness starts.
 pub const PAGERDUTY_WEBHOOK_SECRET: &str = "harness-pagerduty-webhook-secret";
 
@@ -65,7 +67,7 @@ pub fn secrets_for(catalog: &Catalog) -> Secrets {
     let mut s = Secrets {
         slack_bot_token: Some(Secret::new(BOT_TOKEN)),
         slack_signing_secret: Some(Secret::new(SIGNING_SECRET)),
-        deploy_api_token: Some(Secret::new("harness-deploy-token")),
+        deploy_api_token: Some(Secret::new(DEPLOY_TOKEN)),
         github_webhook_secret: Some(Secret::new("harness-github-secret")),
         gitlab_webhook_token: Some(Secret::new("harness-gitlab-token")),
         argocd_webhook_token: Some(Secret::new("harness-argocd-token")),
@@ -453,7 +455,7 @@ impl BotProcess {
             .env("OPSGENIE_API_URL", pager.opsgenie_url())
             .env("SLACK_BOT_TOKEN", BOT_TOKEN)
             .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
-            .env("DEPLOY_API_TOKEN", "harness-deploy-token")
+            .env("DEPLOY_API_TOKEN", DEPLOY_TOKEN)
             .env("ALERT_API_TOKEN", ALERT_TOKEN)
             .env("PAGERDUTY_WEBHOOK_SECRET", PAGERDUTY_WEBHOOK_SECRET)
             .env("INCIDENT_BOT_SETUP__LEASE_MS", "1500")

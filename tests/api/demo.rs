@@ -45,18 +45,48 @@ fn the_demo_tells_a_story_and_keeps_what_report_reads() {
         out.contains("📖 Runbook (https://runbooks.acme.example/payments)"),
         "{out}"
     );
-    // (`/incident timeline` escapes the bot's own lines, so Slack shows their markup raw: left out here.)
-    let timeline = out
-        .find("━━ The timeline so far")
-        .expect("a timeline scene");
-    let after = timeline + out[timeline..].find("\n━━ ").expect("a scene after it");
-    let story = format!("{}{}", &out[..timeline], &out[after..]);
     for raw in ["<!date^", "*Severity*", "&lt;", "<https://", "<@U"] {
-        assert!(
-            !story.contains(raw),
-            "raw Slack markup {raw:?} in:\n{story}"
-        );
+        assert!(!out.contains(raw), "raw Slack markup {raw:?} in:\n{out}");
     }
+    // Triage runs past the team's p90 of the seeded history: one nudge, with the figure, n, suspects, buttons.
+    let nudge = out
+        .lines()
+        .find(|l| l.contains("🐢 Triage has been running for"))
+        .unwrap_or_else(|| panic!("no stalled-phase nudge in:\n{out}"));
+    assert!(
+        nudge.contains("longer than the team's p90 for triage in P1 incidents (p90 12m, n = 7)"),
+        "{nudge}"
+    );
+    assert_eq!(out.matches("🐢 ").count(), 1, "one nudge:\n{out}");
+    assert!(
+        out.contains("Suspect deploys (since 2 h before impact):"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[Page escalation target] [Open payments v2.14.0]"),
+        "{out}"
+    );
+    // The fix's deploy arrives through the deploy API: the bot asks, the click records the deploy's time.
+    let prompt = out
+        .lines()
+        .find(|l| l.contains("🚀 payments v2.14.1 deployed at "))
+        .unwrap_or_else(|| panic!("no deploy prompt in:\n{out}"));
+    assert!(prompt.ends_with("by omar — was this the fix?"), "{prompt}");
+    let at = &prompt[prompt.find("deployed at ").unwrap() + "deployed at ".len()..][..5];
+    assert!(out.contains(&format!("[Fix deployed at {at}]")), "{out}");
+    let card = out
+        .lines()
+        .find(|l| l.contains("+ Remediation: 12m · @omar"))
+        .unwrap_or_else(|| panic!("the card does not show the fix:\n{out}"));
+    assert!(
+        card.ends_with(&format!("{at} UTC")),
+        "{card} (deployed at {at})"
+    );
+    assert!(
+        out.find("🐢 Triage").unwrap() < out.find("🚀 payments").unwrap(),
+        "nudge, then prompt"
+    );
+
     // The card is shown whole once per incident; later only what changed.
     assert_eq!(
         out.matches("Detected via unknown — not said yet").count(),
@@ -94,6 +124,15 @@ fn the_demo_tells_a_story_and_keeps_what_report_reads() {
     let report = run(&args, &[("DATABASE_URL", url)]);
     assert!(report.contains("Incidents: 2 "), "{report}");
     assert!(report.contains("MTTR: mean 54m"), "{report}");
+    // The kept incident's timeline exports as readable Markdown: mentions as ids, no escaped Slack markup.
+    let md = run(
+        &["export", "INC-1", "--format", "md"],
+        &[("DATABASE_URL", url)],
+    );
+    assert!(md.contains("| ✋ @U0PAYONC1 acknowledged at "), "{md}");
+    for raw in ["&lt;@", "<@U", "<!date^", "&amp;"] {
+        assert!(!md.contains(raw), "{raw:?} in:\n{md}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -180,6 +219,11 @@ fn the_demo_page_shows_a_reader_the_incident_in_a_real_browser() {
         "@dana",
         "Incident digest",
         "Mark Resolved",
+        "Triage has been running for",
+        "(p90 12m, n = 7)",
+        "Page escalation target",
+        "was this the fix?",
+        "Fix deployed at",
     ] {
         assert!(
             seen.contains(visible),

@@ -397,6 +397,50 @@ async fn the_timeline_command_lists_everything_in_order_in_the_readers_zone() {
 }
 
 #[tokio::test]
+async fn the_bots_own_lines_render_in_the_timeline_and_captured_text_never_pings() {
+    let app = spawn_app().await;
+    let (id, ch) = incident(&app).await;
+    let (status, _) = app.slash_as(BOB, &ch, "ack").await.unwrap();
+    assert_eq!(status, 200);
+    app.wait_for_effects(&id, LIMIT).await.unwrap();
+    let ts = app
+        .slack
+        .say(&ch, ALICE, "<!channel> ack from <@U0BOSS001> please")
+        .unwrap();
+    post_event(&app, pushpin("Ev0PIN1", BOB, &ch, &ts)).await;
+    wait_messages(&app, &id, |m| m.len() == 1).await;
+
+    let (_, reply) = app.slash_as(BOB, &ch, "timeline").await.unwrap();
+    let text = reply["text"].as_str().unwrap();
+    // The acknowledgement names its author as a Slack mention (Slack shows the name), not as escaped text.
+    let ack = text
+        .lines()
+        .find(|l| l.contains("*acknowledged*"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(ack.contains(&format!("<@{BOB}>")), "{ack}");
+    assert!(!text.contains("&lt;@") && !text.contains("&amp;"), "{text}");
+    // The captured message's mentions are text: nobody is pinged.
+    let pinned = text
+        .lines()
+        .find(|l| l.contains("please"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!pinned.contains("<!channel>"), "{pinned}");
+    assert!(!pinned.contains("<@U0BOSS001>"), "{pinned}");
+    assert!(pinned.contains("@U0BOSS001"), "{pinned}");
+
+    // The Markdown export reads as text: names for mentions, no Slack markup, no entity soup.
+    let md = incident_bot::incidents::timeline::export_cli(&app.db_url, "INC-1", "md", "UTC")
+        .await
+        .unwrap();
+    let ack = md
+        .lines()
+        .find(|l| l.contains("| acknowledged |"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(ack.contains(&format!("@{BOB}")), "{ack}");
+    assert!(!ack.contains("&lt;") && !ack.contains("<!date"), "{ack}");
+}
+
+#[tokio::test]
 async fn hostile_text_in_a_captured_message_never_reaches_slack_raw() {
     let app = spawn_app().await;
     let (id, ch) = incident(&app).await;
