@@ -211,8 +211,7 @@ async fn run_on(db_url: &str, dir: &Path, opts: &Options) -> anyhow::Result<()> 
     correction(&mut d, &id).await?;
     timeline(&mut d, &id).await?;
     monitoring_closes(&mut d, &id).await?;
-    // The postmortem scene (draft and follow-ups) goes here, once that feature is merged: the incident is
-    // closed and its figures are final.
+    postmortem(&mut d, &id).await?;
     digest(&mut d).await?;
     alert_declares(&mut d).await?;
     finish(&mut d, dir, opts).await
@@ -336,7 +335,7 @@ async fn deploy_prompt(d: &mut Demo, id: &str) -> anyhow::Result<()> {
                     c.messages.iter().find_map(|m| {
                         m.blocks.as_ref()?.as_array()?.iter().find_map(|b| {
                             b["elements"].as_array()?.iter().find_map(|e| {
-                                (e["action_id"] == crate::incidents::nudges::FIX_ACTION_ID)
+                                (e["action_id"] == crate::incidents::deploy_prompt::FIX_ACTION_ID)
                                     .then(|| e["value"].as_str().map(str::to_string))
                                     .flatten()
                             })
@@ -361,7 +360,7 @@ async fn deploy_prompt(d: &mut Demo, id: &str) -> anyhow::Result<()> {
     let body = crate::standins::harness::block_actions_body(
         &inc,
         "U0PAYOWN1",
-        crate::incidents::nudges::FIX_ACTION_ID,
+        crate::incidents::deploy_prompt::FIX_ACTION_ID,
         &d.h.slack.response_url(),
         d.h.state.clock.now(),
     )?;
@@ -649,6 +648,41 @@ async fn monitoring_closes(d: &mut Demo, id: &str) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The draft the bot uploaded at resolution, and two follow-ups from it.
+async fn postmortem(d: &mut Demo, id: &str) -> anyhow::Result<()> {
+    d.story.scene("The postmortem draft and its follow-ups");
+    let draft =
+        d.h.slack
+            .uploaded_files()
+            .into_iter()
+            .find(|f| f.bytes.starts_with(b"# Postmortem draft"))
+            .ok_or_else(|| anyhow::anyhow!("no postmortem draft was uploaded at resolution"))?;
+    let text = String::from_utf8_lossy(&draft.bytes);
+    d.story.say(&format!(
+        "📎 {} ({} lines of Markdown, uploaded to the channel at resolution; `incident-bot export {} --format postmortem` writes the same file). Its sections:",
+        draft.filename,
+        text.lines().count(),
+        d.incident(id).await?.key()
+    ));
+    for line in text.lines().filter(|l| l.starts_with("## ")) {
+        d.story
+            .say(&format!("  {}", line.trim_start_matches("## ")));
+    }
+    let chan = d.incident(id).await?.channel_id.unwrap_or_default();
+    let due = (d.h.state.clock.now() + Span::days(3)).format("%Y-%m-%d");
+    for text in [
+        format!(
+            "followup Alert on Visa declines before customers notice <@U0PAYOWN1|omar> due:{due}"
+        ),
+        "followup Add the gateway's error rate to the payments dashboard".to_string(),
+    ] {
+        d.type_command("U0PAYOWN2", &chan, &text).await?;
+        d.settle(id).await?;
+    }
+    d.type_command("U0PAYOWN2", &chan, "followups").await?;
+    d.settle(id).await
 }
 
 /// Someone asks for this week's digest in #incidents; it comes with a chart.

@@ -87,6 +87,33 @@ fn the_demo_tells_a_story_and_keeps_what_report_reads() {
         "nudge, then prompt"
     );
 
+    // The postmortem draft uploaded at resolution, with every section, then follow-ups from it.
+    let draft = out
+        .find("📎 INC-1-postmortem.md (")
+        .unwrap_or_else(|| panic!("no postmortem draft in the story:\n{out}"));
+    let sections = &out[draft..];
+    let mut at = 0;
+    for section in [
+        "Summary",
+        "Impact window",
+        "Phases",
+        "Timeline",
+        "Deploys in the 2 hours before impact",
+        "Detection",
+        "Alert and runbook coverage",
+        "Questions worth answering",
+        "Follow-ups",
+    ] {
+        let found = sections[at..]
+            .find(&format!("\n     {section}\n"))
+            .unwrap_or_else(|| panic!("section {section:?} missing or out of order:\n{out}"));
+        at += found + 1;
+    }
+    assert!(
+        out.contains("Open follow-ups of INC-1\n     • #1 Alert on Visa declines before customers notice · owner @omar · due "),
+        "{out}"
+    );
+
     // The card is shown whole once per incident; later only what changed.
     assert_eq!(
         out.matches("Detected via unknown — not said yet").count(),
