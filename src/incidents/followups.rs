@@ -8,6 +8,8 @@
 //! (`incidents.default_timezone`) that day: fired exactly once across replicas ([`super::timers`]), it reminds the
 //! owner in the incident channel unless the follow-up is done by then. Rows in [`crate::store::followups`],
 //! lines in [`crate::domain::followup`].
+//!
+//! Also here, beside them: `/incident postmortem`, which queues an upload of the draft ([`super::postmortem`]).
 
 use std::sync::Arc;
 
@@ -334,4 +336,32 @@ pub(crate) async fn remind(
         incidents::add_timeline_event(tx, &inc.id, now, "followup_reminder", None, &line).await?;
     outbox::post_line(tx, &inc.id, &event_id, now).await?;
     Ok("reminded".into())
+}
+
+/// `/incident postmortem` in `channel`: queues the upload; the reply for the person who asked.
+pub async fn request_postmortem(
+    state: &Arc<AppState>,
+    channel: &str,
+) -> Result<String, sqlx::Error> {
+    let Some(inc) = incidents::by_channel(&state.db, channel).await? else {
+        return Ok(
+            "`/incident postmortem` works in an incident's channel — run it there (`/incident list` shows them)."
+                .into(),
+        );
+    };
+    let now = state.clock.now();
+    let mut tx = state.db.begin_write().await?;
+    outbox::upload_postmortem(
+        &mut tx,
+        &inc.id,
+        &format!("asked:{}", uuid::Uuid::new_v4()),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    outbox::kick(state);
+    Ok(format!(
+        "📝 Building the postmortem draft of *{}*; it will appear in this channel as a Markdown file.",
+        inc.key()
+    ))
 }

@@ -1,11 +1,10 @@
 //! The postmortem draft of an incident (SPEC §13): gathers what the bot stored — the incident, its timeline lines,
 //! the deploys before impact, the service's coverage in the catalog and the alert routes, the follow-ups — into a
 //! [`crate::domain::postmortem::Draft`] and renders it. Uploaded to the incident channel at resolution (an outbox
-//! row queued with the MTTR summary, [`super::outbox`]) and on `/incident postmortem`; written to stdout by
+//! row queued with the MTTR summary, [`super::outbox`]) and on `/incident postmortem`
+//! ([`super::followups::request_postmortem`], beside the other learning commands); written to stdout by
 //! `incident-bot export INC-n --format postmortem` (read-only), with the same bytes for the same data. Times are
 //! in the configured zone (`incidents.default_timezone`).
-
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -142,31 +141,6 @@ pub async fn build(state: &AppState, inc: &Incident) -> Result<Built, sqlx::Erro
     )
     .await?;
     Ok(built(inc, &draft))
-}
-
-/// `/incident postmortem` in `channel`: queues the upload; the reply for the person who asked.
-pub async fn for_command(state: &Arc<AppState>, channel: &str) -> Result<String, sqlx::Error> {
-    let Some(inc) = incidents::by_channel(&state.db, channel).await? else {
-        return Ok(
-            "`/incident postmortem` works in an incident's channel — run it there (`/incident list` shows them)."
-                .into(),
-        );
-    };
-    let now = state.clock.now();
-    let mut tx = state.db.begin_write().await?;
-    super::outbox::upload_postmortem(
-        &mut tx,
-        &inc.id,
-        &format!("asked:{}", uuid::Uuid::new_v4()),
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    super::outbox::kick(state);
-    Ok(format!(
-        "📝 Building the postmortem draft of *{}*; it will appear in this channel as a Markdown file.",
-        inc.key()
-    ))
 }
 
 /// `incident-bot export <INC-n> --format postmortem`: the draft, read without writing (the database is opened

@@ -33,7 +33,7 @@ pub async fn on_slash(
     let team = Some(cmd.team_id.as_str());
     let reply = match parsed {
         Command::Postmortem => {
-            crate::incidents::postmortem::for_command(state, &cmd.channel_id).await?
+            crate::incidents::followups::request_postmortem(state, &cmd.channel_id).await?
         }
         Command::Followups => followups::list(state, &cmd.team_id, &cmd.channel_id).await?,
         Command::Followup(new) => {
