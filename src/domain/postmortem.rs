@@ -137,24 +137,38 @@ fn percent(share: f64) -> i64 {
 
 /// The draft as Markdown (ends with a newline).
 pub fn render(d: &Draft) -> String {
-    let tz = d.tz;
-    let resolved = d.timeline.resolved.as_ref().map(|s| s.at);
-    let b = mttr::breakdown(&d.timeline, resolved.unwrap_or(d.now));
-    let slowest = b.slowest();
     let mut o = String::new();
-    let mut line = |s: &str| {
-        o.push_str(s);
-        o.push('\n');
-    };
+    push_line(
+        &mut o,
+        &format!("# Postmortem draft: {} — {}\n", d.key, md(&d.title)),
+    );
+    push_line(
+        &mut o,
+        &format!(
+            "_A draft built by incident-bot from what it recorded; times in {}. Edit it into the postmortem._\n",
+            d.tz.name()
+        ),
+    );
+    summary(&mut o, d);
+    impact_window(&mut o, d);
+    phases(&mut o, d);
+    timeline(&mut o, d);
+    deploys_before_impact(&mut o, d);
+    detection(&mut o, d);
+    coverage(&mut o, d);
+    questions(&mut o, d);
+    followups(&mut o, d);
+    o
+}
 
-    line(&format!("# Postmortem draft: {} — {}", d.key, md(&d.title)));
-    line("");
-    line(&format!(
-        "_A draft built by incident-bot from what it recorded; times in {}. Edit it into the postmortem._",
-        tz.name()
-    ));
-    line("");
+fn push_line(o: &mut String, s: &str) {
+    o.push_str(s);
+    o.push('\n');
+}
 
+/// The "Summary" section.
+fn summary(o: &mut String, d: &Draft) {
+    let mut line = |s: &str| push_line(o, s);
     line("## Summary");
     line("");
     line(&format!("- **Incident:** {} — {}", d.key, md(&d.title)));
@@ -181,7 +195,14 @@ pub fn render(d: &Draft) -> String {
         d.timeline.status().label().to_lowercase()
     ));
     line("");
+}
 
+/// The "Impact window" section.
+fn impact_window(o: &mut String, d: &Draft) {
+    let tz = d.tz;
+    let resolved = d.timeline.resolved.as_ref().map(|s| s.at);
+    let b = mttr::breakdown(&d.timeline, resolved.unwrap_or(d.now));
+    let mut line = |s: &str| push_line(o, s);
     line("## Impact window");
     line("");
     line(&format!(
@@ -214,7 +235,14 @@ pub fn render(d: &Draft) -> String {
         }
     }
     line("");
+}
 
+/// The "Phases" section.
+fn phases(o: &mut String, d: &Draft) {
+    let resolved = d.timeline.resolved.as_ref().map(|s| s.at);
+    let b = mttr::breakdown(&d.timeline, resolved.unwrap_or(d.now));
+    let slowest = b.slowest();
+    let mut line = |s: &str| push_line(o, s);
     line("## Phases");
     line("");
     line("| Phase | Duration | Share of MTTR | Note |");
@@ -237,7 +265,12 @@ pub fn render(d: &Draft) -> String {
         ));
     }
     line("");
+}
 
+/// The "Timeline" section.
+fn timeline(o: &mut String, d: &Draft) {
+    let tz = d.tz;
+    let mut line = |s: &str| push_line(o, s);
     line("## Timeline");
     line("");
     if d.entries.is_empty() {
@@ -270,7 +303,12 @@ pub fn render(d: &Draft) -> String {
         }
     }
     line("");
+}
 
+/// The "Deploys in the 2 hours before impact" section.
+fn deploys_before_impact(o: &mut String, d: &Draft) {
+    let tz = d.tz;
+    let mut line = |s: &str| push_line(o, s);
     line("## Deploys in the 2 hours before impact");
     line("");
     match &d.service {
@@ -303,7 +341,13 @@ pub fn render(d: &Draft) -> String {
         }
     }
     line("");
+}
 
+/// The "Detection" section.
+fn detection(o: &mut String, d: &Draft) {
+    let resolved = d.timeline.resolved.as_ref().map(|s| s.at);
+    let b = mttr::breakdown(&d.timeline, resolved.unwrap_or(d.now));
+    let mut line = |s: &str| push_line(o, s);
     line("## Detection");
     line("");
     line(&format!("- **Detected via:** {}", d.detection.as_str()));
@@ -312,7 +356,11 @@ pub fn render(d: &Draft) -> String {
         format_duration(b.get(PhaseKind::Detection).duration)
     ));
     line("");
+}
 
+/// The "Alert and runbook coverage" section.
+fn coverage(o: &mut String, d: &Draft) {
+    let mut line = |s: &str| push_line(o, s);
     line("## Alert and runbook coverage");
     line("");
     match (&d.coverage, &d.service) {
@@ -343,7 +391,14 @@ pub fn render(d: &Draft) -> String {
         }
     }
     line("");
+}
 
+/// The "Questions worth answering" section.
+fn questions(o: &mut String, d: &Draft) {
+    let resolved = d.timeline.resolved.as_ref().map(|s| s.at);
+    let b = mttr::breakdown(&d.timeline, resolved.unwrap_or(d.now));
+    let slowest = b.slowest();
+    let mut line = |s: &str| push_line(o, s);
     line("## Questions worth answering");
     line("");
     let slow = match slowest {
@@ -381,7 +436,12 @@ pub fn render(d: &Draft) -> String {
         detection_question(d, &b)
     ));
     line("");
+}
 
+/// The "Follow-ups" section.
+fn followups(o: &mut String, d: &Draft) {
+    let tz = d.tz;
+    let mut line = |s: &str| push_line(o, s);
     line("## Follow-ups");
     line("");
     if d.followups.is_empty() {
@@ -408,7 +468,6 @@ pub fn render(d: &Draft) -> String {
             line(&s);
         }
     }
-    o
 }
 
 fn yes(b: bool) -> &'static str {
