@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use incident_bot::clock::Clock;
 use incident_bot::standins::harness::Harness;
-use incident_bot::standins::slack::{blocks_to_text, Message};
+use incident_bot::standins::slack::Message;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    click_button, declare_done as declare, eventually, first_block_id, incident, World,
+    click_button, declare_done as declare, eventually, first_block_id, incident, lines, text_of,
+    World,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -52,10 +53,6 @@ async fn prompts(bot: &Harness, id: &str) -> Vec<Message> {
         .filter(|m| first_block_id(m).starts_with("ob:deploy_prompt:"))
         .cloned()
         .collect()
-}
-
-fn text_of(m: &Message) -> String {
-    m.blocks.as_ref().map(blocks_to_text).unwrap_or_default()
 }
 
 /// The prompt's button value.
@@ -100,19 +97,6 @@ async fn said_to(bot: &Harness, skip: usize, needle: &str) -> String {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Timeline lines posted in the incident channel.
-async fn lines(bot: &Harness, id: &str) -> Vec<String> {
-    let inc = incident(bot, id).await;
-    bot.slack
-        .channel_by_name(inc.channel_id.as_deref().unwrap())
-        .unwrap()
-        .messages
-        .iter()
-        .filter(|m| first_block_id(m).starts_with("ob:post:"))
-        .map(text_of)
-        .collect()
 }
 
 #[tokio::test]

@@ -271,3 +271,24 @@ pub fn first_block_id(m: &incident_bot::standins::slack::Message) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// A message's text as a reader sees it (its blocks flattened; empty for a message without blocks).
+pub fn text_of(m: &incident_bot::standins::slack::Message) -> String {
+    m.blocks
+        .as_ref()
+        .map(incident_bot::standins::slack::blocks_to_text)
+        .unwrap_or_default()
+}
+
+/// The timeline lines the bot posted in incident `id`'s channel, in order.
+pub async fn lines(bot: &Harness, id: &str) -> Vec<String> {
+    let inc = incident(bot, id).await;
+    bot.slack
+        .channel_by_name(inc.channel_id.as_deref().unwrap())
+        .unwrap()
+        .messages
+        .iter()
+        .filter(|m| first_block_id(m).starts_with("ob:post:"))
+        .map(text_of)
+        .collect()
+}

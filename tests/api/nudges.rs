@@ -12,11 +12,11 @@ use incident_bot::clock::Clock;
 use incident_bot::domain::phase::{Milestone, Timeline};
 use incident_bot::domain::severity::{DetectionMethod, Severity};
 use incident_bot::standins::harness::Harness;
-use incident_bot::standins::slack::{blocks_to_text, Message};
+use incident_bot::standins::slack::Message;
 use incident_bot::store::incidents::{self as store, NewIncident};
 
 use crate::helpers::{
-    click_button, declare_done as declare, eventually, first_block_id, incident, World,
+    click_button, declare_done as declare, eventually, first_block_id, incident, text_of, World,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -107,10 +107,6 @@ async fn nudges(bot: &Harness, id: &str) -> Vec<Message> {
         .filter(|m| first_block_id(m).starts_with("ob:stalled:"))
         .cloned()
         .collect()
-}
-
-fn text_of(m: &Message) -> String {
-    m.blocks.as_ref().map(blocks_to_text).unwrap_or_default()
 }
 
 /// `/incident <text>` typed by `user` in the incident's channel, after which every effect ran.

@@ -7,16 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use incident_bot::standins::harness::Harness;
-use incident_bot::standins::slack::{blocks_to_text, Message};
+use incident_bot::standins::slack::Message;
 
-use crate::helpers::{declare_done as declare, eventually, first_block_id, incident, World};
+use crate::helpers::{declare_done as declare, eventually, incident, lines, text_of, World};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const REMINDER: &str = "has had no incident commander";
-
-fn text_of(m: &Message) -> String {
-    m.blocks.as_ref().map(blocks_to_text).unwrap_or_default()
-}
 
 /// The pinned card's text.
 async fn card(bot: &Harness, id: &str) -> String {
@@ -32,19 +28,6 @@ async fn card(bot: &Harness, id: &str) -> String {
         .collect();
     assert_eq!(pinned.len(), 1, "one pinned card");
     text_of(pinned[0])
-}
-
-/// Timeline lines posted in the incident channel, in order.
-async fn lines(bot: &Harness, id: &str) -> Vec<String> {
-    let inc = incident(bot, id).await;
-    bot.slack
-        .channel_by_name(inc.channel_id.as_deref().unwrap())
-        .unwrap()
-        .messages
-        .iter()
-        .filter(|m| first_block_id(m).starts_with("ob:post:"))
-        .map(text_of)
-        .collect()
 }
 
 /// `/incident <text>` typed by `user` in the incident's channel; the ephemeral reply, after every effect ran.

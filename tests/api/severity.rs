@@ -12,7 +12,7 @@ use incident_bot::standins::pager::PagerStandin;
 use incident_bot::standins::slack::{blocks_to_text, Channel, Message, INCIDENTS_CHANNEL_ID};
 use serde_json::Value;
 
-use crate::helpers::{declare_done as declare, first_block_id, incident, World};
+use crate::helpers::{declare_done as declare, first_block_id, incident, text_of, World};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -21,10 +21,6 @@ async fn channel(bot: &Harness, id: &str) -> Channel {
     bot.slack
         .channel_by_name(inc.channel_id.as_deref().unwrap())
         .unwrap()
-}
-
-fn text_of(m: &Message) -> String {
-    m.blocks.as_ref().map(blocks_to_text).unwrap_or_default()
 }
 
 async fn card(bot: &Harness, id: &str) -> String {
