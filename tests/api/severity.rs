@@ -9,7 +9,7 @@ use std::time::Duration;
 use incident_bot::clock::Clock;
 use incident_bot::standins::harness::{block_actions_body, Harness};
 use incident_bot::standins::pager::PagerStandin;
-use incident_bot::standins::slack::{blocks_to_text, Channel, Message, INCIDENTS_CHANNEL_ID};
+use incident_bot::standins::slack::{Channel, Message, INCIDENTS_CHANNEL_ID};
 use serde_json::Value;
 
 use crate::helpers::{declare_done as declare, first_block_id, incident, text_of, World};
