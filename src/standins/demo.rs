@@ -250,8 +250,9 @@ async fn history(d: &mut Demo) -> anyhow::Result<()> {
         }
         let mut tx = d.h.state.db.begin_write().await?;
         insert(
+            &d.h.state.db,
             &mut tx,
-            &NewIncident {
+            &[NewIncident {
                 id: &id,
                 team_id: "T0DEMOPAST",
                 // Numbers no demo incident takes (`export INC-1` must find one).
@@ -266,7 +267,7 @@ async fn history(d: &mut Demo) -> anyhow::Result<()> {
                 started_at: started,
                 declared_at: started,
                 private: false,
-            },
+            }],
         )
         .await?;
         save_timeline(&mut tx, &id, 0, &tl).await?;

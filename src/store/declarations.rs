@@ -12,16 +12,19 @@
 //! the acknowledgement p99 with 200 in flight). A lone declaration is written at once, alone: there is no
 //! timer and no background thread. If a group's transaction fails, its declarations are retried one by one,
 //! so that one bad declaration fails alone.
+//!
+//! The statements are those of each table's own file: [`super::replays::first_sights_in`],
+//! [`super::incidents::take_numbers`] and [`super::incidents::insert`], [`super::setup_steps::insert_claimed_channels`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use sqlx::Row as _;
 use tokio::sync::oneshot;
 
-use super::replays::Sighting;
-use crate::db::{ms, Db};
+use super::replays::{self, Sighting};
+use super::{incidents, setup_steps};
+use crate::db::Db;
 use crate::domain::incident::Incident;
 use crate::domain::phase::Timeline;
 use crate::domain::severity::{DetectionMethod, Severity};
@@ -174,57 +177,29 @@ pub async fn store_in(
         .zip(&numbers)
         .map(|((d, now), n)| n.map(|n| incident(d, *now, n)))
         .collect();
-    let new: Vec<(&Incident, bool)> = incidents
+    let new: Vec<incidents::NewIncident> = incidents
         .iter()
-        .zip(items)
-        .filter_map(|(i, (d, _))| i.as_ref().map(|i| (i, d.private)))
+        .flatten()
+        .map(|i| incidents::NewIncident {
+            id: &i.id,
+            team_id: &i.team_id,
+            number: i.number,
+            title: &i.title,
+            severity: i.severity,
+            service: i.service.as_deref(),
+            detection: i.detection,
+            declared_by: &i.declared_by,
+            origin_channel: i.origin_channel.as_deref(),
+            response_url: i.response_url.as_deref(),
+            started_at: i.timeline.started_at,
+            declared_at: i.timeline.declared_at,
+            private: i.private,
+        })
         .collect();
-    db.insert_rows(
-        tx,
-        (
-            "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by,
-                                    origin_channel, response_url, started_at, declared_at, is_private)",
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            "",
-        ),
-        &new,
-        |q, (i, private)| {
-            q.bind(i.id.as_str())
-                .bind(i.team_id.as_str())
-                .bind(i.number)
-                .bind(i.title.as_str())
-                .bind(i.severity.as_str())
-                .bind(i.service.as_deref())
-                .bind(i.detection.as_str())
-                .bind(i.declared_by.as_str())
-                .bind(i.origin_channel.as_deref())
-                .bind(i.response_url.as_deref())
-                .bind(ms(i.timeline.started_at))
-                .bind(ms(i.timeline.declared_at))
-                .bind(i64::from(*private))
-        },
-    )
-    .await?;
+    incidents::insert(db, tx, &new).await?;
     // Only the channel step is stored: every other step depends on it and is stored when it settles.
-    db.insert_rows(
-        tx,
-        (
-            "INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner,
-                                      lease_until, updated_at)",
-            "(?, 'channel', 'running', 1, ?, ?, ?, ?)",
-            "",
-        ),
-        &new,
-        |q, (i, _)| {
-            let now = ms(i.timeline.declared_at);
-            q.bind(i.id.as_str())
-                .bind(now)
-                .bind(claim.owner.as_str())
-                .bind(now + claim.lease_ms)
-                .bind(now)
-        },
-    )
-    .await?;
+    let steps: Vec<(&str, DateTime<Utc>)> = new.iter().map(|i| (i.id, i.declared_at)).collect();
+    setup_steps::insert_claimed_channels(db, tx, &steps, &claim.owner, claim.lease_ms).await?;
     Ok(incidents)
 }
 
@@ -252,21 +227,7 @@ async fn first_sightings(
     if signed.is_empty() {
         return Ok(firsts);
     }
-    let recorded: HashSet<String> = db
-        .insert_rows_returning(
-            tx,
-            (
-                "INSERT INTO slack_signatures (digest, at)",
-                "(?, ?)",
-                "ON CONFLICT (digest) DO NOTHING RETURNING digest",
-            ),
-            &signed,
-            |q, s| q.bind(s.digest.as_str()).bind(s.at_ms),
-        )
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<_, _>>()?;
+    let recorded = replays::first_sights_in(db, tx, &signed).await?;
     Ok(items
         .iter()
         .zip(firsts)
@@ -295,16 +256,7 @@ async fn take_numbers(
     }
     let mut next: HashMap<&str, i64> = HashMap::new();
     for (team, n) in wanted {
-        let last: i64 = sqlx::query_scalar(
-            "INSERT INTO workspace_counters (team_id, last_number) VALUES ($1, $2)
-             ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + $2
-             RETURNING last_number",
-        )
-        .bind(team)
-        .bind(n)
-        .fetch_one(&mut *tx)
-        .await?;
-        next.insert(team, last - n + 1);
+        next.insert(team, incidents::take_numbers(tx, team, n).await?);
     }
     Ok(items
         .iter()
@@ -347,6 +299,7 @@ fn incident(d: &Declaration, now: DateTime<Utc>, number: i64) -> Incident {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::Row as _;
 
     async fn memory_db() -> Db {
         let db = Db::connect("sqlite::memory:").await.unwrap();

@@ -115,17 +115,23 @@ pub async fn load_in(
     row.as_ref().map(incident_from_row).transpose()
 }
 
-/// Takes the workspace's next incident number (in the declaration's transaction, so a rolled-back declaration
-/// takes none).
-pub async fn next_number(tx: &mut sqlx::AnyConnection, team_id: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO workspace_counters (team_id, last_number) VALUES ($1, 1)
-         ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + 1
+/// Takes the workspace's next `n` incident numbers (in the declaration's transaction, so a rolled-back
+/// declaration takes none); returns the first of them.
+pub async fn take_numbers(
+    tx: &mut sqlx::AnyConnection,
+    team_id: &str,
+    n: i64,
+) -> Result<i64, sqlx::Error> {
+    let last: i64 = sqlx::query_scalar(
+        "INSERT INTO workspace_counters (team_id, last_number) VALUES ($1, $2)
+         ON CONFLICT (team_id) DO UPDATE SET last_number = workspace_counters.last_number + $2
          RETURNING last_number",
     )
     .bind(team_id)
+    .bind(n)
     .fetch_one(&mut *tx)
-    .await
+    .await?;
+    Ok(last - n + 1)
 }
 
 /// A declared incident's first row.
@@ -145,30 +151,37 @@ pub struct NewIncident<'a> {
     pub private: bool,
 }
 
-/// Inserts a declared incident's row.
+/// Inserts declared incidents' rows (one multi-row statement for a group of declarations).
 pub async fn insert(
+    db: &Db,
     tx: &mut sqlx::AnyConnection,
-    new: &NewIncident<'_>,
+    news: &[NewIncident<'_>],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by,
-                                origin_channel, response_url, started_at, declared_at, is_private)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    db.insert_rows(
+        tx,
+        (
+            "INSERT INTO incidents (id, team_id, number, title, severity, service, detection, declared_by,
+                                    origin_channel, response_url, started_at, declared_at, is_private)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "",
+        ),
+        news,
+        |q, new| {
+            q.bind(new.id)
+                .bind(new.team_id)
+                .bind(new.number)
+                .bind(new.title)
+                .bind(new.severity.as_str())
+                .bind(new.service)
+                .bind(new.detection.as_str())
+                .bind(new.declared_by)
+                .bind(new.origin_channel)
+                .bind(new.response_url)
+                .bind(ms(new.started_at))
+                .bind(ms(new.declared_at))
+                .bind(i64::from(new.private))
+        },
     )
-    .bind(new.id)
-    .bind(new.team_id)
-    .bind(new.number)
-    .bind(new.title)
-    .bind(new.severity.as_str())
-    .bind(new.service)
-    .bind(new.detection.as_str())
-    .bind(new.declared_by)
-    .bind(new.origin_channel)
-    .bind(new.response_url)
-    .bind(ms(new.started_at))
-    .bind(ms(new.declared_at))
-    .bind(i64::from(new.private))
-    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -6,7 +6,10 @@
 //! arrive ([`forget_old`]): a signature until its timestamp leaves the window (older ones are refused as stale
 //! anyway), an event id for an hour (Slack retries within minutes).
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
+use sqlx::Row as _;
 
 use crate::db::{ms, Db};
 
@@ -33,18 +36,28 @@ pub async fn first_sight(db: &Db, digest: &str, at_ms: i64) -> Result<bool, sqlx
     Ok(r.rows_affected() == 1)
 }
 
-/// [`first_sight`] inside the caller's transaction, so that what the request asked for and the record that it
-/// was seen commit together (a declaration: one write instead of two).
-pub async fn first_sight_in(
-    conn: &mut sqlx::AnyConnection,
-    seen: &Sighting,
-) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(RECORD_SIGNATURE)
-        .bind(&seen.digest)
-        .bind(seen.at_ms)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+/// [`first_sight`] for several requests inside the caller's transaction, so that what they asked for and the
+/// record that they were seen commit together (declarations: one write instead of two). Returns the digests
+/// recorded now; a digest missing from it was already recorded (a replay). The digests must be distinct.
+pub async fn first_sights_in(
+    db: &Db,
+    tx: &mut sqlx::AnyConnection,
+    seen: &[&Sighting],
+) -> Result<HashSet<String>, sqlx::Error> {
+    db.insert_rows_returning(
+        tx,
+        (
+            "INSERT INTO slack_signatures (digest, at)",
+            "(?, ?)",
+            "ON CONFLICT (digest) DO NOTHING RETURNING digest",
+        ),
+        seen,
+        |q, s| q.bind(s.digest.as_str()).bind(s.at_ms),
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get::<String, _>(0))
+    .collect()
 }
 
 /// Records an Events API delivery's `event_id` (received `at`); false when it was already recorded (a Slack

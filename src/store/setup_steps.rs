@@ -294,25 +294,33 @@ pub async fn channel_failure(db: &Db, incident_id: &str) -> Result<Option<String
     .flatten())
 }
 
-/// Inserts a new incident's `channel` step, the only one that waits for nothing, already claimed by `owner`
-/// until `lease_ms` after `now` (the declaring process starts it at once).
-pub async fn insert_claimed_channel(
+/// Inserts new incidents' `channel` steps, the only ones that wait for nothing, each already claimed by `owner`
+/// until `lease_ms` after its incident's declaration (`(incident id, declared at)`; the declaring process starts
+/// them at once).
+pub async fn insert_claimed_channels(
+    db: &Db,
     tx: &mut sqlx::AnyConnection,
-    incident_id: &str,
-    now: DateTime<Utc>,
+    incidents: &[(&str, DateTime<Utc>)],
     owner: &str,
     lease_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner, lease_until,
-                                  updated_at)
-         VALUES ($1, 'channel', 'running', 1, $2, $3, $4, $2)",
+    db.insert_rows(
+        tx,
+        (
+            "INSERT INTO setup_steps (incident_id, step, state, attempts, next_attempt_at, lease_owner,
+                                      lease_until, updated_at)",
+            "(?, 'channel', 'running', 1, ?, ?, ?, ?)",
+            "",
+        ),
+        incidents,
+        |q, (id, now)| {
+            q.bind(*id)
+                .bind(ms(*now))
+                .bind(owner)
+                .bind(ms(*now) + lease_ms)
+                .bind(ms(*now))
+        },
     )
-    .bind(incident_id)
-    .bind(ms(now))
-    .bind(owner)
-    .bind(ms(now) + lease_ms)
-    .execute(&mut *tx)
     .await?;
     Ok(())
 }

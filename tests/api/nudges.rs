@@ -63,8 +63,9 @@ async fn seed(bot: &Harness, now: DateTime<Utc>, past: &[Past]) {
         }
         let mut tx = bot.state.db.begin_write().await.unwrap();
         store::insert(
+            &bot.state.db,
             &mut tx,
-            &NewIncident {
+            &[NewIncident {
                 id: &id,
                 team_id: "T0HISTORY",
                 number: (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as i64,
@@ -78,7 +79,7 @@ async fn seed(bot: &Harness, now: DateTime<Utc>, past: &[Past]) {
                 started_at: started,
                 declared_at: started,
                 private: false,
-            },
+            }],
         )
         .await
         .unwrap();
